@@ -1,0 +1,209 @@
+//! `simple`: the guest the host's tests and benchmarks run.
+//!
+//! Functions (parameters -> return type):
+//!
+//! | name | signature | does |
+//! |---|---|---|
+//! | `echo_i32` .. `echo_bytes` | `(T) -> T` for i32, u32, i64, u64, f32, f64, bool, String, Bytes | returns its argument |
+//! | `void_fn`, `nop` | `() -> ()` | nothing |
+//! | `add` | `(i32, i32) -> i32` | wrapping sum |
+//! | `mixed` | `(i32, String, bool, f64, Bytes) -> String` | `format!("{i}\|{s}\|{b}\|{f:?}\|{bytes:?}")`, e.g. `-7\|hi\|true\|2.5\|[1, 2, 255]` |
+//! | `sum16` | `(i64 x 16) -> i64` | wrapping sum |
+//! | `call_host_add` | `(i32, i32) -> i32` | host `host_add(i32, i32) -> i32`; a host error is returned as is |
+//! | `call_host_echo_string` | `(String) -> String` | host `host_echo(String) -> String`; a host error is returned as is |
+//! | `call_host_raw` | `(String name, i32) -> String` | host `name(i32) -> i32`: `ok:<value>` or `err:<ErrorCode:?>:<message>` |
+//! | `call_host_wrong_types` | `() -> String` | host `host_add("x", true) -> i32`, in the `call_host_raw` format |
+//! | `call_host_n` | `(String name, u32 n) -> u64` | calls host `name() -> u64` `n` times, returns the wrapping sum; stops at the first error and returns it |
+//! | `log_all_levels` | `(String msg) -> ()` | logs `trace: msg`, `debug: msg`, `info: msg`, `warn: msg`, `error: msg` (in that order, at those levels) |
+//! | `do_panic` | `(String msg) -> ()` | `panic!("{msg}")` |
+//! | `divide_by_zero` | `(u64 x) -> u64` | a real `div` by zero: #DE (vector 0) |
+//! | `stack_overflow` | `(u64 depth) -> u64` | recurses forever (1 KiB frames), counting from `depth`: #PF on the stack guard page |
+//! | `exhaust_heap` | `() -> u64` | keeps allocating 64 KiB blocks until allocation fails: `OutOfMemory` abort |
+//! | `read_addr` | `(u64 addr) -> u64` | volatile read of the u64 at `addr` |
+//! | `write_addr` | `(u64 addr, u64 value) -> ()` | volatile write of `value` at `addr` |
+//! | `infinite_loop` | `() -> ()` | never returns |
+//! | `spin` | `(u64 n) -> u64` | busy loop of `n` iterations, returns `n` |
+//! | `counter` | `() -> u64` | increments a global counter, returns its new value (1 on the first call) |
+#![no_std]
+#![no_main]
+
+extern crate alloc;
+
+use alloc::format;
+use alloc::string::String;
+use alloc::vec::Vec;
+use core::hint::black_box;
+use core::sync::atomic::{AtomicU64, Ordering};
+
+use hyperlight_guest::{call_host, debug, error, info, register_fn, trace, warn, GuestError};
+
+/// Registers the guest functions (called once by hyperlight-guest at init).
+#[no_mangle]
+pub fn hyperlight_main() {
+    register_fn("echo_i32", |x: i32| x);
+    register_fn("echo_u32", |x: u32| x);
+    register_fn("echo_i64", |x: i64| x);
+    register_fn("echo_u64", |x: u64| x);
+    register_fn("echo_f32", |x: f32| x);
+    register_fn("echo_f64", |x: f64| x);
+    register_fn("echo_bool", |x: bool| x);
+    register_fn("echo_string", |x: String| x);
+    register_fn("echo_bytes", |x: Vec<u8>| x);
+    register_fn("void_fn", || ());
+    register_fn("nop", || ());
+    register_fn("add", |a: i32, b: i32| a.wrapping_add(b));
+    register_fn("mixed", mixed);
+    register_fn("sum16", sum16);
+
+    register_fn(
+        "call_host_add",
+        |a: i32, b: i32| -> Result<i32, GuestError> { call_host("host_add", (a, b)) },
+    );
+    register_fn(
+        "call_host_echo_string",
+        |s: String| -> Result<String, GuestError> { call_host("host_echo", (s,)) },
+    );
+    register_fn("call_host_raw", |name: String, arg: i32| {
+        raw_result(call_host::<i32>(&name, (arg,)))
+    });
+    register_fn("call_host_wrong_types", || {
+        raw_result(call_host::<i32>("host_add", (String::from("x"), true)))
+    });
+    register_fn("call_host_n", call_host_n);
+
+    register_fn("log_all_levels", log_all_levels);
+
+    register_fn("do_panic", do_panic);
+    register_fn("divide_by_zero", divide_by_zero);
+    register_fn("stack_overflow", stack_overflow);
+    register_fn("exhaust_heap", exhaust_heap);
+    register_fn("read_addr", read_addr);
+    register_fn("write_addr", write_addr);
+    register_fn("infinite_loop", infinite_loop);
+    register_fn("spin", spin);
+    register_fn("counter", counter);
+}
+
+fn mixed(i: i32, s: String, b: bool, f: f64, bytes: Vec<u8>) -> String {
+    format!("{i}|{s}|{b}|{f:?}|{bytes:?}")
+}
+
+#[allow(clippy::too_many_arguments)]
+fn sum16(
+    a: i64,
+    b: i64,
+    c: i64,
+    d: i64,
+    e: i64,
+    f: i64,
+    g: i64,
+    h: i64,
+    i: i64,
+    j: i64,
+    k: i64,
+    l: i64,
+    m: i64,
+    n: i64,
+    o: i64,
+    p: i64,
+) -> i64 {
+    [a, b, c, d, e, f, g, h, i, j, k, l, m, n, o, p]
+        .into_iter()
+        .fold(0i64, i64::wrapping_add)
+}
+
+/// `ok:<value>` or `err:<code>:<message>`.
+fn raw_result(result: Result<i32, GuestError>) -> String {
+    match result {
+        Ok(value) => format!("ok:{value}"),
+        Err(e) => format!("err:{:?}:{}", e.code, e.message),
+    }
+}
+
+fn call_host_n(name: String, n: u32) -> Result<u64, GuestError> {
+    let mut sum = 0u64;
+    for _ in 0..n {
+        sum = sum.wrapping_add(call_host::<u64>(&name, ())?);
+    }
+    Ok(sum)
+}
+
+fn log_all_levels(msg: String) {
+    trace!("trace: {msg}");
+    debug!("debug: {msg}");
+    info!("info: {msg}");
+    warn!("warn: {msg}");
+    error!("error: {msg}");
+}
+
+fn do_panic(msg: String) {
+    panic!("{msg}")
+}
+
+fn divide_by_zero(x: u64) -> u64 {
+    let divisor = black_box(0u64);
+    let quotient: u64;
+    // SAFETY: `div` only reads and writes the named registers; dividing by zero raises #DE, which
+    // the host handles (the guest never resumes). Nothing in memory is involved.
+    unsafe {
+        core::arch::asm!(
+            "div {divisor}",
+            divisor = in(reg) divisor,
+            inout("rax") x => quotient,
+            inout("rdx") 0u64 => _,
+            options(nomem, nostack),
+        );
+    }
+    quotient
+}
+
+#[allow(unconditional_recursion)]
+fn stack_overflow(depth: u64) -> u64 {
+    let mut frame = [0u8; 1024];
+    frame[(depth % 1024) as usize] = depth as u8;
+    let frame = black_box(frame);
+    let below = stack_overflow(black_box(depth.wrapping_add(1)));
+    below.wrapping_add(u64::from(frame[(below % 1024) as usize]))
+}
+
+fn exhaust_heap() -> u64 {
+    const BLOCK: usize = 64 * 1024;
+    let mut blocks: Vec<Vec<u8>> = Vec::new();
+    loop {
+        let mut block = Vec::with_capacity(BLOCK);
+        block.resize(BLOCK, 0xa5);
+        blocks.push(black_box(block));
+        black_box(&blocks);
+    }
+}
+
+fn read_addr(addr: u64) -> u64 {
+    // SAFETY: not sound in general, on purpose: the host's tests pass addresses that are either
+    // mapped and readable (to check the layout) or not (to check that the fault is contained).
+    // A read of a u64 has no effect on the guest's own state either way.
+    unsafe { core::ptr::read_volatile(addr as *const u64) }
+}
+
+fn write_addr(addr: u64, value: u64) {
+    // SAFETY: not sound in general, on purpose: the host's tests write to read-only or unmapped
+    // pages to check that the fault is contained, or to scratch memory they chose.
+    unsafe { core::ptr::write_volatile(addr as *mut u64, value) }
+}
+
+fn infinite_loop() {
+    loop {
+        core::hint::spin_loop();
+    }
+}
+
+fn spin(iterations: u64) -> u64 {
+    for i in 0..iterations {
+        black_box(i);
+    }
+    iterations
+}
+
+fn counter() -> u64 {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    COUNTER.fetch_add(1, Ordering::Relaxed) + 1
+}

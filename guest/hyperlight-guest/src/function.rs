@@ -1,0 +1,334 @@
+//! The guest function registry and the dispatcher of incoming calls.
+
+use alloc::boxed::Box;
+use alloc::collections::BTreeMap;
+use alloc::format;
+use alloc::rc::Rc;
+use alloc::string::String;
+use alloc::vec::Vec;
+use core::cell::RefCell;
+
+use hyperlight_schema::{
+    ErrorCode, FunctionCall, FunctionCallResult, GuestError, Value, ValueType, WireArgs, WireType,
+};
+
+use crate::global::Global;
+
+/// What a guest function may return: any [`WireType`] (`()` for "nothing"), or a `Result` of one.
+///
+/// - `T` is returned as the value.
+/// - `Result<T, String>`: `Err(message)` becomes a [`GuestError`] with
+///   [`ErrorCode::GuestFunctionFailed`] and that message.
+/// - `Result<T, GuestError>`: `Err(error)` is returned as is (e.g. a failed host call propagated
+///   with `?`).
+pub trait GuestReturn {
+    /// The declared return type.
+    const TYPE: ValueType;
+    /// Converts the function's return value into the call's result.
+    fn into_result(self) -> FunctionCallResult;
+}
+
+macro_rules! guest_return {
+    ($($ty:ty),* $(,)?) => {$(
+        impl GuestReturn for $ty {
+            const TYPE: ValueType = <$ty as WireType>::TYPE;
+            fn into_result(self) -> FunctionCallResult {
+                Ok(self.into_value())
+            }
+        }
+    )*};
+}
+
+guest_return!(i32, u32, i64, u64, f32, f64, bool, String, Vec<u8>, ());
+
+impl<T: WireType> GuestReturn for Result<T, String> {
+    const TYPE: ValueType = T::TYPE;
+    fn into_result(self) -> FunctionCallResult {
+        self.map(T::into_value).map_err(|message| GuestError {
+            code: ErrorCode::GuestFunctionFailed,
+            message,
+        })
+    }
+}
+
+impl<T: WireType> GuestReturn for Result<T, GuestError> {
+    const TYPE: ValueType = T::TYPE;
+    fn into_result(self) -> FunctionCallResult {
+        self.map(T::into_value)
+    }
+}
+
+/// A Rust function or closure that can be registered as a guest function: implemented for every
+/// `Fn(A1, ..., An) -> R + 'static` with `0 <= n <= 16`, each `Ai: WireType` and `R: GuestReturn`.
+/// `Args` is the tuple `(A1, ..., An)`.
+pub trait GuestFn<Args: WireArgs, R: GuestReturn>: 'static {
+    /// Calls the function with the unpacked arguments.
+    fn call(&self, args: Args) -> R;
+}
+
+macro_rules! guest_fn {
+    ($($arg:ident)*) => {
+        impl<Func, Ret, $($arg,)*> GuestFn<($($arg,)*), Ret> for Func
+        where
+            Func: Fn($($arg),*) -> Ret + 'static,
+            Ret: GuestReturn,
+            $($arg: WireType,)*
+        {
+            #[allow(non_snake_case)]
+            fn call(&self, ($($arg,)*): ($($arg,)*)) -> Ret {
+                self($($arg),*)
+            }
+        }
+    };
+}
+
+guest_fn!();
+guest_fn!(A);
+guest_fn!(A B);
+guest_fn!(A B C);
+guest_fn!(A B C D);
+guest_fn!(A B C D E);
+guest_fn!(A B C D E F);
+guest_fn!(A B C D E F G);
+guest_fn!(A B C D E F G H);
+guest_fn!(A B C D E F G H I);
+guest_fn!(A B C D E F G H I J);
+guest_fn!(A B C D E F G H I J K);
+guest_fn!(A B C D E F G H I J K L);
+guest_fn!(A B C D E F G H I J K L M);
+guest_fn!(A B C D E F G H I J K L M N);
+guest_fn!(A B C D E F G H I J K L M N O);
+guest_fn!(A B C D E F G H I J K L M N O P);
+
+type Erased = Box<dyn Fn(Vec<Value>) -> FunctionCallResult>;
+
+/// A registered function: its signature and its type-erased body.
+struct Registered {
+    params: Vec<ValueType>,
+    ret: ValueType,
+    body: Erased,
+}
+
+/// Registered functions by name. The dispatcher clones the `Rc` out of the map, so a running
+/// guest function may itself register functions.
+static REGISTRY: Global<RefCell<BTreeMap<String, Rc<Registered>>>> =
+    Global::new(RefCell::new(BTreeMap::new()));
+
+/// Registers `f` as the guest function `name`, with its parameter and return types taken from its
+/// Rust signature. Registering a name again replaces the earlier function.
+///
+/// ```ignore
+/// hyperlight_guest::register_fn("add", |a: i32, b: i32| a + b);
+/// hyperlight_guest::register_fn("greet", |name: String| -> Result<String, String> {
+///     if name.is_empty() { Err("empty name".into()) } else { Ok(format!("hello {name}")) }
+/// });
+/// ```
+pub fn register_fn<Args, R, F>(name: &str, f: F)
+where
+    Args: WireArgs + 'static,
+    R: GuestReturn + 'static,
+    F: GuestFn<Args, R>,
+{
+    let params = Args::types();
+    let body: Erased = Box::new(move |values: Vec<Value>| match Args::from_values(values) {
+        Some(args) => f.call(args).into_result(),
+        // The dispatcher checked count and types against `Args::types()` already.
+        None => Err(GuestError {
+            code: ErrorCode::WrongArgumentType,
+            message: String::from("arguments do not match the declared parameters"),
+        }),
+    });
+    let function = Registered {
+        params,
+        ret: R::TYPE,
+        body,
+    };
+    REGISTRY
+        .borrow_mut()
+        .insert(String::from(name), Rc::new(function));
+}
+
+/// Whether a guest function of that name is registered.
+pub fn is_registered(name: &str) -> bool {
+    REGISTRY.borrow().contains_key(name)
+}
+
+/// Checks `call` against the registered signature of its function and runs it.
+pub(crate) fn dispatch(call: FunctionCall) -> FunctionCallResult {
+    let FunctionCall {
+        name,
+        args,
+        return_type,
+    } = call;
+    let function = REGISTRY.borrow().get(name.as_str()).cloned();
+    let Some(function) = function else {
+        return Err(error(
+            ErrorCode::UnknownFunction,
+            format!("guest function `{name}` is not registered"),
+        ));
+    };
+    if args.len() != function.params.len() {
+        return Err(error(
+            ErrorCode::WrongArity,
+            format!(
+                "guest function `{name}` takes {} argument(s), the call has {}",
+                function.params.len(),
+                args.len()
+            ),
+        ));
+    }
+    for (i, (arg, &expected)) in args.iter().zip(&function.params).enumerate() {
+        let actual = arg.value_type();
+        if actual != expected {
+            return Err(error(
+                ErrorCode::WrongArgumentType,
+                format!(
+                    "guest function `{name}` argument {} has type {actual:?}, expected {expected:?}",
+                    i + 1
+                ),
+            ));
+        }
+    }
+    if return_type != function.ret {
+        return Err(error(
+            ErrorCode::WrongReturnType,
+            format!(
+                "guest function `{name}` returns {:?}, the caller expects {return_type:?}",
+                function.ret
+            ),
+        ));
+    }
+    drop(name);
+    (function.body)(args)
+}
+
+fn error(code: ErrorCode, message: String) -> GuestError {
+    GuestError { code, message }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use alloc::string::ToString;
+    use alloc::vec;
+
+    fn call(name: &str, args: Vec<Value>, return_type: ValueType) -> FunctionCallResult {
+        dispatch(FunctionCall {
+            name: name.to_string(),
+            args,
+            return_type,
+        })
+    }
+
+    fn code(result: FunctionCallResult) -> ErrorCode {
+        result.expect_err("the call should fail").code
+    }
+
+    // One test only: the registry is a global that assumes a single thread.
+    #[test]
+    fn registry_and_dispatch() {
+        register_fn("add", |a: i32, b: i32| a + b);
+        register_fn("nothing", || ());
+        register_fn("fails", |x: u32| -> Result<u32, String> {
+            if x == 0 {
+                Err("zero".to_string())
+            } else {
+                Ok(x)
+            }
+        });
+        register_fn("passes_error", || -> Result<String, GuestError> {
+            Err(GuestError {
+                code: ErrorCode::HostFunctionFailed,
+                message: "host".to_string(),
+            })
+        });
+        #[allow(clippy::too_many_arguments)]
+        fn sixteen(
+            a: Int,
+            b: Int,
+            c: Int,
+            d: Int,
+            e: Int,
+            f: Int,
+            g: Int,
+            h: Int,
+            i: Int,
+            j: Int,
+            k: Int,
+            l: Int,
+            m: Int,
+            n: Int,
+            o: Int,
+            p: String,
+        ) -> String {
+            alloc::format!(
+                "{}{p}",
+                a + b + c + d + e + f + g + h + i + j + k + l + m + n + o
+            )
+        }
+        type Int = i64;
+        register_fn("sixteen", sixteen);
+        assert!(is_registered("add") && !is_registered("missing"));
+
+        assert_eq!(
+            call("add", vec![Value::I32(2), Value::I32(3)], ValueType::I32),
+            Ok(Value::I32(5))
+        );
+        assert_eq!(call("nothing", vec![], ValueType::Void), Ok(Value::Void));
+        assert_eq!(
+            call("fails", vec![Value::U32(7)], ValueType::U32),
+            Ok(Value::U32(7))
+        );
+        assert_eq!(
+            call("fails", vec![Value::U32(0)], ValueType::U32),
+            Err(GuestError {
+                code: ErrorCode::GuestFunctionFailed,
+                message: "zero".to_string()
+            })
+        );
+        assert_eq!(
+            code(call("passes_error", vec![], ValueType::String)),
+            ErrorCode::HostFunctionFailed
+        );
+        let mut args: Vec<Value> = (1..=15).map(Value::I64).collect();
+        args.push(Value::String("!".to_string()));
+        assert_eq!(
+            call("sixteen", args, ValueType::String),
+            Ok(Value::String("120!".to_string()))
+        );
+
+        let unknown = call("missing", vec![], ValueType::Void).unwrap_err();
+        assert_eq!(unknown.code, ErrorCode::UnknownFunction);
+        assert!(unknown.message.contains("`missing`"), "{}", unknown.message);
+        let arity = call("add", vec![Value::I32(1)], ValueType::I32).unwrap_err();
+        assert_eq!(arity.code, ErrorCode::WrongArity);
+        assert!(
+            arity.message.contains("takes 2") && arity.message.contains("has 1"),
+            "{}",
+            arity.message
+        );
+        let arg = call("add", vec![Value::I32(1), Value::U32(2)], ValueType::I32).unwrap_err();
+        assert_eq!(arg.code, ErrorCode::WrongArgumentType);
+        assert!(
+            arg.message
+                .contains("argument 2 has type U32, expected I32"),
+            "{}",
+            arg.message
+        );
+        let ret = call("add", vec![Value::I32(1), Value::I32(2)], ValueType::String).unwrap_err();
+        assert_eq!(ret.code, ErrorCode::WrongReturnType);
+        assert!(
+            ret.message
+                .contains("returns I32, the caller expects String"),
+            "{}",
+            ret.message
+        );
+
+        // A registered function may register others while it runs; re-registering replaces.
+        register_fn("registers", || register_fn("late", || 1u64));
+        assert_eq!(call("registers", vec![], ValueType::Void), Ok(Value::Void));
+        assert_eq!(call("late", vec![], ValueType::U64), Ok(Value::U64(1)));
+        register_fn("late", || 2u64);
+        assert_eq!(call("late", vec![], ValueType::U64), Ok(Value::U64(2)));
+    }
+}

@@ -1,0 +1,102 @@
+//! Sandbox configuration: sizes with sane defaults and hard upper limits.
+
+use crate::error::Error;
+
+/// Sizes of a sandbox's memory regions. Every size is rounded up to whole pages.
+///
+/// The defaults suit small guests; every field has a hard upper limit checked by
+/// [`SandboxConfig::validate`], and nothing the guest does can make the host map more.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SandboxConfig {
+    /// Guest heap size in bytes. Default 4 MiB, at most [`SandboxConfig::MAX_HEAP`].
+    pub heap_size: u64,
+    /// Guest stack size in bytes. Default 256 KiB, at most [`SandboxConfig::MAX_STACK`].
+    pub stack_size: u64,
+    /// Input (host -> guest) buffer size. Default 256 KiB, at most [`SandboxConfig::MAX_BUFFER`].
+    pub input_size: u64,
+    /// Output (guest -> host) buffer size. Default 256 KiB, at most [`SandboxConfig::MAX_BUFFER`].
+    pub output_size: u64,
+    /// Largest guest ELF file accepted, in bytes. Default and maximum 64 MiB.
+    pub max_guest_file: u64,
+}
+
+impl SandboxConfig {
+    /// Upper limit of [`SandboxConfig::heap_size`]: 768 MiB.
+    pub const MAX_HEAP: u64 = 768 << 20;
+    /// Upper limit of [`SandboxConfig::stack_size`]: 64 MiB.
+    pub const MAX_STACK: u64 = 64 << 20;
+    /// Upper limit of the input and output buffer sizes: 64 MiB each.
+    pub const MAX_BUFFER: u64 = 64 << 20;
+    /// Upper limit of [`SandboxConfig::max_guest_file`] and of the loaded image: 64 MiB.
+    pub const MAX_GUEST_FILE: u64 = 64 << 20;
+    /// Smallest size of each region: one page (the input buffer needs room for its header).
+    pub const MIN_REGION: u64 = 4096;
+
+    /// Checks every field against its limits.
+    pub fn validate(&self) -> Result<(), Error> {
+        let check = |field: &'static str, value: u64, max: u64| {
+            if value < Self::MIN_REGION {
+                Err(Error::InvalidConfig {
+                    field,
+                    value,
+                    reason: "smaller than one page",
+                })
+            } else if value > max {
+                Err(Error::InvalidConfig {
+                    field,
+                    value,
+                    reason: "above the hard upper limit",
+                })
+            } else {
+                Ok(())
+            }
+        };
+        check("heap_size", self.heap_size, Self::MAX_HEAP)?;
+        check("stack_size", self.stack_size, Self::MAX_STACK)?;
+        check("input_size", self.input_size, Self::MAX_BUFFER)?;
+        check("output_size", self.output_size, Self::MAX_BUFFER)?;
+        check("max_guest_file", self.max_guest_file, Self::MAX_GUEST_FILE)
+    }
+}
+
+impl Default for SandboxConfig {
+    fn default() -> Self {
+        Self {
+            heap_size: 4 << 20,
+            stack_size: 256 << 10,
+            input_size: 256 << 10,
+            output_size: 256 << 10,
+            max_guest_file: Self::MAX_GUEST_FILE,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_is_valid() {
+        SandboxConfig::default().validate().unwrap();
+    }
+
+    #[test]
+    fn limits_are_enforced() {
+        let too_big = SandboxConfig {
+            heap_size: SandboxConfig::MAX_HEAP + 1,
+            ..SandboxConfig::default()
+        };
+        assert!(matches!(
+            too_big.validate(),
+            Err(Error::InvalidConfig { field: "heap_size", .. })
+        ));
+        let too_small = SandboxConfig {
+            output_size: 0,
+            ..SandboxConfig::default()
+        };
+        assert!(matches!(
+            too_small.validate(),
+            Err(Error::InvalidConfig { field: "output_size", .. })
+        ));
+    }
+}

@@ -1,0 +1,214 @@
+//! The one error type of `hyperlight-sys`.
+
+use std::path::PathBuf;
+
+use hyperlight_schema::wire::DecodeError;
+use hyperlight_schema::{ErrorCode, ValueType};
+
+use crate::elf::ElfError;
+
+/// Everything that can go wrong creating, calling or running a sandbox.
+///
+/// Errors marked *fatal* leave the sandbox poisoned: every later call returns
+/// [`Error::Poisoned`] until [`Sandbox::restore`](crate::Sandbox::restore) succeeds.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The hypervisor device could not be opened.
+    #[error("cannot open hypervisor device {path}: {source}")]
+    HypervisorUnavailable {
+        /// Device path.
+        path: PathBuf,
+        /// Why it failed (e.g. not found, permission denied).
+        #[source]
+        source: std::io::Error,
+    },
+    /// The hypervisor lacks something the runtime needs.
+    #[error("hypervisor unsupported: {reason}")]
+    HypervisorUnsupported {
+        /// What is missing.
+        reason: String,
+    },
+    /// A hypervisor ioctl failed.
+    #[error("hypervisor operation {op} failed: errno {errno}")]
+    Hypervisor {
+        /// The operation.
+        op: &'static str,
+        /// The OS error number.
+        errno: i32,
+    },
+    /// An OS call (memory mapping, thread creation) failed.
+    #[error("{op} failed: {source}")]
+    Os {
+        /// The call.
+        op: &'static str,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A configuration value is out of range.
+    #[error("invalid configuration: {field} = {value}: {reason}")]
+    InvalidConfig {
+        /// The field.
+        field: &'static str,
+        /// Its value.
+        value: u64,
+        /// Why it is rejected.
+        reason: &'static str,
+    },
+    /// The guest file could not be read.
+    #[error("cannot read guest binary {path}: {source}")]
+    GuestFile {
+        /// Path.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The guest file is not a loadable ELF.
+    #[error("invalid guest ELF: {0}")]
+    Elf(#[from] ElfError),
+    /// A host access to guest memory fell outside the mapping (a host bug or a bad length).
+    #[error("guest memory access out of bounds: {len} bytes at {gpa:#x} in {size} bytes")]
+    OutOfBounds {
+        /// Guest address.
+        gpa: u64,
+        /// Length.
+        len: usize,
+        /// Memory size.
+        size: usize,
+    },
+    /// A message is larger than the buffer it must fit in.
+    #[error("message of {len} bytes does not fit the {buffer} buffer of {capacity} bytes")]
+    MessageTooLarge {
+        /// Which buffer.
+        buffer: &'static str,
+        /// Message length.
+        len: u64,
+        /// Buffer capacity.
+        capacity: u64,
+    },
+    /// Fatal: the guest broke the protocol (bad length, message off-schema, wrong port width).
+    #[error("guest protocol violation: {reason}")]
+    Protocol {
+        /// What was wrong.
+        reason: String,
+    },
+    /// Fatal: a guest message did not verify against its schema.
+    #[error("malformed guest message: {0}")]
+    Malformed(#[from] DecodeError),
+    /// The guest function reported an error; the sandbox stays usable.
+    #[error("guest call failed ({code:?}): {message}")]
+    GuestCall {
+        /// Kind of failure.
+        code: ErrorCode,
+        /// Detail from the guest.
+        message: String,
+    },
+    /// The guest returned a value of another type than the caller asked for.
+    #[error("guest returned {actual:?}, caller expected {expected:?}")]
+    ReturnTypeMismatch {
+        /// Asked for.
+        expected: ValueType,
+        /// Got.
+        actual: ValueType,
+    },
+    /// Fatal: the guest panicked.
+    #[error("guest panicked: {message}")]
+    GuestPanic {
+        /// Panic message and location.
+        message: String,
+    },
+    /// Fatal: the guest's heap is exhausted.
+    #[error("guest out of memory: {message}")]
+    GuestOutOfMemory {
+        /// Detail.
+        message: String,
+    },
+    /// Fatal: integer divide by zero (#DE) in the guest.
+    #[error("guest divide error at rip {rip:#x}")]
+    DivideByZero {
+        /// Faulting instruction.
+        rip: u64,
+    },
+    /// Fatal: the guest ran off the bottom of its stack.
+    #[error("guest stack overflow at {addr:#x} (rip {rip:#x})")]
+    StackOverflow {
+        /// Faulting address (in the guard page).
+        addr: u64,
+        /// Faulting instruction.
+        rip: u64,
+    },
+    /// Fatal: the guest touched memory it may not (unmapped, guard page, or forbidden access).
+    #[error("guest memory violation: {access:?} at {addr:#x} (rip {rip:#x}, error code {error_code:#x})")]
+    MemoryViolation {
+        /// Faulting address (CR2).
+        addr: u64,
+        /// What kind of access.
+        access: Access,
+        /// Faulting instruction.
+        rip: u64,
+        /// The page-fault error code.
+        error_code: u64,
+    },
+    /// Fatal: another CPU exception in the guest.
+    #[error("guest CPU exception {vector} (error code {error_code:#x}) at rip {rip:#x}")]
+    CpuException {
+        /// Exception vector.
+        vector: u8,
+        /// Error code, 0 if the vector has none.
+        error_code: u64,
+        /// Faulting instruction.
+        rip: u64,
+    },
+    /// Fatal: the vCPU stopped for a reason the protocol does not allow.
+    #[error("unexpected vCPU exit: {exit}")]
+    UnexpectedExit {
+        /// Description of the exit.
+        exit: String,
+    },
+    /// Fatal: the call was cancelled through the interrupt handle.
+    #[error("call cancelled")]
+    Cancelled,
+    /// The sandbox is poisoned by an earlier fatal error; restore it first.
+    #[error("sandbox poisoned by an earlier error: {reason}")]
+    Poisoned {
+        /// The fatal error that poisoned it.
+        reason: String,
+    },
+    /// The vCPU thread is gone (it panicked, or the sandbox is shutting down).
+    #[error("sandbox vCPU thread is gone")]
+    ThreadGone,
+}
+
+/// The kind of access that faulted.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Access {
+    /// A read.
+    Read,
+    /// A write.
+    Write,
+    /// An instruction fetch.
+    Execute,
+}
+
+impl Error {
+    pub(crate) fn last_os(op: &'static str) -> Self {
+        Error::Os {
+            op,
+            source: std::io::Error::last_os_error(),
+        }
+    }
+
+    /// Whether this error poisons the sandbox.
+    pub fn is_fatal(&self) -> bool {
+        !matches!(
+            self,
+            Error::GuestCall { .. }
+                | Error::ReturnTypeMismatch { .. }
+                | Error::MessageTooLarge { .. }
+                | Error::Poisoned { .. }
+                | Error::InvalidConfig { .. }
+        )
+    }
+}

@@ -1,0 +1,157 @@
+//! Host functions: typed closures the guest may call, and the signatures the vCPU thread checks
+//! every guest request against before any host code runs.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use hyperlight_schema::{ErrorCode, FunctionCall, GuestError, IntoReturn, Value, ValueType, WireArgs, WireType};
+
+/// The declared parameter and return types of a host function.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Signature {
+    /// Parameter types, in order.
+    pub params: Vec<ValueType>,
+    /// Return type.
+    pub ret: ValueType,
+}
+
+/// Host function signatures by name: what the guest may call, and how.
+pub type Signatures = HashMap<String, Signature>;
+
+/// Checks a guest's host-call request against the declared signatures. The host function runs
+/// only if this returns `Ok`; the error is what the guest receives.
+pub fn check_call(signatures: &Signatures, call: &FunctionCall) -> Result<(), GuestError> {
+    let err = |code, message| Err(GuestError { code, message });
+    let Some(sig) = signatures.get(&call.name) else {
+        return err(
+            ErrorCode::UnknownFunction,
+            format!("no host function named {:?}", call.name),
+        );
+    };
+    if call.args.len() != sig.params.len() {
+        return err(
+            ErrorCode::WrongArity,
+            format!(
+                "host function {:?} takes {} arguments, got {}",
+                call.name,
+                sig.params.len(),
+                call.args.len()
+            ),
+        );
+    }
+    for (i, (arg, param)) in call.args.iter().zip(&sig.params).enumerate() {
+        if arg.value_type() != *param {
+            return err(
+                ErrorCode::WrongArgumentType,
+                format!(
+                    "host function {:?} argument {i} must be {param:?}, got {:?}",
+                    call.name,
+                    arg.value_type()
+                ),
+            );
+        }
+    }
+    if call.return_type != sig.ret {
+        return err(
+            ErrorCode::WrongReturnType,
+            format!(
+                "host function {:?} returns {:?}, caller expects {:?}",
+                call.name, sig.ret, call.return_type
+            ),
+        );
+    }
+    Ok(())
+}
+
+/// A type-erased host function: takes checked arguments, returns a value or an error message.
+pub type DynHostFn = Arc<dyn Fn(Vec<Value>) -> Result<Value, String> + Send + Sync>;
+
+/// A Rust closure usable as a host function: `Fn(A, B, ..) -> R` with up to 16 [`WireType`]
+/// parameters and a return of [`IntoReturn`] (a wire type, or `Result` of one).
+pub trait HostFunction<Args>: Send + Sync + 'static {
+    /// The declared signature.
+    fn signature(&self) -> Signature;
+    /// Erases the argument types.
+    fn into_dyn(self) -> DynHostFn;
+}
+
+macro_rules! host_function {
+    ($($name:ident)*) => {
+        impl<Func, Ret, $($name),*> HostFunction<($($name,)*)> for Func
+        where
+            Func: Fn($($name),*) -> Ret + Send + Sync + 'static,
+            Ret: IntoReturn,
+            $($name: WireType + 'static,)*
+        {
+            fn signature(&self) -> Signature {
+                Signature { params: <($($name,)*) as WireArgs>::types(), ret: Ret::TYPE }
+            }
+            #[allow(non_snake_case)]
+            fn into_dyn(self) -> DynHostFn {
+                Arc::new(move |args: Vec<Value>| {
+                    let ($($name,)*) = <($($name,)*) as WireArgs>::from_values(args)
+                        .ok_or_else(|| String::from("argument types do not match the signature"))?;
+                    (self)($($name),*).into_return()
+                })
+            }
+        }
+    };
+}
+
+host_function!();
+host_function!(A);
+host_function!(A B);
+host_function!(A B C);
+host_function!(A B C D);
+host_function!(A B C D E);
+host_function!(A B C D E F);
+host_function!(A B C D E F G);
+host_function!(A B C D E F G H);
+host_function!(A B C D E F G H I);
+host_function!(A B C D E F G H I J);
+host_function!(A B C D E F G H I J K);
+host_function!(A B C D E F G H I J K L);
+host_function!(A B C D E F G H I J K L M);
+host_function!(A B C D E F G H I J K L M N);
+host_function!(A B C D E F G H I J K L M N O);
+host_function!(A B C D E F G H I J K L M N O P);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sigs() -> Signatures {
+        let add = |a: i32, b: i32| a + b;
+        Signatures::from([("add".to_string(), add.signature())])
+    }
+
+    fn call(name: &str, args: Vec<Value>, ret: ValueType) -> FunctionCall {
+        FunctionCall { name: name.into(), args, return_type: ret }
+    }
+
+    #[test]
+    fn checks_name_arity_types_and_return() {
+        let s = sigs();
+        let ok = call("add", vec![Value::I32(1), Value::I32(2)], ValueType::I32);
+        assert_eq!(check_call(&s, &ok), Ok(()));
+        let code = |c: FunctionCall| check_call(&s, &c).unwrap_err().code;
+        assert_eq!(code(call("nope", vec![], ValueType::I32)), ErrorCode::UnknownFunction);
+        assert_eq!(code(call("add", vec![Value::I32(1)], ValueType::I32)), ErrorCode::WrongArity);
+        assert_eq!(
+            code(call("add", vec![Value::I32(1), Value::Bool(true)], ValueType::I32)),
+            ErrorCode::WrongArgumentType
+        );
+        assert_eq!(
+            code(call("add", vec![Value::I32(1), Value::I32(2)], ValueType::String)),
+            ErrorCode::WrongReturnType
+        );
+    }
+
+    #[test]
+    fn typed_closure_runs_through_dyn() {
+        let f = (|a: String, n: u32| a.repeat(n as usize)).into_dyn();
+        assert_eq!(f(vec![Value::String("ab".into()), Value::U32(2)]), Ok(Value::String("abab".into())));
+        let failing = (|x: i32| if x > 0 { Ok(x) } else { Err("negative") }).into_dyn();
+        assert_eq!(failing(vec![Value::I32(-1)]), Err("negative".to_string()));
+    }
+}

@@ -1,0 +1,206 @@
+//! The KVM backend, on `kvm-ioctls`.
+
+use std::fs::OpenOptions;
+use std::os::fd::{FromRawFd, IntoRawFd};
+use std::path::Path;
+use std::sync::atomic::AtomicU8;
+
+use kvm_bindings::{kvm_regs, kvm_segment, kvm_userspace_memory_region};
+use kvm_ioctls::{Cap, Kvm, VcpuExit, VcpuFd, VmFd};
+
+use super::{Exit, FaultState, Hypervisor, Registers, Segment, SpecialRegisters, Vcpu, Vm};
+use crate::error::Error;
+
+/// The default KVM device.
+pub const KVM_DEVICE: &str = "/dev/kvm";
+
+/// KVM opened from a device path.
+#[derive(Debug)]
+pub struct KvmHypervisor {
+    kvm: Kvm,
+}
+
+impl KvmHypervisor {
+    /// Opens KVM at `path` and checks the API version and the capabilities the runtime needs.
+    pub fn open(path: &Path) -> Result<Self, Error> {
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(path)
+            .map_err(|source| Error::HypervisorUnavailable {
+                path: path.to_path_buf(),
+                source,
+            })?;
+        // SAFETY: the fd was just opened by us and ownership moves into `Kvm`.
+        let kvm = unsafe { Kvm::from_raw_fd(file.into_raw_fd()) };
+        let version = kvm.get_api_version();
+        if version != 12 {
+            return Err(Error::HypervisorUnsupported {
+                reason: format!("KVM API version {version}, need 12"),
+            });
+        }
+        for (cap, name) in [
+            (Cap::ImmediateExit, "KVM_CAP_IMMEDIATE_EXIT"),
+            (Cap::UserMemory, "KVM_CAP_USER_MEMORY"),
+        ] {
+            if !kvm.check_extension(cap) {
+                return Err(Error::HypervisorUnsupported {
+                    reason: format!("missing {name}"),
+                });
+            }
+        }
+        Ok(Self { kvm })
+    }
+}
+
+fn kvm_err(op: &'static str) -> impl FnOnce(kvm_ioctls::Error) -> Error {
+    move |e| Error::Hypervisor {
+        op,
+        errno: e.errno(),
+    }
+}
+
+impl Hypervisor for KvmHypervisor {
+    fn create_vm(&self) -> Result<Box<dyn Vm>, Error> {
+        let vm = self.kvm.create_vm().map_err(kvm_err("KVM_CREATE_VM"))?;
+        Ok(Box::new(KvmVm { vm }))
+    }
+}
+
+struct KvmVm {
+    vm: VmFd,
+}
+
+impl Vm for KvmVm {
+    unsafe fn map_memory(&mut self, gpa: u64, host_addr: u64, size: u64) -> Result<(), Error> {
+        let region = kvm_userspace_memory_region {
+            slot: 0,
+            flags: 0,
+            guest_phys_addr: gpa,
+            memory_size: size,
+            userspace_addr: host_addr,
+        };
+        // SAFETY: the caller guarantees the host range stays mapped while the VM lives.
+        unsafe { self.vm.set_user_memory_region(region) }
+            .map_err(kvm_err("KVM_SET_USER_MEMORY_REGION"))
+    }
+
+    fn create_vcpu(&mut self) -> Result<Box<dyn Vcpu>, Error> {
+        let vcpu = self.vm.create_vcpu(0).map_err(kvm_err("KVM_CREATE_VCPU"))?;
+        Ok(Box::new(KvmVcpu { vcpu }))
+    }
+}
+
+struct KvmVcpu {
+    vcpu: VcpuFd,
+}
+
+fn to_kvm(s: &Segment) -> kvm_segment {
+    kvm_segment {
+        base: s.base,
+        limit: s.limit,
+        selector: s.selector,
+        type_: s.type_,
+        present: s.present.into(),
+        dpl: s.dpl,
+        db: s.db.into(),
+        s: s.s.into(),
+        l: s.l.into(),
+        g: s.g.into(),
+        avl: 0,
+        unusable: 0,
+        padding: 0,
+    }
+}
+
+impl Vcpu for KvmVcpu {
+    fn set_special_registers(&mut self, s: &SpecialRegisters) -> Result<(), Error> {
+        let mut sregs = self.vcpu.get_sregs().map_err(kvm_err("KVM_GET_SREGS"))?;
+        sregs.cs = to_kvm(&s.cs);
+        sregs.ds = to_kvm(&s.ds);
+        sregs.es = to_kvm(&s.es);
+        sregs.fs = to_kvm(&s.fs);
+        sregs.gs = to_kvm(&s.gs);
+        sregs.ss = to_kvm(&s.ss);
+        sregs.tr = to_kvm(&s.tr);
+        sregs.gdt.base = s.gdt_base;
+        sregs.gdt.limit = s.gdt_limit;
+        sregs.idt.base = s.idt_base;
+        sregs.idt.limit = s.idt_limit;
+        sregs.cr0 = s.cr0;
+        sregs.cr3 = s.cr3;
+        sregs.cr4 = s.cr4;
+        sregs.efer = s.efer;
+        self.vcpu
+            .set_sregs(&sregs)
+            .map_err(kvm_err("KVM_SET_SREGS"))
+    }
+
+    fn set_registers(&mut self, r: &Registers) -> Result<(), Error> {
+        let regs = kvm_regs {
+            rip: r.rip,
+            rsp: r.rsp,
+            rdi: r.rdi,
+            rflags: r.rflags,
+            ..Default::default()
+        };
+        self.vcpu.set_regs(&regs).map_err(kvm_err("KVM_SET_REGS"))
+    }
+
+    fn fault_state(&mut self) -> Result<FaultState, Error> {
+        let regs = self.vcpu.get_regs().map_err(kvm_err("KVM_GET_REGS"))?;
+        let sregs = self.vcpu.get_sregs().map_err(kvm_err("KVM_GET_SREGS"))?;
+        Ok(FaultState {
+            regs: Registers {
+                rip: regs.rip,
+                rsp: regs.rsp,
+                rdi: regs.rdi,
+                rflags: regs.rflags,
+            },
+            cs_selector: sregs.cs.selector,
+            cr2: sregs.cr2,
+        })
+    }
+
+    fn run(&mut self) -> Result<Exit, Error> {
+        match self.vcpu.run() {
+            Ok(VcpuExit::IoOut(port, data)) => {
+                let size = match data.len() {
+                    n @ (1 | 2 | 4) => n as u8,
+                    _ => 0,
+                };
+                let mut le = [0u8; 4];
+                let n = data.len().min(4);
+                le[..n].copy_from_slice(&data[..n]);
+                Ok(Exit::Out {
+                    port,
+                    value: u32::from_le_bytes(le),
+                    size,
+                })
+            }
+            Ok(VcpuExit::IoIn(port, _)) => Ok(Exit::In { port }),
+            Ok(VcpuExit::MmioRead(gpa, _)) => Ok(Exit::Mmio { gpa, write: false }),
+            Ok(VcpuExit::MmioWrite(gpa, _)) => Ok(Exit::Mmio { gpa, write: true }),
+            Ok(VcpuExit::Hlt) => Ok(Exit::Halt),
+            Ok(VcpuExit::Shutdown) => Ok(Exit::Shutdown),
+            Ok(VcpuExit::Intr) => Ok(Exit::Interrupted),
+            Ok(other) => Ok(Exit::Other {
+                reason: format!("{other:?}"),
+            }),
+            Err(e) if e.errno() == libc::EINTR || e.errno() == libc::EAGAIN => Ok(Exit::Interrupted),
+            Err(e) => Err(Error::Hypervisor {
+                op: "KVM_RUN",
+                errno: e.errno(),
+            }),
+        }
+    }
+
+    fn immediate_exit(&mut self) -> &AtomicU8 {
+        let flag: *mut u8 = &mut self.vcpu.get_kvm_run().immediate_exit;
+        // SAFETY: `immediate_exit` is a byte in the kvm_run page that stays mapped while the vCPU
+        // lives (the returned borrow is tied to `self`). AtomicU8 has the same layout as u8, and
+        // every access to the byte from this crate goes through this atomic (the signal handler
+        // on this same thread and the vCPU loop), while the kernel reads it only inside KVM_RUN.
+        unsafe { AtomicU8::from_ptr(flag) }
+    }
+}

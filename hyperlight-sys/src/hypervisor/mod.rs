@@ -1,0 +1,161 @@
+//! The hypervisor abstraction: what the sandbox runtime needs from a backend (KVM today; the shape
+//! leaves room for mshv). Backends translate these neutral types to their own ioctls.
+
+use std::sync::atomic::AtomicU8;
+
+use crate::error::Error;
+
+pub mod kvm;
+
+/// A segment register, in the neutral form every backend can translate.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Segment {
+    /// Base address.
+    pub base: u64,
+    /// Limit.
+    pub limit: u32,
+    /// Selector.
+    pub selector: u16,
+    /// Descriptor type field.
+    pub type_: u8,
+    /// Present bit.
+    pub present: bool,
+    /// Descriptor privilege level.
+    pub dpl: u8,
+    /// Default operation size (D/B).
+    pub db: bool,
+    /// Code/data (true) or system (false) descriptor.
+    pub s: bool,
+    /// 64-bit code segment.
+    pub l: bool,
+    /// Granularity (4 KiB units).
+    pub g: bool,
+}
+
+/// The special registers the runtime sets: segments, descriptor tables and control registers.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SpecialRegisters {
+    /// Code segment.
+    pub cs: Segment,
+    /// Data segment.
+    pub ds: Segment,
+    /// Extra segment.
+    pub es: Segment,
+    /// FS.
+    pub fs: Segment,
+    /// GS.
+    pub gs: Segment,
+    /// Stack segment.
+    pub ss: Segment,
+    /// Task register.
+    pub tr: Segment,
+    /// GDT base.
+    pub gdt_base: u64,
+    /// GDT limit.
+    pub gdt_limit: u16,
+    /// IDT base.
+    pub idt_base: u64,
+    /// IDT limit.
+    pub idt_limit: u16,
+    /// CR0.
+    pub cr0: u64,
+    /// CR3 (page table root).
+    pub cr3: u64,
+    /// CR4.
+    pub cr4: u64,
+    /// EFER.
+    pub efer: u64,
+}
+
+/// The general registers the runtime sets at entry and reads on a fault. Others are zeroed.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Registers {
+    /// Instruction pointer.
+    pub rip: u64,
+    /// Stack pointer.
+    pub rsp: u64,
+    /// First argument register.
+    pub rdi: u64,
+    /// Flags.
+    pub rflags: u64,
+}
+
+/// What the CPU says about a fault: the code segment it stopped in and CR2.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct FaultState {
+    /// The registers at the exit.
+    pub regs: Registers,
+    /// CS selector at the exit (ring 0 inside an exception stub).
+    pub cs_selector: u16,
+    /// CR2: the faulting linear address of the last page fault.
+    pub cr2: u64,
+}
+
+/// Why `run` returned.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Exit {
+    /// `out` to `port`; `value` holds the data (zero-extended), `size` its width in bytes.
+    Out {
+        /// I/O port.
+        port: u16,
+        /// Data written.
+        value: u32,
+        /// Access width in bytes (1, 2 or 4); 0 for a string or repeated access.
+        size: u8,
+    },
+    /// `in` from `port`.
+    In {
+        /// I/O port.
+        port: u16,
+    },
+    /// An access to guest physical memory that no memory slot backs.
+    Mmio {
+        /// Guest physical address.
+        gpa: u64,
+        /// Whether it was a write.
+        write: bool,
+    },
+    /// `hlt`.
+    Halt,
+    /// Triple fault or other shutdown.
+    Shutdown,
+    /// A kick (signal or immediate exit) interrupted the run.
+    Interrupted,
+    /// Any other exit reason the runtime does not handle.
+    Other {
+        /// The backend's name for the exit.
+        reason: String,
+    },
+}
+
+/// A hypervisor backend.
+pub trait Hypervisor: Send + Sync {
+    /// Creates an empty VM.
+    fn create_vm(&self) -> Result<Box<dyn Vm>, Error>;
+}
+
+/// A VM: memory slots and vCPUs.
+pub trait Vm: Send {
+    /// Maps `size` bytes of host memory at `host_addr` to guest physical address `gpa`.
+    ///
+    /// # Safety
+    /// The host range must stay mapped and valid for as long as the VM or any of its vCPUs lives.
+    unsafe fn map_memory(&mut self, gpa: u64, host_addr: u64, size: u64) -> Result<(), Error>;
+    /// Creates the VM's single vCPU.
+    fn create_vcpu(&mut self) -> Result<Box<dyn Vcpu>, Error>;
+}
+
+/// A vCPU. Used only from the thread that created it.
+pub trait Vcpu: Send {
+    /// Sets segments, descriptor tables and control registers.
+    fn set_special_registers(&mut self, sregs: &SpecialRegisters) -> Result<(), Error>;
+    /// Sets the general registers (all others are zeroed).
+    fn set_registers(&mut self, regs: &Registers) -> Result<(), Error>;
+    /// Reads what the runtime needs to explain a fault.
+    fn fault_state(&mut self) -> Result<FaultState, Error>;
+    /// Runs the vCPU until the next exit.
+    fn run(&mut self) -> Result<Exit, Error>;
+    /// The flag that, when set, makes the next or current `run` return [`Exit::Interrupted`]
+    /// (KVM's `immediate_exit`). Valid as long as the vCPU lives.
+    fn immediate_exit(&mut self) -> &AtomicU8;
+}

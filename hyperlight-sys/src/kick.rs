@@ -1,0 +1,156 @@
+//! Kicking a vCPU out of the guest from any thread.
+//!
+//! The kicker records which call generation it cancels, then signals the vCPU thread. The signal
+//! handler (on the vCPU thread) sets the vCPU's `immediate_exit` flag, so a kick that lands just
+//! before `KVM_RUN` still stops it; a kick that lands inside `KVM_RUN` interrupts it with `EINTR`.
+//! After every interruption the vCPU thread compares the cancelled generation with the call it
+//! runs: a kick meant for an earlier call is ignored and the guest resumes.
+
+use std::cell::Cell;
+use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
+use std::sync::{Arc, Mutex, Once};
+
+thread_local! {
+    /// The running vCPU's `immediate_exit` flag, or null when this thread runs no vCPU.
+    static IMMEDIATE_EXIT: Cell<*const AtomicU8> = const { Cell::new(std::ptr::null()) };
+}
+
+static INSTALL: Once = Once::new();
+
+/// The signal used to kick vCPU threads: the first real-time signal (`SIGRTMIN`).
+pub fn kick_signal() -> libc::c_int {
+    libc::SIGRTMIN()
+}
+
+extern "C" fn on_kick(_: libc::c_int, _: *mut libc::siginfo_t, _: *mut libc::c_void) {
+    // Async-signal-safe: a const-initialized thread local without destructor, and an atomic store.
+    let flag = IMMEDIATE_EXIT.with(Cell::get);
+    if !flag.is_null() {
+        // SAFETY: the pointer is set by `ArmedVcpu` only while the vCPU (and so the flag) lives on
+        // this thread, and cleared before the vCPU is dropped.
+        unsafe { (*flag).store(1, Ordering::SeqCst) };
+    }
+}
+
+fn install_handler() {
+    INSTALL.call_once(|| {
+        // SAFETY: a zeroed sigaction is a valid starting value; we set a handler with the
+        // SA_SIGINFO signature and no SA_RESTART, so blocking ioctls return EINTR.
+        unsafe {
+            let mut action: libc::sigaction = std::mem::zeroed();
+            action.sa_sigaction = on_kick as *const () as usize;
+            action.sa_flags = libc::SA_SIGINFO;
+            libc::sigemptyset(&mut action.sa_mask);
+            let rc = libc::sigaction(kick_signal(), &action, std::ptr::null_mut());
+            assert_eq!(rc, 0, "installing the vCPU kick signal handler failed");
+        }
+    });
+}
+
+/// Registers the current thread's vCPU flag with the signal handler for as long as it lives.
+pub(crate) struct ArmedVcpu;
+
+impl ArmedVcpu {
+    /// Points the handler at `flag`; the caller keeps the vCPU alive until this guard drops.
+    pub(crate) fn arm(flag: &AtomicU8) -> Self {
+        install_handler();
+        IMMEDIATE_EXIT.with(|c| c.set(flag));
+        ArmedVcpu
+    }
+}
+
+impl Drop for ArmedVcpu {
+    fn drop(&mut self) {
+        IMMEDIATE_EXIT.with(|c| c.set(std::ptr::null()));
+    }
+}
+
+/// State shared between a vCPU thread and its interrupt handles.
+#[derive(Debug, Default)]
+pub(crate) struct KickState {
+    /// Generation of the call the vCPU thread is executing, 0 when idle.
+    pub(crate) running: AtomicU64,
+    /// The highest generation anyone asked to cancel.
+    pub(crate) cancelled: AtomicU64,
+    /// The vCPU thread while it lives.
+    thread: Mutex<Option<libc::pthread_t>>,
+}
+
+impl KickState {
+    /// Called by the vCPU thread when it starts: kicks may signal it from now on.
+    pub(crate) fn thread_started(&self) {
+        // SAFETY: pthread_self has no preconditions.
+        *self.lock() = Some(unsafe { libc::pthread_self() });
+    }
+
+    /// Called by the vCPU thread before it exits: no signal reaches it after this returns.
+    pub(crate) fn thread_exiting(&self) {
+        *self.lock() = None;
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Option<libc::pthread_t>> {
+        self.thread.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Whether the call of `generation` has been cancelled.
+    pub(crate) fn is_cancelled(&self, generation: u64) -> bool {
+        self.cancelled.load(Ordering::SeqCst) == generation
+    }
+
+    fn cancel(&self, generation: u64, wake: &dyn Fn()) {
+        if generation == 0 {
+            return;
+        }
+        self.cancelled.fetch_max(generation, Ordering::SeqCst);
+        if self.running.load(Ordering::SeqCst) != generation {
+            // Not started yet (it checks `cancelled` when it starts) or already over.
+            return;
+        }
+        if let Some(thread) = *self.lock() {
+            // SAFETY: the thread is alive: it clears this slot under the same lock before it
+            // exits, and we hold the lock while signalling.
+            unsafe { libc::pthread_kill(thread, kick_signal()) };
+        }
+        // The vCPU thread may be waiting for a host-call reply instead of running the guest.
+        wake();
+    }
+}
+
+/// Kicks a sandbox's vCPU out of the guest from any thread. `Send + Sync`, cheap to clone.
+///
+/// [`InterruptHandle::kill`] stops whatever call runs at that moment; [`InterruptHandle::cancel`]
+/// stops only the call of one generation, so a kill meant for one call never stops a later one.
+#[derive(Clone)]
+pub struct InterruptHandle {
+    pub(crate) state: Arc<KickState>,
+    pub(crate) wake: Arc<dyn Fn() + Send + Sync>,
+}
+
+impl std::fmt::Debug for InterruptHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("InterruptHandle")
+            .field("state", &self.state)
+            .finish_non_exhaustive()
+    }
+}
+
+impl InterruptHandle {
+    /// Stops the call running now, if any; returns its generation (0 if the vCPU was idle).
+    /// The call returns [`Error::Cancelled`](crate::Error::Cancelled) and the sandbox must be
+    /// restored before the next call.
+    pub fn kill(&self) -> u64 {
+        let generation = self.state.running.load(Ordering::SeqCst);
+        self.cancel(generation);
+        generation
+    }
+
+    /// Stops the call of `generation` if it is queued or running; a no-op once it is over.
+    pub fn cancel(&self, generation: u64) {
+        self.state.cancel(generation, &*self.wake);
+    }
+
+    /// Generation of the call running now, 0 when idle.
+    pub fn running_generation(&self) -> u64 {
+        self.state.running.load(Ordering::SeqCst)
+    }
+}

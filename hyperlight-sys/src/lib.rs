@@ -1,0 +1,43 @@
+//! Blocking micro-VM sandboxes on KVM.
+//!
+//! Each [`Sandbox`] is a VM with one vCPU, run by a dedicated OS thread, with its guest entered
+//! directly in ring 3 of 64-bit long mode on page tables, GDT, IDT and TSS the host built. The
+//! host calls guest functions by name with typed arguments; the guest calls back only the host
+//! functions the host registered, with the declared types. Every message across the boundary is a
+//! verified FlatBuffer, copied out of guest memory once before it is parsed.
+//!
+//! ```no_run
+//! use hyperlight_sys::Sandbox;
+//!
+//! # fn main() -> Result<(), hyperlight_sys::Error> {
+//! let mut sandbox = Sandbox::builder(std::path::PathBuf::from("guest.elf"))
+//!     .host_fn("host_add", |a: i32, b: i32| a + b)
+//!     .build()?;
+//! let sum: i32 = sandbox.call("call_host_add", (2i32, 3i32))?;
+//! assert_eq!(sum, 5);
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! `unsafe` code lives in this crate only (memory mapping, ioctls, signals); every block says why
+//! it holds.
+
+pub mod config;
+pub mod elf;
+pub mod error;
+pub mod host_fn;
+pub mod hypervisor;
+mod kick;
+pub mod layout;
+mod machine;
+pub mod mem;
+mod sandbox;
+pub mod vcpu;
+mod x86;
+
+pub use config::SandboxConfig;
+pub use error::{Access, Error};
+pub use host_fn::{HostFunction, Signature};
+pub use hyperlight_schema as schema;
+pub use kick::InterruptHandle;
+pub use sandbox::{default_hypervisor, GuestBinary, Sandbox, SandboxBuilder};

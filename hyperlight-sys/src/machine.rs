@@ -1,0 +1,293 @@
+//! One booted micro-VM: guest memory, the VM and its vCPU, and the exit loop that runs one guest
+//! call (or the guest's init) to completion. Lives on, and is used only by, its vCPU thread.
+
+use std::sync::atomic::Ordering;
+
+use hyperlight_schema::abi::{
+    INPUT_HEADER_SIZE, PORT_ABORT, PORT_DONE, PORT_EXCEPTION, PORT_HOST_CALL, PORT_LOG,
+    SELECTOR_KERNEL_CODE,
+};
+use hyperlight_schema::{wire, ErrorCode, FunctionCall, FunctionCallResult, GuestError, LogLevel, LogRecord, Value};
+
+use crate::config::SandboxConfig;
+use crate::elf::ElfImage;
+use crate::error::{Access, Error};
+use crate::hypervisor::{Exit, Hypervisor, Vcpu, Vm};
+use crate::kick::{ArmedVcpu, KickState};
+use crate::layout::{self, Layout};
+use crate::mem::GuestMemory;
+use crate::x86;
+
+/// How the exit loop reaches the owner when the guest calls a host function.
+pub(crate) trait HostCalls {
+    /// Runs a checked host call; `None` if the call was cancelled while it ran.
+    fn host_call(&mut self, call: FunctionCall) -> Option<FunctionCallResult>;
+}
+
+/// A booted VM. Field order is drop order: the kick guard goes before the vCPU, the vCPU and VM
+/// before the memory they map.
+pub(crate) struct Machine {
+    _armed: ArmedVcpu,
+    vcpu: Box<dyn Vcpu>,
+    _vm: Box<dyn Vm>,
+    mem: GuestMemory,
+    layout: Layout,
+}
+
+impl Machine {
+    /// Loads the ELF, builds the tables, creates the VM and runs the guest's init.
+    pub(crate) fn boot(
+        hv: &dyn Hypervisor,
+        elf: &[u8],
+        config: &SandboxConfig,
+        kick: &KickState,
+    ) -> Result<Self, Error> {
+        let image = ElfImage::parse(elf)?;
+        let layout = Layout::new(config, image.span())?;
+        let mut mem = GuestMemory::new(layout.total as usize)?;
+        let loaded = image.load(mem.as_mut_slice(), layout.image.start)?;
+        x86::write_tables(&mut mem, &layout, &loaded)?;
+        let mut vm = hv.create_vm()?;
+        // SAFETY: `mem` is stored in the same Machine and dropped after the VM and vCPU.
+        unsafe { vm.map_memory(0, mem.host_addr(), layout.total)? };
+        let mut vcpu = vm.create_vcpu()?;
+        vcpu.set_special_registers(&x86::initial_special_registers(&layout))?;
+        vcpu.set_registers(&x86::initial_registers(&layout, loaded.entry))?;
+        let armed = ArmedVcpu::arm(vcpu.immediate_exit());
+        let mut machine = Machine {
+            _armed: armed,
+            vcpu,
+            _vm: vm,
+            mem,
+            layout,
+        };
+        let init = machine.run(0, kick, &mut NoHostCalls)?;
+        match init {
+            Value::Void => Ok(machine),
+            other => Err(Error::Protocol {
+                reason: format!("guest init reported {:?} instead of void", other.value_type()),
+            }),
+        }
+    }
+
+    /// Runs one guest call to completion. `generation` identifies it for kicks.
+    pub(crate) fn call(
+        &mut self,
+        generation: u64,
+        call: &FunctionCall,
+        kick: &KickState,
+        host: &mut dyn HostCalls,
+    ) -> Result<Value, Error> {
+        self.write_input(&wire::encode_function_call(call))?;
+        let value = self.run(generation, kick, host)?;
+        if value.value_type() != call.return_type {
+            return Err(Error::ReturnTypeMismatch {
+                expected: call.return_type,
+                actual: value.value_type(),
+            });
+        }
+        Ok(value)
+    }
+
+    fn write_input(&mut self, message: &[u8]) -> Result<(), Error> {
+        let capacity = self.layout.input.size() - INPUT_HEADER_SIZE;
+        let len = message.len() as u64;
+        if len > capacity {
+            return Err(Error::MessageTooLarge {
+                buffer: "input",
+                len,
+                capacity,
+            });
+        }
+        self.mem.write_u64(self.layout.input.start, len)?;
+        self.mem
+            .write(self.layout.input.start + INPUT_HEADER_SIZE, message)
+    }
+
+    /// Copies the guest's message out of the output buffer, once, after checking its length.
+    fn read_output(&self, len: u32, size: u8) -> Result<Vec<u8>, Error> {
+        if size != 4 {
+            return Err(Error::Protocol {
+                reason: format!("message length sent with a {size}-byte `out`, need 4"),
+            });
+        }
+        if u64::from(len) > self.layout.output.size() {
+            return Err(Error::Protocol {
+                reason: format!(
+                    "message length {len} exceeds the output buffer of {} bytes",
+                    self.layout.output.size()
+                ),
+            });
+        }
+        self.mem.read(self.layout.output.start, len as usize)
+    }
+
+    /// The exit loop: runs the vCPU until the guest reports `done`, answering host calls and logs.
+    fn run(
+        &mut self,
+        generation: u64,
+        kick: &KickState,
+        host: &mut dyn HostCalls,
+    ) -> Result<Value, Error> {
+        loop {
+            if generation != 0 && kick.is_cancelled(generation) {
+                return Err(Error::Cancelled);
+            }
+            let exit = self.vcpu.run()?;
+                match exit {
+                Exit::Out {
+                    port: PORT_DONE,
+                    value,
+                    size,
+                } => {
+                    let bytes = self.read_output(value, size)?;
+                    return match wire::decode_function_call_result(&bytes)? {
+                        Ok(value) => Ok(value),
+                        Err(GuestError { code, message }) => Err(Error::GuestCall { code, message }),
+                    };
+                }
+                Exit::Out {
+                    port: PORT_HOST_CALL,
+                    value,
+                    size,
+                } => {
+                    let bytes = self.read_output(value, size)?;
+                    let call = wire::decode_function_call(&bytes)?;
+                    let reply = if generation == 0 {
+                        Err(GuestError {
+                            code: ErrorCode::HostCallNotAllowed,
+                            message: "host functions cannot be called during guest init".into(),
+                        })
+                    } else {
+                        match host.host_call(call) {
+                            Some(reply) => reply,
+                            None => return Err(Error::Cancelled),
+                        }
+                    };
+                    self.write_reply(&reply)?;
+                }
+                Exit::Out {
+                    port: PORT_LOG,
+                    value,
+                    size,
+                } => {
+                    let bytes = self.read_output(value, size)?;
+                    emit_log(&wire::decode_log_record(&bytes)?);
+                }
+                Exit::Out {
+                    port: PORT_ABORT,
+                    value,
+                    size,
+                } => {
+                    let bytes = self.read_output(value, size)?;
+                    let GuestError { code, message } = wire::decode_guest_error(&bytes)?;
+                    return Err(match code {
+                        ErrorCode::OutOfMemory => Error::GuestOutOfMemory { message },
+                        _ => Error::GuestPanic { message },
+                    });
+                }
+                Exit::Out {
+                    port: PORT_EXCEPTION,
+                    value,
+                    ..
+                } => return Err(self.exception(value as u8)),
+                Exit::Interrupted => {
+                    self.vcpu.immediate_exit().store(0, Ordering::SeqCst);
+                }
+                other => {
+                    return Err(Error::UnexpectedExit {
+                        exit: format!("{other:?}"),
+                    })
+                }
+            }
+        }
+    }
+
+    /// Writes a host-call reply, replacing one too large for the input buffer by an error.
+    fn write_reply(&mut self, reply: &FunctionCallResult) -> Result<(), Error> {
+        let bytes = wire::encode_function_call_result(reply);
+        match self.write_input(&bytes) {
+            Err(Error::MessageTooLarge { len, capacity, .. }) => {
+                let error = Err(GuestError {
+                    code: ErrorCode::MalformedMessage,
+                    message: format!("host reply of {len} bytes exceeds the input buffer ({capacity})"),
+                });
+                self.write_input(&wire::encode_function_call_result(&error))
+            }
+            other => other,
+        }
+    }
+
+    /// Explains an exception reported by a ring-0 stub.
+    fn exception(&mut self, vector: u8) -> Error {
+        let state = match self.vcpu.fault_state() {
+            Ok(state) => state,
+            Err(e) => return e,
+        };
+        if state.cs_selector != SELECTOR_KERNEL_CODE {
+            return Error::Protocol {
+                reason: format!("exception port written from ring 3 (cs {:#x})", state.cs_selector),
+            };
+        }
+        // The CPU pushed [error code,] rip, cs, rflags, rsp, ss on the ring-0 stack.
+        let frame = if x86::has_error_code(vector) { 48 } else { 40 };
+        let read = |offset| self.mem.read_u64(layout::RSP0 - frame + offset).unwrap_or(0);
+        let (error_code, rip) = if frame == 48 { (read(0), read(8)) } else { (0, read(0)) };
+        match vector {
+            0 => Error::DivideByZero { rip },
+            14 if self.layout.stack_guard.contains(state.cr2) => Error::StackOverflow {
+                addr: state.cr2,
+                rip,
+            },
+            14 => Error::MemoryViolation {
+                addr: state.cr2,
+                access: if error_code & 0x10 != 0 {
+                    Access::Execute
+                } else if error_code & 0x2 != 0 {
+                    Access::Write
+                } else {
+                    Access::Read
+                },
+                rip,
+                error_code,
+            },
+            _ => Error::CpuException {
+                vector,
+                error_code,
+                rip,
+            },
+        }
+    }
+}
+
+struct NoHostCalls;
+
+impl HostCalls for NoHostCalls {
+    fn host_call(&mut self, _: FunctionCall) -> Option<FunctionCallResult> {
+        None
+    }
+}
+
+/// Emits a guest log record as a `tracing` event, inside whatever span the call runs in.
+fn emit_log(record: &LogRecord) {
+    macro_rules! emit {
+        ($level:expr) => {
+            tracing::event!(
+                target: "hyperlight_guest",
+                $level,
+                guest.target = %record.target,
+                guest.file = %record.file,
+                guest.line = record.line,
+                "{}",
+                record.message
+            )
+        };
+    }
+    match record.level {
+        LogLevel::Trace => emit!(tracing::Level::TRACE),
+        LogLevel::Debug => emit!(tracing::Level::DEBUG),
+        LogLevel::Info => emit!(tracing::Level::INFO),
+        LogLevel::Warn => emit!(tracing::Level::WARN),
+        LogLevel::Error => emit!(tracing::Level::ERROR),
+    }
+}

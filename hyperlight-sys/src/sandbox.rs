@@ -1,0 +1,256 @@
+//! The blocking sandbox API: build a sandbox, register host functions, call guest functions.
+
+use std::collections::HashMap;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, OnceLock};
+
+use hyperlight_schema::{ErrorCode, FunctionCall, GuestError, Value, ValueType, WireArgs, WireType};
+
+use crate::config::SandboxConfig;
+use crate::error::Error;
+use crate::host_fn::{DynHostFn, HostFunction, Signatures};
+use crate::hypervisor::kvm::{KvmHypervisor, KVM_DEVICE};
+use crate::hypervisor::Hypervisor;
+use crate::kick::InterruptHandle;
+use crate::vcpu::{Event, Request, VcpuSpec, VcpuThread};
+
+/// Where the guest binary comes from.
+#[derive(Clone, Debug)]
+pub enum GuestBinary {
+    /// An ELF file on disk.
+    Path(PathBuf),
+    /// ELF bytes in memory.
+    Bytes(Arc<[u8]>),
+}
+
+impl GuestBinary {
+    /// Reads the ELF, refusing files larger than `max` bytes.
+    pub fn load(&self, max: u64) -> Result<Arc<[u8]>, Error> {
+        let too_large = |len: u64| Error::InvalidConfig {
+            field: "guest binary size",
+            value: len,
+            reason: "larger than max_guest_file",
+        };
+        match self {
+            GuestBinary::Bytes(bytes) if bytes.len() as u64 > max => Err(too_large(bytes.len() as u64)),
+            GuestBinary::Bytes(bytes) => Ok(bytes.clone()),
+            GuestBinary::Path(path) => {
+                let file_err = |source| Error::GuestFile {
+                    path: path.clone(),
+                    source,
+                };
+                let mut file = std::fs::File::open(path).map_err(file_err)?;
+                let mut bytes = Vec::new();
+                file.by_ref()
+                    .take(max.saturating_add(1))
+                    .read_to_end(&mut bytes)
+                    .map_err(file_err)?;
+                if bytes.len() as u64 > max {
+                    return Err(too_large(bytes.len() as u64));
+                }
+                Ok(bytes.into())
+            }
+        }
+    }
+}
+
+impl From<&Path> for GuestBinary {
+    fn from(path: &Path) -> Self {
+        GuestBinary::Path(path.to_path_buf())
+    }
+}
+
+impl From<PathBuf> for GuestBinary {
+    fn from(path: PathBuf) -> Self {
+        GuestBinary::Path(path)
+    }
+}
+
+impl From<Vec<u8>> for GuestBinary {
+    fn from(bytes: Vec<u8>) -> Self {
+        GuestBinary::Bytes(bytes.into())
+    }
+}
+
+/// The process-wide KVM at `/dev/kvm`, opened once.
+pub fn default_hypervisor() -> Result<Arc<dyn Hypervisor>, Error> {
+    static KVM: OnceLock<Arc<KvmHypervisor>> = OnceLock::new();
+    if let Some(kvm) = KVM.get() {
+        return Ok(kvm.clone());
+    }
+    let kvm = Arc::new(KvmHypervisor::open(Path::new(KVM_DEVICE))?);
+    Ok(KVM.get_or_init(|| kvm).clone())
+}
+
+/// Builds a [`Sandbox`].
+pub struct SandboxBuilder {
+    guest: GuestBinary,
+    config: SandboxConfig,
+    hypervisor: Option<Arc<dyn Hypervisor>>,
+    host_fns: HashMap<String, (crate::host_fn::Signature, DynHostFn)>,
+}
+
+impl SandboxBuilder {
+    /// Sets the memory configuration.
+    pub fn config(mut self, config: SandboxConfig) -> Self {
+        self.config = config;
+        self
+    }
+
+    /// Uses this hypervisor instead of `/dev/kvm`.
+    pub fn hypervisor(mut self, hypervisor: Arc<dyn Hypervisor>) -> Self {
+        self.hypervisor = Some(hypervisor);
+        self
+    }
+
+    /// Registers a host function the guest may call by `name`. Its parameter and return types
+    /// are the closure's; the guest's calls are checked against them before it runs.
+    pub fn host_fn<Args, F: HostFunction<Args>>(mut self, name: &str, f: F) -> Self {
+        self.host_fns.insert(name.to_string(), (f.signature(), f.into_dyn()));
+        self
+    }
+
+    /// Creates the VM, loads the guest and runs its init, on a new vCPU thread.
+    pub fn build(self) -> Result<Sandbox, Error> {
+        self.config.validate()?;
+        let elf = self.guest.load(self.config.max_guest_file)?;
+        let hypervisor = match self.hypervisor {
+            Some(hv) => hv,
+            None => default_hypervisor()?,
+        };
+        let signatures: Signatures = self
+            .host_fns
+            .iter()
+            .map(|(name, (sig, _))| (name.clone(), sig.clone()))
+            .collect();
+        let host_fns = self
+            .host_fns
+            .into_iter()
+            .map(|(name, (_, f))| (name, f))
+            .collect();
+        let thread = VcpuThread::spawn(VcpuSpec {
+            hypervisor,
+            elf,
+            config: self.config,
+            signatures: Arc::new(signatures),
+        })?;
+        Ok(Sandbox {
+            thread,
+            host_fns,
+            generation: 0,
+        })
+    }
+}
+
+/// A micro-VM running one guest, driven by blocking calls.
+///
+/// Calls run on the sandbox's own vCPU thread; host functions run on the calling thread.
+pub struct Sandbox {
+    thread: VcpuThread,
+    host_fns: HashMap<String, DynHostFn>,
+    generation: u64,
+}
+
+impl std::fmt::Debug for Sandbox {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Sandbox")
+            .field("generation", &self.generation)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Sandbox {
+    /// Starts building a sandbox for `guest`.
+    pub fn builder(guest: impl Into<GuestBinary>) -> SandboxBuilder {
+        SandboxBuilder {
+            guest: guest.into(),
+            config: SandboxConfig::default(),
+            hypervisor: None,
+            host_fns: HashMap::new(),
+        }
+    }
+
+    /// Calls guest function `name` with typed arguments and a typed result.
+    pub fn call<R: WireType>(&mut self, name: &str, args: impl WireArgs) -> Result<R, Error> {
+        let value = self.call_value(name, args.into_values(), R::TYPE)?;
+        let actual = value.value_type();
+        R::from_value(value).ok_or(Error::ReturnTypeMismatch {
+            expected: R::TYPE,
+            actual,
+        })
+    }
+
+    /// Calls guest function `name` with dynamically typed arguments.
+    pub fn call_value(&mut self, name: &str, args: Vec<Value>, return_type: ValueType) -> Result<Value, Error> {
+        self.generation += 1;
+        let generation = self.generation;
+        let span = tracing::info_span!("guest_call", function = name, generation);
+        let call = FunctionCall {
+            name: name.to_string(),
+            args,
+            return_type,
+        };
+        self.thread
+            .requests
+            .send(Request::Call {
+                generation,
+                call,
+                span,
+            })
+            .map_err(|_| Error::ThreadGone)?;
+        loop {
+            match self.thread.events.recv().map_err(|_| Error::ThreadGone)? {
+                Event::Done {
+                    generation: g,
+                    result,
+                } if g == generation => return result,
+                Event::HostCall {
+                    generation: g,
+                    call,
+                } if g == generation => {
+                    let result = self.run_host_fn(call);
+                    // The vCPU thread may be gone (cancelled); its Done event says why.
+                    let _ = self.thread.requests.send(Request::HostReply { generation, result });
+                }
+                _ => {}
+            }
+        }
+    }
+
+    fn run_host_fn(&self, call: FunctionCall) -> Result<Value, GuestError> {
+        let failed = |message| GuestError {
+            code: ErrorCode::HostFunctionFailed,
+            message,
+        };
+        let f = self.host_fns.get(&call.name).ok_or_else(|| GuestError {
+            code: ErrorCode::UnknownFunction,
+            message: format!("no host function named {:?}", call.name),
+        })?;
+        let name = call.name;
+        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(call.args))) {
+            Ok(Ok(value)) => Ok(value),
+            Ok(Err(message)) => Err(failed(format!("host function {name:?} failed: {message}"))),
+            Err(_) => Err(failed(format!("host function {name:?} panicked"))),
+        }
+    }
+
+    /// A handle that kicks this sandbox's vCPU out of the guest from any thread.
+    pub fn interrupt_handle(&self) -> InterruptHandle {
+        self.thread.interrupt.clone()
+    }
+
+    /// Brings the sandbox back to its state right after init and clears poisoning. Until the
+    /// snapshot work lands this re-creates the VM and re-runs the guest's init.
+    pub fn restore(&mut self) -> Result<(), Error> {
+        self.thread
+            .requests
+            .send(Request::Restore)
+            .map_err(|_| Error::ThreadGone)?;
+        loop {
+            if let Event::Restored(result) = self.thread.events.recv().map_err(|_| Error::ThreadGone)? {
+                return result;
+            }
+        }
+    }
+}

@@ -1,0 +1,252 @@
+//! The vCPU thread: one dedicated OS thread per sandbox creates the VM, runs its vCPU, and talks
+//! to the sandbox's owner only through messages, so that a blocking caller and an async task can
+//! drive it alike.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use flume::{Receiver, Sender};
+use hyperlight_schema::{FunctionCall, FunctionCallResult, Value};
+
+use crate::config::SandboxConfig;
+use crate::error::Error;
+use crate::host_fn::{check_call, Signatures};
+use crate::hypervisor::Hypervisor;
+use crate::kick::{InterruptHandle, KickState};
+use crate::machine::{HostCalls, Machine};
+
+/// A message from the owner to the vCPU thread.
+#[derive(Debug)]
+pub enum Request {
+    /// Run a guest call. `generation` must be nonzero and increase from call to call.
+    Call {
+        /// Identifies the call for kicks and replies.
+        generation: u64,
+        /// The call.
+        call: FunctionCall,
+        /// The span guest logs of this call are emitted in.
+        span: tracing::Span,
+    },
+    /// The answer to [`Event::HostCall`] of the same generation.
+    HostReply {
+        /// The call the reply belongs to.
+        generation: u64,
+        /// The host function's result.
+        result: FunctionCallResult,
+    },
+    /// Bring the sandbox back to its state right after init (clears poisoning).
+    Restore,
+    /// Sent by a kick to wake a wait for a host reply; carries no data.
+    Wake,
+}
+
+/// A message from the vCPU thread to the owner.
+#[derive(Debug)]
+pub enum Event {
+    /// The guest calls a host function. The request was already checked against the declared
+    /// signatures; answer with [`Request::HostReply`] of the same generation.
+    HostCall {
+        /// The running call.
+        generation: u64,
+        /// The checked request.
+        call: FunctionCall,
+    },
+    /// A call is over.
+    Done {
+        /// The call.
+        generation: u64,
+        /// Its result.
+        result: Result<Value, Error>,
+    },
+    /// A restore is over.
+    Restored(Result<(), Error>),
+}
+
+/// Where a sandbox's guest and settings come from; what a restore rebuilds from.
+#[derive(Clone)]
+pub struct VcpuSpec {
+    /// The hypervisor to create the VM on.
+    pub hypervisor: Arc<dyn Hypervisor>,
+    /// The guest ELF bytes.
+    pub elf: Arc<[u8]>,
+    /// Memory sizes.
+    pub config: SandboxConfig,
+    /// The host functions the guest may call.
+    pub signatures: Arc<Signatures>,
+}
+
+/// The owner's end of a running vCPU thread.
+#[derive(Debug)]
+pub struct VcpuThread {
+    /// Send requests here.
+    pub requests: Sender<Request>,
+    /// Receive events here.
+    pub events: Receiver<Event>,
+    /// Kicks the vCPU.
+    pub interrupt: InterruptHandle,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl VcpuThread {
+    /// Starts the thread, which boots the VM and runs the guest's init; waits for the outcome.
+    pub fn spawn(spec: VcpuSpec) -> Result<Self, Error> {
+        let (req_tx, req_rx) = flume::unbounded();
+        let (ev_tx, ev_rx) = flume::unbounded();
+        let (ready_tx, ready_rx) = flume::bounded(1);
+        let state = Arc::new(KickState::default());
+        let weak = req_tx.downgrade();
+        let interrupt = InterruptHandle {
+            state: state.clone(),
+            wake: Arc::new(move || {
+                if let Some(tx) = weak.upgrade() {
+                    let _ = tx.send(Request::Wake);
+                }
+            }),
+        };
+        let thread = std::thread::Builder::new()
+            .name("hyperlight-vcpu".into())
+            .spawn(move || thread_main(spec, state, req_rx, ev_tx, ready_tx))
+            .map_err(|source| Error::Os {
+                op: "spawn vCPU thread",
+                source,
+            })?;
+        let mut this = VcpuThread {
+            requests: req_tx,
+            events: ev_rx,
+            interrupt,
+            thread: Some(thread),
+        };
+        match ready_rx.recv() {
+            Ok(Ok(())) => Ok(this),
+            Ok(Err(e)) => {
+                this.join();
+                Err(e)
+            }
+            Err(_) => {
+                this.join();
+                Err(Error::ThreadGone)
+            }
+        }
+    }
+
+    /// Waits for the thread to end. It ends once every request sender is dropped and the call it
+    /// runs (if any) is over; kick it first to end a running call.
+    pub fn join(&mut self) {
+        let (tx, _) = flume::bounded(0);
+        drop(std::mem::replace(&mut self.requests, tx));
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+impl Drop for VcpuThread {
+    fn drop(&mut self) {
+        self.interrupt.kill();
+        self.join();
+    }
+}
+
+struct Channels<'a> {
+    generation: u64,
+    kick: &'a KickState,
+    signatures: &'a Signatures,
+    requests: &'a Receiver<Request>,
+    events: &'a Sender<Event>,
+}
+
+impl HostCalls for Channels<'_> {
+    fn host_call(&mut self, call: FunctionCall) -> Option<FunctionCallResult> {
+        if let Err(rejected) = check_call(self.signatures, &call) {
+            return Some(Err(rejected));
+        }
+        let generation = self.generation;
+        self.events.send(Event::HostCall { generation, call }).ok()?;
+        loop {
+            if self.kick.is_cancelled(generation) {
+                return None;
+            }
+            match self.requests.recv().ok()? {
+                Request::HostReply {
+                    generation: g,
+                    result,
+                } if g == generation => return Some(result),
+                // A stale reply or wake-up; a new call or restore cannot come while one runs.
+                _ => continue,
+            }
+        }
+    }
+}
+
+fn thread_main(
+    spec: VcpuSpec,
+    kick: Arc<KickState>,
+    requests: Receiver<Request>,
+    events: Sender<Event>,
+    ready: Sender<Result<(), Error>>,
+) {
+    kick.thread_started();
+    let boot = || Machine::boot(&*spec.hypervisor, &spec.elf, &spec.config, &kick);
+    let mut machine = match boot() {
+        Ok(m) => Some(m),
+        Err(e) => {
+            let _ = ready.send(Err(e));
+            kick.thread_exiting();
+            return;
+        }
+    };
+    let _ = ready.send(Ok(()));
+    let mut poisoned: Option<String> = None;
+    while let Ok(request) = requests.recv() {
+        match request {
+            Request::Call {
+                generation,
+                call,
+                span,
+            } => {
+                kick.running.store(generation, Ordering::SeqCst);
+                let result = match (&mut machine, &poisoned) {
+                    (Some(m), None) => {
+                        let mut host = Channels {
+                            generation,
+                            kick: &kick,
+                            signatures: &spec.signatures,
+                            requests: &requests,
+                            events: &events,
+                        };
+                        span.in_scope(|| m.call(generation, &call, &kick, &mut host))
+                    }
+                    (_, Some(reason)) => Err(Error::Poisoned {
+                        reason: reason.clone(),
+                    }),
+                    (None, None) => Err(Error::Poisoned {
+                        reason: "an earlier restore failed".into(),
+                    }),
+                };
+                kick.running.store(0, Ordering::SeqCst);
+                if let Err(e) = &result {
+                    if e.is_fatal() {
+                        poisoned = Some(e.to_string());
+                    }
+                }
+                if events.send(Event::Done { generation, result }).is_err() {
+                    break;
+                }
+            }
+            Request::Restore => {
+                // Drop the old VM first so the new one does not double the memory.
+                machine = None;
+                let result = boot().map(|m| {
+                    machine = Some(m);
+                    poisoned = None;
+                });
+                if events.send(Event::Restored(result)).is_err() {
+                    break;
+                }
+            }
+            Request::HostReply { .. } | Request::Wake => {}
+        }
+    }
+    drop(machine);
+    kick.thread_exiting();
+}

@@ -1,0 +1,50 @@
+//! The test guests, built from source for the host's tests, benchmarks and examples.
+//!
+//! This crate's build script runs `cargo build --release` in the guest workspace (`guest/`, target
+//! `x86_64-unknown-none`, target dir `guest/target`) whenever the guest sources, the schema or the
+//! toolchain change, so depending on `hyperlight-testing` is all a host test needs to get
+//! up-to-date guest ELF files:
+//!
+//! ```no_run
+//! let elf = std::fs::read(hyperlight_testing::simple_guest()).unwrap();
+//! assert_eq!(&elf[..4], b"\x7fELF");
+//! ```
+#![deny(missing_docs)]
+
+use std::path::{Path, PathBuf};
+
+/// The directory holding the built guest binaries:
+/// `<repo>/guest/target/x86_64-unknown-none/release`.
+pub const GUEST_DIR: &str = env!("HYPERLIGHT_GUEST_DIR");
+
+/// Path of the built guest binary `name` (a binary crate of the guest workspace, e.g. `"simple"`).
+///
+/// The file exists for every guest of the workspace once this crate has been built; the function
+/// does not check.
+pub fn guest_path(name: &str) -> PathBuf {
+    Path::new(GUEST_DIR).join(name)
+}
+
+/// Path of the `simple` test guest (`guest/guests/simple`): echo functions, host calls, logging,
+/// and deliberate faults; its crate documentation lists the functions.
+pub fn simple_guest() -> PathBuf {
+    guest_path("simple")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn simple_guest_is_a_static_pie() {
+        let elf = std::fs::read(simple_guest()).expect("the build script built the simple guest");
+        assert_eq!(&elf[..4], b"\x7fELF", "ELF magic");
+        assert_eq!(elf[4], 2, "ELFCLASS64");
+        assert_eq!(u16::from_le_bytes([elf[16], elf[17]]), 3, "e_type ET_DYN");
+        assert_eq!(
+            u16::from_le_bytes([elf[18], elf[19]]),
+            62,
+            "e_machine EM_X86_64"
+        );
+    }
+}
