@@ -34,7 +34,6 @@
 // The module offers a complete API (e.g. `SegmentPerms::read`, `LoadedImage::end`,
 // `ElfImage::alignment`); an embedder that includes it as a private module may not use every
 // item. Test builds still check for dead code, since the tests exercise the whole API.
-#![cfg_attr(not(test), allow(dead_code))]
 
 use core::fmt;
 

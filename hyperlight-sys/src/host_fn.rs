@@ -4,7 +4,10 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use hyperlight_schema::{ErrorCode, FunctionCall, GuestError, IntoReturn, Value, ValueType, WireArgs, WireType};
+use hyperlight_schema::{
+    ErrorCode, FunctionCall, FunctionCallResult, GuestError, IntoReturn, Value, ValueType,
+    WireArgs, WireType,
+};
 
 /// The declared parameter and return types of a host function.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -66,6 +69,53 @@ pub fn check_call(signatures: &Signatures, call: &FunctionCall) -> Result<(), Gu
 /// A type-erased host function: takes checked arguments, returns a value or an error message.
 pub type DynHostFn = Arc<dyn Fn(Vec<Value>) -> Result<Value, String> + Send + Sync>;
 
+/// Runs a checked host call on `f`, turning its error or panic into the error the guest receives.
+pub fn invoke(f: &DynHostFn, call: FunctionCall) -> FunctionCallResult {
+    let failed = |message| GuestError {
+        code: ErrorCode::HostFunctionFailed,
+        message,
+    };
+    let name = call.name;
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(call.args))) {
+        Ok(Ok(value)) => Ok(value),
+        Ok(Err(message)) => Err(failed(format!("host function {name:?} failed: {message}"))),
+        Err(_) => Err(failed(format!("host function {name:?} panicked"))),
+    }
+}
+
+/// Host functions by name with their signatures.
+#[derive(Clone, Default)]
+pub struct HostFunctions {
+    functions: HashMap<String, (Signature, DynHostFn)>,
+}
+
+impl std::fmt::Debug for HostFunctions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_set().entries(self.functions.keys()).finish()
+    }
+}
+
+impl HostFunctions {
+    /// Registers (or replaces) `name`.
+    pub fn insert<Args, F: HostFunction<Args>>(&mut self, name: &str, f: F) {
+        self.functions
+            .insert(name.to_string(), (f.signature(), f.into_dyn()));
+    }
+
+    /// The declared signatures.
+    pub fn signatures(&self) -> Signatures {
+        self.functions
+            .iter()
+            .map(|(name, (sig, _))| (name.clone(), sig.clone()))
+            .collect()
+    }
+
+    /// The function registered as `name`.
+    pub fn get(&self, name: &str) -> Option<&DynHostFn> {
+        self.functions.get(name).map(|(_, f)| f)
+    }
+}
+
 /// A Rust closure usable as a host function: `Fn(A, B, ..) -> R` with up to 16 [`WireType`]
 /// parameters and a return of [`IntoReturn`] (a wire type, or `Result` of one).
 pub trait HostFunction<Args>: Send + Sync + 'static {
@@ -126,7 +176,11 @@ mod tests {
     }
 
     fn call(name: &str, args: Vec<Value>, ret: ValueType) -> FunctionCall {
-        FunctionCall { name: name.into(), args, return_type: ret }
+        FunctionCall {
+            name: name.into(),
+            args,
+            return_type: ret,
+        }
     }
 
     #[test]
@@ -135,14 +189,28 @@ mod tests {
         let ok = call("add", vec![Value::I32(1), Value::I32(2)], ValueType::I32);
         assert_eq!(check_call(&s, &ok), Ok(()));
         let code = |c: FunctionCall| check_call(&s, &c).unwrap_err().code;
-        assert_eq!(code(call("nope", vec![], ValueType::I32)), ErrorCode::UnknownFunction);
-        assert_eq!(code(call("add", vec![Value::I32(1)], ValueType::I32)), ErrorCode::WrongArity);
         assert_eq!(
-            code(call("add", vec![Value::I32(1), Value::Bool(true)], ValueType::I32)),
+            code(call("nope", vec![], ValueType::I32)),
+            ErrorCode::UnknownFunction
+        );
+        assert_eq!(
+            code(call("add", vec![Value::I32(1)], ValueType::I32)),
+            ErrorCode::WrongArity
+        );
+        assert_eq!(
+            code(call(
+                "add",
+                vec![Value::I32(1), Value::Bool(true)],
+                ValueType::I32
+            )),
             ErrorCode::WrongArgumentType
         );
         assert_eq!(
-            code(call("add", vec![Value::I32(1), Value::I32(2)], ValueType::String)),
+            code(call(
+                "add",
+                vec![Value::I32(1), Value::I32(2)],
+                ValueType::String
+            )),
             ErrorCode::WrongReturnType
         );
     }
@@ -150,7 +218,10 @@ mod tests {
     #[test]
     fn typed_closure_runs_through_dyn() {
         let f = (|a: String, n: u32| a.repeat(n as usize)).into_dyn();
-        assert_eq!(f(vec![Value::String("ab".into()), Value::U32(2)]), Ok(Value::String("abab".into())));
+        assert_eq!(
+            f(vec![Value::String("ab".into()), Value::U32(2)]),
+            Ok(Value::String("abab".into()))
+        );
         let failing = (|x: i32| if x > 0 { Ok(x) } else { Err("negative") }).into_dyn();
         assert_eq!(failing(vec![Value::I32(-1)]), Err("negative".to_string()));
     }

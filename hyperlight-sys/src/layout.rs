@@ -157,7 +157,15 @@ mod tests {
     #[test]
     fn regions_are_ordered_page_aligned_and_disjoint() {
         let l = Layout::new(&SandboxConfig::default(), 3 * PAGE_SIZE).unwrap();
-        let order = [l.image, l.heap, l.stack_guard, l.stack, l.input, l.output, l.page_tables];
+        let order = [
+            l.image,
+            l.heap,
+            l.stack_guard,
+            l.stack,
+            l.input,
+            l.output,
+            l.page_tables,
+        ];
         for pair in order.windows(2) {
             assert!(pair[0].end <= pair[1].start, "{pair:?}");
         }

@@ -25,6 +25,7 @@
 pub mod config;
 pub mod elf;
 pub mod error;
+pub mod floor;
 pub mod host_fn;
 pub mod hypervisor;
 mod kick;

@@ -7,7 +7,9 @@ use hyperlight_schema::abi::{
     INPUT_HEADER_SIZE, PORT_ABORT, PORT_DONE, PORT_EXCEPTION, PORT_HOST_CALL, PORT_LOG,
     SELECTOR_KERNEL_CODE,
 };
-use hyperlight_schema::{wire, ErrorCode, FunctionCall, FunctionCallResult, GuestError, LogLevel, LogRecord, Value};
+use hyperlight_schema::{
+    wire, ErrorCode, FunctionCall, FunctionCallResult, GuestError, LogLevel, LogRecord, Value,
+};
 
 use crate::config::SandboxConfig;
 use crate::elf::ElfImage;
@@ -65,7 +67,10 @@ impl Machine {
         match init {
             Value::Void => Ok(machine),
             other => Err(Error::Protocol {
-                reason: format!("guest init reported {:?} instead of void", other.value_type()),
+                reason: format!(
+                    "guest init reported {:?} instead of void",
+                    other.value_type()
+                ),
             }),
         }
     }
@@ -134,7 +139,7 @@ impl Machine {
                 return Err(Error::Cancelled);
             }
             let exit = self.vcpu.run()?;
-                match exit {
+            match exit {
                 Exit::Out {
                     port: PORT_DONE,
                     value,
@@ -143,7 +148,9 @@ impl Machine {
                     let bytes = self.read_output(value, size)?;
                     return match wire::decode_function_call_result(&bytes)? {
                         Ok(value) => Ok(value),
-                        Err(GuestError { code, message }) => Err(Error::GuestCall { code, message }),
+                        Err(GuestError { code, message }) => {
+                            Err(Error::GuestCall { code, message })
+                        }
                     };
                 }
                 Exit::Out {
@@ -210,7 +217,9 @@ impl Machine {
             Err(Error::MessageTooLarge { len, capacity, .. }) => {
                 let error = Err(GuestError {
                     code: ErrorCode::MalformedMessage,
-                    message: format!("host reply of {len} bytes exceeds the input buffer ({capacity})"),
+                    message: format!(
+                        "host reply of {len} bytes exceeds the input buffer ({capacity})"
+                    ),
                 });
                 self.write_input(&wire::encode_function_call_result(&error))
             }
@@ -226,13 +235,24 @@ impl Machine {
         };
         if state.cs_selector != SELECTOR_KERNEL_CODE {
             return Error::Protocol {
-                reason: format!("exception port written from ring 3 (cs {:#x})", state.cs_selector),
+                reason: format!(
+                    "exception port written from ring 3 (cs {:#x})",
+                    state.cs_selector
+                ),
             };
         }
         // The CPU pushed [error code,] rip, cs, rflags, rsp, ss on the ring-0 stack.
         let frame = if x86::has_error_code(vector) { 48 } else { 40 };
-        let read = |offset| self.mem.read_u64(layout::RSP0 - frame + offset).unwrap_or(0);
-        let (error_code, rip) = if frame == 48 { (read(0), read(8)) } else { (0, read(0)) };
+        let read = |offset| {
+            self.mem
+                .read_u64(layout::RSP0 - frame + offset)
+                .unwrap_or(0)
+        };
+        let (error_code, rip) = if frame == 48 {
+            (read(0), read(8))
+        } else {
+            (0, read(0))
+        };
         match vector {
             0 => Error::DivideByZero { rip },
             14 if self.layout.stack_guard.contains(state.cr2) => Error::StackOverflow {

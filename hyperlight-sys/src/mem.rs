@@ -103,7 +103,9 @@ impl GuestMemory {
         // SAFETY: `range` checked the source range; `out` is a distinct allocation of `len` bytes.
         // The guest may write the source concurrently only while its vCPU runs, which never
         // happens during a read (the vCPU thread is the only one that runs the vCPU and reads).
-        unsafe { std::ptr::copy_nonoverlapping(self.ptr.as_ptr().add(start), out.as_mut_ptr(), len) };
+        unsafe {
+            std::ptr::copy_nonoverlapping(self.ptr.as_ptr().add(start), out.as_mut_ptr(), len)
+        };
         Ok(out)
     }
 

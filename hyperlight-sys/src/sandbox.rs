@@ -1,19 +1,18 @@
 //! The blocking sandbox API: build a sandbox, register host functions, call guest functions.
 
-use std::collections::HashMap;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
 
-use hyperlight_schema::{ErrorCode, FunctionCall, GuestError, Value, ValueType, WireArgs, WireType};
+use hyperlight_schema::{FunctionCall, Value, ValueType, WireArgs, WireType};
 
 use crate::config::SandboxConfig;
 use crate::error::Error;
-use crate::host_fn::{DynHostFn, HostFunction, Signatures};
+use crate::host_fn::{HostFunction, HostFunctions};
 use crate::hypervisor::kvm::{KvmHypervisor, KVM_DEVICE};
 use crate::hypervisor::Hypervisor;
 use crate::kick::InterruptHandle;
-use crate::vcpu::{Event, Request, VcpuSpec, VcpuThread};
+use crate::vcpu::{spin_recv, Event, Request, VcpuSpec, VcpuThread};
 
 /// Where the guest binary comes from.
 #[derive(Clone, Debug)]
@@ -33,7 +32,9 @@ impl GuestBinary {
             reason: "larger than max_guest_file",
         };
         match self {
-            GuestBinary::Bytes(bytes) if bytes.len() as u64 > max => Err(too_large(bytes.len() as u64)),
+            GuestBinary::Bytes(bytes) if bytes.len() as u64 > max => {
+                Err(too_large(bytes.len() as u64))
+            }
             GuestBinary::Bytes(bytes) => Ok(bytes.clone()),
             GuestBinary::Path(path) => {
                 let file_err = |source| Error::GuestFile {
@@ -88,7 +89,7 @@ pub struct SandboxBuilder {
     guest: GuestBinary,
     config: SandboxConfig,
     hypervisor: Option<Arc<dyn Hypervisor>>,
-    host_fns: HashMap<String, (crate::host_fn::Signature, DynHostFn)>,
+    host_fns: HostFunctions,
 }
 
 impl SandboxBuilder {
@@ -107,7 +108,7 @@ impl SandboxBuilder {
     /// Registers a host function the guest may call by `name`. Its parameter and return types
     /// are the closure's; the guest's calls are checked against them before it runs.
     pub fn host_fn<Args, F: HostFunction<Args>>(mut self, name: &str, f: F) -> Self {
-        self.host_fns.insert(name.to_string(), (f.signature(), f.into_dyn()));
+        self.host_fns.insert(name, f);
         self
     }
 
@@ -119,37 +120,29 @@ impl SandboxBuilder {
             Some(hv) => hv,
             None => default_hypervisor()?,
         };
-        let signatures: Signatures = self
-            .host_fns
-            .iter()
-            .map(|(name, (sig, _))| (name.clone(), sig.clone()))
-            .collect();
-        let host_fns = self
-            .host_fns
-            .into_iter()
-            .map(|(name, (_, f))| (name, f))
-            .collect();
+        let spin_wait = self.config.spin_wait;
         let thread = VcpuThread::spawn(VcpuSpec {
             hypervisor,
             elf,
             config: self.config,
-            signatures: Arc::new(signatures),
+            signatures: Arc::new(self.host_fns.signatures()),
+            inline: Arc::new(self.host_fns),
         })?;
         Ok(Sandbox {
             thread,
-            host_fns,
             generation: 0,
+            spin_wait,
         })
     }
 }
 
 /// A micro-VM running one guest, driven by blocking calls.
 ///
-/// Calls run on the sandbox's own vCPU thread; host functions run on the calling thread.
+/// Calls and the host functions the guest calls back run on the sandbox's own vCPU thread.
 pub struct Sandbox {
     thread: VcpuThread,
-    host_fns: HashMap<String, DynHostFn>,
     generation: u64,
+    spin_wait: std::time::Duration,
 }
 
 impl std::fmt::Debug for Sandbox {
@@ -167,7 +160,7 @@ impl Sandbox {
             guest: guest.into(),
             config: SandboxConfig::default(),
             hypervisor: None,
-            host_fns: HashMap::new(),
+            host_fns: HostFunctions::default(),
         }
     }
 
@@ -182,7 +175,12 @@ impl Sandbox {
     }
 
     /// Calls guest function `name` with dynamically typed arguments.
-    pub fn call_value(&mut self, name: &str, args: Vec<Value>, return_type: ValueType) -> Result<Value, Error> {
+    pub fn call_value(
+        &mut self,
+        name: &str,
+        args: Vec<Value>,
+        return_type: ValueType,
+    ) -> Result<Value, Error> {
         self.generation += 1;
         let generation = self.generation;
         let span = tracing::info_span!("guest_call", function = name, generation);
@@ -200,38 +198,15 @@ impl Sandbox {
             })
             .map_err(|_| Error::ThreadGone)?;
         loop {
-            match self.thread.events.recv().map_err(|_| Error::ThreadGone)? {
+            match spin_recv(&self.thread.events, self.spin_wait).map_err(|_| Error::ThreadGone)? {
                 Event::Done {
                     generation: g,
                     result,
                 } if g == generation => return result,
-                Event::HostCall {
-                    generation: g,
-                    call,
-                } if g == generation => {
-                    let result = self.run_host_fn(call);
-                    // The vCPU thread may be gone (cancelled); its Done event says why.
-                    let _ = self.thread.requests.send(Request::HostReply { generation, result });
-                }
+                // Every host function of a blocking sandbox runs inline on the vCPU thread, so no
+                // host-call event reaches this loop; stale events of earlier calls are skipped.
                 _ => {}
             }
-        }
-    }
-
-    fn run_host_fn(&self, call: FunctionCall) -> Result<Value, GuestError> {
-        let failed = |message| GuestError {
-            code: ErrorCode::HostFunctionFailed,
-            message,
-        };
-        let f = self.host_fns.get(&call.name).ok_or_else(|| GuestError {
-            code: ErrorCode::UnknownFunction,
-            message: format!("no host function named {:?}", call.name),
-        })?;
-        let name = call.name;
-        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(call.args))) {
-            Ok(Ok(value)) => Ok(value),
-            Ok(Err(message)) => Err(failed(format!("host function {name:?} failed: {message}"))),
-            Err(_) => Err(failed(format!("host function {name:?} panicked"))),
         }
     }
 
@@ -248,7 +223,9 @@ impl Sandbox {
             .send(Request::Restore)
             .map_err(|_| Error::ThreadGone)?;
         loop {
-            if let Event::Restored(result) = self.thread.events.recv().map_err(|_| Error::ThreadGone)? {
+            if let Event::Restored(result) =
+                self.thread.events.recv().map_err(|_| Error::ThreadGone)?
+            {
                 return result;
             }
         }

@@ -4,13 +4,14 @@
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use flume::{Receiver, Sender};
 use hyperlight_schema::{FunctionCall, FunctionCallResult, Value};
 
 use crate::config::SandboxConfig;
 use crate::error::Error;
-use crate::host_fn::{check_call, Signatures};
+use crate::host_fn::{check_call, invoke, HostFunctions, Signatures};
 use crate::hypervisor::Hypervisor;
 use crate::kick::{InterruptHandle, KickState};
 use crate::machine::{HostCalls, Machine};
@@ -71,8 +72,11 @@ pub struct VcpuSpec {
     pub elf: Arc<[u8]>,
     /// Memory sizes.
     pub config: SandboxConfig,
-    /// The host functions the guest may call.
+    /// The signatures of every host function the guest may call.
     pub signatures: Arc<Signatures>,
+    /// Host functions that run right on the vCPU thread, with no round trip to the owner.
+    /// Calls of the other functions in `signatures` go to the owner as [`Event::HostCall`].
+    pub inline: Arc<HostFunctions>,
 }
 
 /// The owner's end of a running vCPU thread.
@@ -147,12 +151,34 @@ impl Drop for VcpuThread {
     }
 }
 
+/// Receives from `rx`, polling for up to `spin` before parking the thread.
+pub fn spin_recv<T>(rx: &Receiver<T>, spin: Duration) -> Result<T, flume::RecvError> {
+    if !spin.is_zero() {
+        let deadline = Instant::now() + spin;
+        loop {
+            match rx.try_recv() {
+                Ok(value) => return Ok(value),
+                Err(flume::TryRecvError::Disconnected) => {
+                    return Err(flume::RecvError::Disconnected)
+                }
+                Err(flume::TryRecvError::Empty) if Instant::now() < deadline => {
+                    std::hint::spin_loop()
+                }
+                Err(flume::TryRecvError::Empty) => break,
+            }
+        }
+    }
+    rx.recv()
+}
+
 struct Channels<'a> {
     generation: u64,
     kick: &'a KickState,
     signatures: &'a Signatures,
+    inline: &'a HostFunctions,
     requests: &'a Receiver<Request>,
     events: &'a Sender<Event>,
+    spin: Duration,
 }
 
 impl HostCalls for Channels<'_> {
@@ -160,13 +186,18 @@ impl HostCalls for Channels<'_> {
         if let Err(rejected) = check_call(self.signatures, &call) {
             return Some(Err(rejected));
         }
+        if let Some(f) = self.inline.get(&call.name) {
+            return Some(invoke(f, call));
+        }
         let generation = self.generation;
-        self.events.send(Event::HostCall { generation, call }).ok()?;
+        self.events
+            .send(Event::HostCall { generation, call })
+            .ok()?;
         loop {
             if self.kick.is_cancelled(generation) {
                 return None;
             }
-            match self.requests.recv().ok()? {
+            match spin_recv(self.requests, self.spin).ok()? {
                 Request::HostReply {
                     generation: g,
                     result,
@@ -197,7 +228,7 @@ fn thread_main(
     };
     let _ = ready.send(Ok(()));
     let mut poisoned: Option<String> = None;
-    while let Ok(request) = requests.recv() {
+    while let Ok(request) = spin_recv(&requests, spec.config.spin_wait) {
         match request {
             Request::Call {
                 generation,
@@ -211,8 +242,10 @@ fn thread_main(
                             generation,
                             kick: &kick,
                             signatures: &spec.signatures,
+                            inline: &spec.inline,
                             requests: &requests,
                             events: &events,
+                            spin: spec.config.spin_wait,
                         };
                         span.in_scope(|| m.call(generation, &call, &kick, &mut host))
                     }

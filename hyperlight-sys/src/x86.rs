@@ -2,8 +2,8 @@
 //! tables) and the initial register state that enters the guest directly at CPL3.
 
 use hyperlight_schema::abi::{
-    PAGE_SIZE, PORT_EXCEPTION, PORT_RANGE_START, SELECTOR_KERNEL_CODE, SELECTOR_TSS, SELECTOR_USER_CODE,
-    SELECTOR_USER_DATA,
+    PAGE_SIZE, PORT_EXCEPTION, PORT_RANGE_START, SELECTOR_KERNEL_CODE, SELECTOR_TSS,
+    SELECTOR_USER_CODE, SELECTOR_USER_DATA,
 };
 
 use crate::elf::{LoadedImage, SegmentPerms};
@@ -84,7 +84,11 @@ const USER_RO: SegmentPerms = SegmentPerms {
 };
 
 /// Writes GDT, TSS, IDT, stubs, boot info and page tables for `layout` and `image`.
-pub fn write_tables(mem: &mut GuestMemory, layout: &Layout, image: &LoadedImage) -> Result<(), Error> {
+pub fn write_tables(
+    mem: &mut GuestMemory,
+    layout: &Layout,
+    image: &LoadedImage,
+) -> Result<(), Error> {
     write_gdt_tss(mem)?;
     write_idt_and_stubs(mem)?;
     write_boot_info(mem, layout)?;
@@ -225,13 +229,11 @@ fn write_page_tables(
         let mut addr = region.start;
         while addr < region.end {
             let index = (addr / PAGE_SIZE) as usize * 8;
-            let slot = ptes
-                .get_mut(index..index + 8)
-                .ok_or(Error::OutOfBounds {
-                    gpa: addr,
-                    len: PAGE_SIZE as usize,
-                    size: layout.total as usize,
-                })?;
+            let slot = ptes.get_mut(index..index + 8).ok_or(Error::OutOfBounds {
+                gpa: addr,
+                len: PAGE_SIZE as usize,
+                size: layout.total as usize,
+            })?;
             slot.copy_from_slice(&access.pte(addr).to_le_bytes());
             addr += PAGE_SIZE;
         }

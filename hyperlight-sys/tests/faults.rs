@@ -6,7 +6,10 @@ mod common;
 use hyperlight_sys::{Access, Error, Sandbox};
 
 fn assert_poisoned_then_restorable(sb: &mut Sandbox) {
-    assert!(matches!(sb.call::<i32>("echo_i32", (1i32,)), Err(Error::Poisoned { .. })));
+    assert!(matches!(
+        sb.call::<i32>("echo_i32", (1i32,)),
+        Err(Error::Poisoned { .. })
+    ));
     sb.restore().unwrap();
     assert_eq!(sb.call::<i32>("echo_i32", (9i32,)).unwrap(), 9);
 }
@@ -14,7 +17,10 @@ fn assert_poisoned_then_restorable(sb: &mut Sandbox) {
 #[test]
 fn panic_is_reported_with_message() {
     let mut sb = common::simple().build().unwrap();
-    match sb.call::<()>("do_panic", ("boom 42".to_string(),)).unwrap_err() {
+    match sb
+        .call::<()>("do_panic", ("boom 42".to_string(),))
+        .unwrap_err()
+    {
         Error::GuestPanic { message } => assert!(message.contains("boom 42"), "{message}"),
         other => panic!("{other:?}"),
     }
@@ -25,7 +31,10 @@ fn panic_is_reported_with_message() {
 fn divide_by_zero_is_reported() {
     let mut sb = common::simple().build().unwrap();
     let err = sb.call::<u64>("divide_by_zero", (10u64,)).unwrap_err();
-    assert!(matches!(err, Error::DivideByZero { rip } if rip != 0), "{err:?}");
+    assert!(
+        matches!(err, Error::DivideByZero { rip } if rip != 0),
+        "{err:?}"
+    );
     assert_poisoned_then_restorable(&mut sb);
 }
 
@@ -63,7 +72,10 @@ fn out_of_bounds_read_and_write_are_reported() {
     assert_poisoned_then_restorable(&mut sb);
     // The null page is unmapped too.
     let err = sb.call::<u64>("read_addr", (0u64,)).unwrap_err();
-    assert!(matches!(err, Error::MemoryViolation { addr: 0, .. }), "{err:?}");
+    assert!(
+        matches!(err, Error::MemoryViolation { addr: 0, .. }),
+        "{err:?}"
+    );
 }
 
 #[test]
@@ -71,7 +83,17 @@ fn ring0_tables_are_not_writable_from_the_guest() {
     let mut sb = common::simple().build().unwrap();
     // The GDT page is a supervisor page: a ring-3 write faults.
     let err = sb.call::<()>("write_addr", (0x1000u64, 0u64)).unwrap_err();
-    assert!(matches!(err, Error::MemoryViolation { addr: 0x1000, access: Access::Write, .. }), "{err:?}");
+    assert!(
+        matches!(
+            err,
+            Error::MemoryViolation {
+                addr: 0x1000,
+                access: Access::Write,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
 }
 
 #[test]
@@ -87,7 +109,10 @@ fn faults_are_distinct() {
     sb.restore().unwrap();
     record(sb.call::<u64>("exhaust_heap", ()).unwrap_err());
     sb.restore().unwrap();
-    record(sb.call::<u64>("read_addr", (0x40_0000_0000u64,)).unwrap_err());
+    record(
+        sb.call::<u64>("read_addr", (0x40_0000_0000u64,))
+            .unwrap_err(),
+    );
     let unique: std::collections::HashSet<_> = kinds.iter().collect();
     assert_eq!(unique.len(), kinds.len());
 }

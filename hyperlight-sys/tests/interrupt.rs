@@ -21,7 +21,10 @@ fn second_thread_kills_an_infinite_loop() {
     let err = sb.call::<()>("infinite_loop", ()).unwrap_err();
     assert!(matches!(err, Error::Cancelled), "{err:?}");
     assert_ne!(killer.join().unwrap(), 0);
-    assert!(matches!(sb.call::<i32>("echo_i32", (1i32,)), Err(Error::Poisoned { .. })));
+    assert!(matches!(
+        sb.call::<i32>("echo_i32", (1i32,)),
+        Err(Error::Poisoned { .. })
+    ));
     sb.restore().unwrap();
     assert_eq!(sb.call::<i32>("echo_i32", (2i32,)).unwrap(), 2);
 }

@@ -40,9 +40,13 @@ fn guest_logs_become_tracing_events() {
     // The vCPU thread emits the events, so the subscriber must be global to see them.
     tracing::subscriber::set_global_default(subscriber).unwrap();
     let mut sb = common::simple().build().unwrap();
-    sb.call::<()>("log_all_levels", ("hello".to_string(),)).unwrap();
+    sb.call::<()>("log_all_levels", ("hello".to_string(),))
+        .unwrap();
     let events = capture.0.lock().unwrap().clone();
-    let guest: Vec<_> = events.iter().filter(|(_, target, _)| target == "hyperlight_guest").collect();
+    let guest: Vec<_> = events
+        .iter()
+        .filter(|(_, target, _)| target == "hyperlight_guest")
+        .collect();
     for (level, name) in [
         (Level::TRACE, "trace"),
         (Level::DEBUG, "debug"),

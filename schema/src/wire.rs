@@ -166,8 +166,8 @@ impl fmt::Display for DecodeError {
             }
             DecodeError::WrongIdentifier { expected, found } => write!(
                 f,
-                "file identifier {:?} is not the expected {expected:?}",
-                found.escape_ascii().to_string()
+                "file identifier \"{}\" is not the expected \"{expected}\"",
+                found.escape_ascii()
             ),
             DecodeError::Invalid { reason } => write!(f, "invalid FlatBuffer: {reason}"),
             DecodeError::TooManyArgs { count, max } => {

@@ -171,7 +171,7 @@ pub(crate) fn dispatch(call: FunctionCall) -> FunctionCallResult {
         return Err(error(
             ErrorCode::WrongArity,
             format!(
-                "guest function `{name}` takes {} argument(s), the call has {}",
+                "guest function `{name}` takes {} arguments, got {}",
                 function.params.len(),
                 args.len()
             ),
@@ -183,8 +183,7 @@ pub(crate) fn dispatch(call: FunctionCall) -> FunctionCallResult {
             return Err(error(
                 ErrorCode::WrongArgumentType,
                 format!(
-                    "guest function `{name}` argument {} has type {actual:?}, expected {expected:?}",
-                    i + 1
+                    "guest function `{name}` argument {i} must be {expected:?}, got {actual:?}"
                 ),
             ));
         }
@@ -302,26 +301,21 @@ mod tests {
         assert!(unknown.message.contains("`missing`"), "{}", unknown.message);
         let arity = call("add", vec![Value::I32(1)], ValueType::I32).unwrap_err();
         assert_eq!(arity.code, ErrorCode::WrongArity);
-        assert!(
-            arity.message.contains("takes 2") && arity.message.contains("has 1"),
-            "{}",
-            arity.message
+        assert_eq!(
+            arity.message,
+            "guest function `add` takes 2 arguments, got 1"
         );
         let arg = call("add", vec![Value::I32(1), Value::U32(2)], ValueType::I32).unwrap_err();
         assert_eq!(arg.code, ErrorCode::WrongArgumentType);
-        assert!(
-            arg.message
-                .contains("argument 2 has type U32, expected I32"),
-            "{}",
-            arg.message
+        assert_eq!(
+            arg.message,
+            "guest function `add` argument 1 must be I32, got U32"
         );
         let ret = call("add", vec![Value::I32(1), Value::I32(2)], ValueType::String).unwrap_err();
         assert_eq!(ret.code, ErrorCode::WrongReturnType);
-        assert!(
-            ret.message
-                .contains("returns I32, the caller expects String"),
-            "{}",
-            ret.message
+        assert_eq!(
+            ret.message,
+            "guest function `add` returns I32, the caller expects String"
         );
 
         // A registered function may register others while it runs; re-registering replaces.

@@ -189,7 +189,8 @@ mod tests {
     fn fixed_text_truncates_at_a_char_boundary() {
         let mut text = FixedText::<10>::new();
         // Room for 7 bytes before the 3-byte marker: "aaaaaa" + half of "é" would be 8.
-        write!(text, "aaaaaaé{}", "tail").unwrap();
+        let tail = "tail";
+        write!(text, "aaaaaaé{tail}").unwrap();
         assert_eq!(text.as_str(), "aaaaaa…");
         assert!(text.len() <= 10);
         let mut exact = FixedText::<10>::new();

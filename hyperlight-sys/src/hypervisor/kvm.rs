@@ -187,7 +187,9 @@ impl Vcpu for KvmVcpu {
             Ok(other) => Ok(Exit::Other {
                 reason: format!("{other:?}"),
             }),
-            Err(e) if e.errno() == libc::EINTR || e.errno() == libc::EAGAIN => Ok(Exit::Interrupted),
+            Err(e) if e.errno() == libc::EINTR || e.errno() == libc::EAGAIN => {
+                Ok(Exit::Interrupted)
+            }
             Err(e) => Err(Error::Hypervisor {
                 op: "KVM_RUN",
                 errno: e.errno(),

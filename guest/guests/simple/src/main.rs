@@ -24,6 +24,9 @@
 //! | `infinite_loop` | `() -> ()` | never returns |
 //! | `spin` | `(u64 n) -> u64` | busy loop of `n` iterations, returns `n` |
 //! | `counter` | `() -> u64` | increments a global counter, returns its new value (1 on the first call) |
+//! | `port_out` | `(u32 port, u32 value) -> ()` | `out dx, eax` to any port (the protocol ports are `0x100..0x110`) |
+//! | `port_in` | `(u32 port) -> u32` | `in eax, dx` from any port |
+//! | `privileged` | `(u32 which) -> ()` | a ring-0-only instruction from ring 3: 0 `hlt`, 1 `cli`, 2 `sti`, 3 `rdmsr`, 4 `wrmsr` |
 #![no_std]
 #![no_main]
 
@@ -82,6 +85,9 @@ pub fn hyperlight_main() {
     register_fn("infinite_loop", infinite_loop);
     register_fn("spin", spin);
     register_fn("counter", counter);
+    register_fn("port_out", port_out);
+    register_fn("port_in", port_in);
+    register_fn("privileged", privileged);
 }
 
 fn mixed(i: i32, s: String, b: bool, f: f64, bytes: Vec<u8>) -> String {
@@ -206,4 +212,37 @@ fn spin(iterations: u64) -> u64 {
 fn counter() -> u64 {
     static COUNTER: AtomicU64 = AtomicU64::new(0);
     COUNTER.fetch_add(1, Ordering::Relaxed) + 1
+}
+
+fn port_out(port: u32, value: u32) {
+    // SAFETY: a deliberate port write for the host's tests; the host decides what it means.
+    unsafe {
+        core::arch::asm!("out dx, eax", in("dx") port as u16, in("eax") value, options(nostack, preserves_flags));
+    }
+}
+
+fn port_in(port: u32) -> u32 {
+    let value: u32;
+    // SAFETY: a deliberate port read for the host's tests; the host decides what it means.
+    unsafe {
+        core::arch::asm!("in eax, dx", in("dx") port as u16, out("eax") value, options(nostack, preserves_flags));
+    }
+    value
+}
+
+fn privileged(which: u32) {
+    // SAFETY: each instruction is privileged: from ring 3 it raises #GP before it has any effect.
+    unsafe {
+        match which {
+            0 => core::arch::asm!("hlt", options(nostack)),
+            1 => core::arch::asm!("cli", options(nostack)),
+            2 => core::arch::asm!("sti", options(nostack)),
+            3 => {
+                core::arch::asm!("rdmsr", in("ecx") 0xc000_0080u32, out("eax") _, out("edx") _, options(nostack))
+            }
+            _ => {
+                core::arch::asm!("wrmsr", in("ecx") 0xc000_0080u32, in("eax") 0u32, in("edx") 0u32, options(nostack))
+            }
+        }
+    }
 }

@@ -1,0 +1,37 @@
+//! The blocking runtime against the raw KVM floor, in one run so ratios are comparable:
+//! `floor/*` is what the hypervisor costs with the same crates and ring-3 tables;
+//! `sandbox/*` is what a sandbox costs on top of it.
+
+use criterion::{criterion_group, criterion_main, Criterion};
+use hyperlight_benches::simple_sandbox;
+use hyperlight_sys::default_hypervisor;
+use hyperlight_sys::floor::FloorVm;
+
+fn floor(c: &mut Criterion) {
+    let hv = default_hypervisor().unwrap();
+    let mut group = c.benchmark_group("floor");
+    group.bench_function("vm_setup", |b| {
+        b.iter_with_large_drop(|| FloorVm::new(&*hv).unwrap())
+    });
+    let mut vm = FloorVm::new(&*hv).unwrap();
+    group.bench_function("kvm_round_trip", |b| b.iter(|| vm.round_trip().unwrap()));
+    group.finish();
+}
+
+fn sandbox(c: &mut Criterion) {
+    let mut group = c.benchmark_group("sandbox");
+    group.bench_function("create_from_elf", |b| {
+        b.iter_with_large_drop(|| simple_sandbox().unwrap())
+    });
+    let mut sb = simple_sandbox().unwrap();
+    group.bench_function("trivial_call", |b| {
+        b.iter(|| sb.call::<()>("nop", ()).unwrap())
+    });
+    group.bench_function("guest_host_guest_call", |b| {
+        b.iter(|| sb.call::<i32>("call_host_add", (1i32, 2i32)).unwrap())
+    });
+    group.finish();
+}
+
+criterion_group!(benches, floor, sandbox);
+criterion_main!(benches);
