@@ -26,6 +26,10 @@ pub struct SandboxConfig {
     /// for back-to-back calls at the price of that much CPU per wait. Default 100 µs, at most
     /// [`SandboxConfig::MAX_SPIN_WAIT`]; zero disables polling.
     pub spin_wait: Duration,
+    /// How long the guest's init may run (at creation and at every restore) before it is killed
+    /// and creation fails with [`Error::InitTimeout`]. Default 10 s, at most
+    /// [`SandboxConfig::MAX_INIT_TIMEOUT`].
+    pub init_timeout: Duration,
 }
 
 impl SandboxConfig {
@@ -39,6 +43,8 @@ impl SandboxConfig {
     pub const MAX_GUEST_FILE: u64 = 64 << 20;
     /// Upper limit of [`SandboxConfig::spin_wait`]: 10 ms.
     pub const MAX_SPIN_WAIT: Duration = Duration::from_millis(10);
+    /// Upper limit of [`SandboxConfig::init_timeout`]: 10 minutes.
+    pub const MAX_INIT_TIMEOUT: Duration = Duration::from_secs(600);
     /// Smallest size of each region: one page (the input buffer needs room for its header).
     pub const MIN_REGION: u64 = 4096;
 
@@ -66,14 +72,23 @@ impl SandboxConfig {
         check("input_size", self.input_size, Self::MAX_BUFFER)?;
         check("output_size", self.output_size, Self::MAX_BUFFER)?;
         check("max_guest_file", self.max_guest_file, Self::MAX_GUEST_FILE)?;
-        if self.spin_wait > Self::MAX_SPIN_WAIT {
-            return Err(Error::InvalidConfig {
-                field: "spin_wait (µs)",
-                value: self.spin_wait.as_micros() as u64,
-                reason: "above the hard upper limit",
-            });
-        }
-        Ok(())
+        let check_duration = |field: &'static str, value: Duration, max: Duration| {
+            if value > max {
+                Err(Error::InvalidConfig {
+                    field,
+                    value: value.as_micros() as u64,
+                    reason: "above the hard upper limit",
+                })
+            } else {
+                Ok(())
+            }
+        };
+        check_duration("spin_wait (µs)", self.spin_wait, Self::MAX_SPIN_WAIT)?;
+        check_duration(
+            "init_timeout (µs)",
+            self.init_timeout,
+            Self::MAX_INIT_TIMEOUT,
+        )
     }
 }
 
@@ -86,6 +101,7 @@ impl Default for SandboxConfig {
             output_size: 256 << 10,
             max_guest_file: Self::MAX_GUEST_FILE,
             spin_wait: Duration::from_micros(100),
+            init_timeout: Duration::from_secs(10),
         }
     }
 }

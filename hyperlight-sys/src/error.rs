@@ -167,6 +167,12 @@ pub enum Error {
         /// Description of the exit.
         exit: String,
     },
+    /// The guest's init did not finish in time and was killed.
+    #[error("guest init did not finish within {timeout:?}")]
+    InitTimeout {
+        /// The configured limit.
+        timeout: std::time::Duration,
+    },
     /// Fatal: the call was cancelled through the interrupt handle.
     #[error("call cancelled")]
     Cancelled,

@@ -68,8 +68,10 @@ impl Drop for ArmedVcpu {
 /// State shared between a vCPU thread and its interrupt handles.
 #[derive(Debug, Default)]
 pub(crate) struct KickState {
+    /// The last generation handed out; every call, init and restore gets a new one.
+    last: AtomicU64,
     /// Generation of the call the vCPU thread is executing, 0 when idle.
-    pub(crate) running: AtomicU64,
+    running: AtomicU64,
     /// The highest generation anyone asked to cancel.
     pub(crate) cancelled: AtomicU64,
     /// The vCPU thread while it lives.
@@ -90,6 +92,21 @@ impl KickState {
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Option<libc::pthread_t>> {
         self.thread.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// A new generation, greater than every earlier one (never 0).
+    pub(crate) fn next_generation(&self) -> u64 {
+        self.last.fetch_add(1, Ordering::SeqCst) + 1
+    }
+
+    /// The vCPU thread starts running `generation`.
+    pub(crate) fn begin(&self, generation: u64) {
+        self.running.store(generation, Ordering::SeqCst);
+    }
+
+    /// The vCPU thread is idle again.
+    pub(crate) fn end(&self) {
+        self.running.store(0, Ordering::SeqCst);
     }
 
     /// Whether the call of `generation` has been cancelled.

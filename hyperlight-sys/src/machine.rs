@@ -63,8 +63,11 @@ impl Machine {
             mem,
             layout,
         };
-        let init = machine.run(0, kick, &mut NoHostCalls)?;
-        match init {
+        let generation = kick.next_generation();
+        kick.begin(generation);
+        let init = machine.run(generation, kick, &mut NoHostCalls);
+        kick.end();
+        match init? {
             Value::Void => Ok(machine),
             other => Err(Error::Protocol {
                 reason: format!(
@@ -135,7 +138,7 @@ impl Machine {
         host: &mut dyn HostCalls,
     ) -> Result<Value, Error> {
         loop {
-            if generation != 0 && kick.is_cancelled(generation) {
+            if kick.is_cancelled(generation) {
                 return Err(Error::Cancelled);
             }
             let exit = self.vcpu.run()?;
@@ -160,16 +163,8 @@ impl Machine {
                 } => {
                     let bytes = self.read_output(value, size)?;
                     let call = wire::decode_function_call(&bytes)?;
-                    let reply = if generation == 0 {
-                        Err(GuestError {
-                            code: ErrorCode::HostCallNotAllowed,
-                            message: "host functions cannot be called during guest init".into(),
-                        })
-                    } else {
-                        match host.host_call(call) {
-                            Some(reply) => reply,
-                            None => return Err(Error::Cancelled),
-                        }
+                    let Some(reply) = host.host_call(call) else {
+                        return Err(Error::Cancelled);
                     };
                     self.write_reply(&reply)?;
                 }
@@ -280,11 +275,15 @@ impl Machine {
     }
 }
 
+/// The guest's init: no host function may run before a guest function is called.
 struct NoHostCalls;
 
 impl HostCalls for NoHostCalls {
     fn host_call(&mut self, _: FunctionCall) -> Option<FunctionCallResult> {
-        None
+        Some(Err(GuestError {
+            code: ErrorCode::HostCallNotAllowed,
+            message: "host functions cannot be called during guest init".into(),
+        }))
     }
 }
 

@@ -12,7 +12,7 @@ use crate::host_fn::{HostFunction, HostFunctions};
 use crate::hypervisor::kvm::{KvmHypervisor, KVM_DEVICE};
 use crate::hypervisor::Hypervisor;
 use crate::kick::InterruptHandle;
-use crate::vcpu::{spin_recv, Event, Request, VcpuSpec, VcpuThread};
+use crate::vcpu::{recv_or_kill, spin_recv, Event, Request, VcpuSpec, VcpuThread};
 
 /// Where the guest binary comes from.
 #[derive(Clone, Debug)]
@@ -120,7 +120,7 @@ impl SandboxBuilder {
             Some(hv) => hv,
             None => default_hypervisor()?,
         };
-        let spin_wait = self.config.spin_wait;
+        let config = self.config.clone();
         let thread = VcpuThread::spawn(VcpuSpec {
             hypervisor,
             elf,
@@ -128,11 +128,7 @@ impl SandboxBuilder {
             signatures: Arc::new(self.host_fns.signatures()),
             inline: Arc::new(self.host_fns),
         })?;
-        Ok(Sandbox {
-            thread,
-            generation: 0,
-            spin_wait,
-        })
+        Ok(Sandbox { thread, config })
     }
 }
 
@@ -141,14 +137,13 @@ impl SandboxBuilder {
 /// Calls and the host functions the guest calls back run on the sandbox's own vCPU thread.
 pub struct Sandbox {
     thread: VcpuThread,
-    generation: u64,
-    spin_wait: std::time::Duration,
+    config: SandboxConfig,
 }
 
 impl std::fmt::Debug for Sandbox {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Sandbox")
-            .field("generation", &self.generation)
+            .field("config", &self.config)
             .finish_non_exhaustive()
     }
 }
@@ -181,8 +176,7 @@ impl Sandbox {
         args: Vec<Value>,
         return_type: ValueType,
     ) -> Result<Value, Error> {
-        self.generation += 1;
-        let generation = self.generation;
+        let generation = self.thread.next_generation();
         let span = tracing::info_span!("guest_call", function = name, generation);
         let call = FunctionCall {
             name: name.to_string(),
@@ -198,7 +192,9 @@ impl Sandbox {
             })
             .map_err(|_| Error::ThreadGone)?;
         loop {
-            match spin_recv(&self.thread.events, self.spin_wait).map_err(|_| Error::ThreadGone)? {
+            match spin_recv(&self.thread.events, self.config.spin_wait)
+                .map_err(|_| Error::ThreadGone)?
+            {
                 Event::Done {
                     generation: g,
                     result,
@@ -218,16 +214,11 @@ impl Sandbox {
     /// Brings the sandbox back to its state right after init and clears poisoning. Until the
     /// snapshot work lands this re-creates the VM and re-runs the guest's init.
     pub fn restore(&mut self) -> Result<(), Error> {
+        let (done, result) = flume::bounded(1);
         self.thread
             .requests
-            .send(Request::Restore)
+            .send(Request::Restore(done))
             .map_err(|_| Error::ThreadGone)?;
-        loop {
-            if let Event::Restored(result) =
-                self.thread.events.recv().map_err(|_| Error::ThreadGone)?
-            {
-                return result;
-            }
-        }
+        recv_or_kill(&result, self.config.init_timeout, &self.thread.interrupt)?
     }
 }

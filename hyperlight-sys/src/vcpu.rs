@@ -2,7 +2,6 @@
 //! to the sandbox's owner only through messages, so that a blocking caller and an async task can
 //! drive it alike.
 
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -19,7 +18,7 @@ use crate::machine::{HostCalls, Machine};
 /// A message from the owner to the vCPU thread.
 #[derive(Debug)]
 pub enum Request {
-    /// Run a guest call. `generation` must be nonzero and increase from call to call.
+    /// Run a guest call. `generation` comes from [`VcpuThread::next_generation`].
     Call {
         /// Identifies the call for kicks and replies.
         generation: u64,
@@ -35,8 +34,9 @@ pub enum Request {
         /// The host function's result.
         result: FunctionCallResult,
     },
-    /// Bring the sandbox back to its state right after init (clears poisoning).
-    Restore,
+    /// Bring the sandbox back to its state right after init (clears poisoning); the outcome is
+    /// sent on the given channel.
+    Restore(Sender<Result<(), Error>>),
     /// Sent by a kick to wake a wait for a host reply; carries no data.
     Wake,
 }
@@ -59,8 +59,6 @@ pub enum Event {
         /// Its result.
         result: Result<Value, Error>,
     },
-    /// A restore is over.
-    Restored(Result<(), Error>),
 }
 
 /// Where a sandbox's guest and settings come from; what a restore rebuilds from.
@@ -93,7 +91,10 @@ pub struct VcpuThread {
 
 impl VcpuThread {
     /// Starts the thread, which boots the VM and runs the guest's init; waits for the outcome.
+    /// The guest's init must finish within `spec.config.init_timeout`, or it is killed and this
+    /// returns [`Error::InitTimeout`].
     pub fn spawn(spec: VcpuSpec) -> Result<Self, Error> {
+        let spec_timeout = spec.config.init_timeout;
         let (req_tx, req_rx) = flume::unbounded();
         let (ev_tx, ev_rx) = flume::unbounded();
         let (ready_tx, ready_rx) = flume::bounded(1);
@@ -120,17 +121,23 @@ impl VcpuThread {
             interrupt,
             thread: Some(thread),
         };
-        match ready_rx.recv() {
+        let timeout = spec_timeout;
+        match recv_or_kill(&ready_rx, timeout, &this.interrupt) {
             Ok(Ok(())) => Ok(this),
             Ok(Err(e)) => {
                 this.join();
                 Err(e)
             }
-            Err(_) => {
+            Err(e) => {
                 this.join();
-                Err(Error::ThreadGone)
+                Err(e)
             }
         }
+    }
+
+    /// A new call generation for [`Request::Call`].
+    pub fn next_generation(&self) -> u64 {
+        self.interrupt.state.next_generation()
     }
 
     /// Waits for the thread to end. It ends once every request sender is dropped and the call it
@@ -169,6 +176,30 @@ pub fn spin_recv<T>(rx: &Receiver<T>, spin: Duration) -> Result<T, flume::RecvEr
         }
     }
     rx.recv()
+}
+
+/// Waits for `rx` up to `timeout`; past it, kicks the vCPU until the answer comes. A run that
+/// the kick cancelled becomes [`Error::InitTimeout`]: used for the guest's init (boot and restore).
+pub(crate) fn recv_or_kill<T>(
+    rx: &Receiver<Result<T, Error>>,
+    timeout: Duration,
+    interrupt: &InterruptHandle,
+) -> Result<Result<T, Error>, Error> {
+    match rx.recv_timeout(timeout) {
+        Ok(result) => return Ok(result),
+        Err(flume::RecvTimeoutError::Disconnected) => return Err(Error::ThreadGone),
+        Err(flume::RecvTimeoutError::Timeout) => {}
+    }
+    // Init may not have started running yet: kick until it answers.
+    loop {
+        interrupt.kill();
+        match rx.recv_timeout(Duration::from_millis(1)) {
+            Ok(Err(Error::Cancelled)) => return Ok(Err(Error::InitTimeout { timeout })),
+            Ok(result) => return Ok(result),
+            Err(flume::RecvTimeoutError::Disconnected) => return Err(Error::ThreadGone),
+            Err(flume::RecvTimeoutError::Timeout) => {}
+        }
+    }
 }
 
 struct Channels<'a> {
@@ -235,7 +266,7 @@ fn thread_main(
                 call,
                 span,
             } => {
-                kick.running.store(generation, Ordering::SeqCst);
+                kick.begin(generation);
                 let result = match (&mut machine, &poisoned) {
                     (Some(m), None) => {
                         let mut host = Channels {
@@ -256,7 +287,7 @@ fn thread_main(
                         reason: "an earlier restore failed".into(),
                     }),
                 };
-                kick.running.store(0, Ordering::SeqCst);
+                kick.end();
                 if let Err(e) = &result {
                     if e.is_fatal() {
                         poisoned = Some(e.to_string());
@@ -266,16 +297,14 @@ fn thread_main(
                     break;
                 }
             }
-            Request::Restore => {
+            Request::Restore(done) => {
                 // Drop the old VM first so the new one does not double the memory.
                 machine = None;
                 let result = boot().map(|m| {
                     machine = Some(m);
                     poisoned = None;
                 });
-                if events.send(Event::Restored(result)).is_err() {
-                    break;
-                }
+                let _ = done.send(result);
             }
             Request::HostReply { .. } | Request::Wake => {}
         }
