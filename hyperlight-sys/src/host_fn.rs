@@ -148,23 +148,7 @@ macro_rules! host_function {
     };
 }
 
-host_function!();
-host_function!(A);
-host_function!(A B);
-host_function!(A B C);
-host_function!(A B C D);
-host_function!(A B C D E);
-host_function!(A B C D E F);
-host_function!(A B C D E F G);
-host_function!(A B C D E F G H);
-host_function!(A B C D E F G H I);
-host_function!(A B C D E F G H I J);
-host_function!(A B C D E F G H I J K);
-host_function!(A B C D E F G H I J K L);
-host_function!(A B C D E F G H I J K L M);
-host_function!(A B C D E F G H I J K L M N);
-host_function!(A B C D E F G H I J K L M N O);
-host_function!(A B C D E F G H I J K L M N O P);
+hyperlight_schema::for_each_arity!(host_function);
 
 #[cfg(test)]
 mod tests {

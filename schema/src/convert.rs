@@ -83,23 +83,7 @@ macro_rules! wire_args {
     };
 }
 
-wire_args!();
-wire_args!(A);
-wire_args!(A B);
-wire_args!(A B C);
-wire_args!(A B C D);
-wire_args!(A B C D E);
-wire_args!(A B C D E F);
-wire_args!(A B C D E F G);
-wire_args!(A B C D E F G H);
-wire_args!(A B C D E F G H I);
-wire_args!(A B C D E F G H I J);
-wire_args!(A B C D E F G H I J K);
-wire_args!(A B C D E F G H I J K L);
-wire_args!(A B C D E F G H I J K L M);
-wire_args!(A B C D E F G H I J K L M N);
-wire_args!(A B C D E F G H I J K L M N O);
-wire_args!(A B C D E F G H I J K L M N O P);
+crate::for_each_arity!(wire_args);
 
 /// What a function may return: a [`WireType`], or a `Result` of one whose error crosses the
 /// boundary as a message.

@@ -15,6 +15,32 @@
 extern crate alloc;
 
 pub mod abi;
+
+/// Invokes `$m!(...)` once per arity from 0 to [`MAX_PARAMS`] with that many type-parameter names
+/// (`$m!()`, `$m!(A)`, `$m!(A B)`, ..), so every crate that implements a trait for functions or
+/// tuples of wire values covers the same arities.
+#[macro_export]
+macro_rules! for_each_arity {
+    ($m:ident) => {
+        $m!();
+        $m!(A);
+        $m!(A B);
+        $m!(A B C);
+        $m!(A B C D);
+        $m!(A B C D E);
+        $m!(A B C D E F);
+        $m!(A B C D E F G);
+        $m!(A B C D E F G H);
+        $m!(A B C D E F G H I);
+        $m!(A B C D E F G H I J);
+        $m!(A B C D E F G H I J K);
+        $m!(A B C D E F G H I J K L);
+        $m!(A B C D E F G H I J K L M);
+        $m!(A B C D E F G H I J K L M N);
+        $m!(A B C D E F G H I J K L M N O);
+        $m!(A B C D E F G H I J K L M N O P);
+    };
+}
 mod convert;
 mod types;
 pub mod wire;

@@ -82,23 +82,7 @@ macro_rules! guest_fn {
     };
 }
 
-guest_fn!();
-guest_fn!(A);
-guest_fn!(A B);
-guest_fn!(A B C);
-guest_fn!(A B C D);
-guest_fn!(A B C D E);
-guest_fn!(A B C D E F);
-guest_fn!(A B C D E F G);
-guest_fn!(A B C D E F G H);
-guest_fn!(A B C D E F G H I);
-guest_fn!(A B C D E F G H I J);
-guest_fn!(A B C D E F G H I J K);
-guest_fn!(A B C D E F G H I J K L);
-guest_fn!(A B C D E F G H I J K L M);
-guest_fn!(A B C D E F G H I J K L M N);
-guest_fn!(A B C D E F G H I J K L M N O);
-guest_fn!(A B C D E F G H I J K L M N O P);
+hyperlight_schema::for_each_arity!(guest_fn);
 
 type Erased = Box<dyn Fn(Vec<Value>) -> FunctionCallResult>;
 
