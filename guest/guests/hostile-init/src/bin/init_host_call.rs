@@ -19,5 +19,7 @@ pub fn hyperlight_main() {
     };
     register_fn("init_result", move || outcome.clone());
     // After init, host calls are allowed.
-    register_fn("call_host_add", |a: i32, b: i32| call_host::<i32>("host_add", (a, b)));
+    register_fn("call_host_add", |a: i32, b: i32| {
+        call_host::<i32>("host_add", (a, b))
+    });
 }
