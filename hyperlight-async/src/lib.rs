@@ -1,5 +1,43 @@
-//! Async sandboxes on Tokio. The async API is the next milestone; today this crate re-exports the
-//! blocking API of `hyperlight-sys`.
+//! Await guest calls in micro-VM sandboxes from Tokio.
+//!
+//! A [`Sandbox`] is a KVM micro-VM running an untrusted guest. Its blocking work (creating the
+//! VM, running the vCPU) happens on dedicated threads; this crate lets async code await it:
+//!
+//! ```no_run
+//! use std::time::Duration;
+//! use hyperlight_async::{Error, Sandbox};
+//!
+//! # async fn example() -> Result<(), Error> {
+//! let sandbox = Sandbox::builder(hyperlight_testing::simple_guest())
+//!     // A sync host function runs on the vCPU thread; an async one in the awaiting task.
+//!     .host_fn("host_add", |a: i32, b: i32| a + b)
+//!     .host_fn_async("host_echo", |s: String| async move {
+//!         tokio::time::sleep(Duration::from_millis(1)).await;
+//!         s
+//!     })
+//!     .default_timeout(Duration::from_secs(1))
+//!     .build()
+//!     .await?;
+//! let sum: i32 = sandbox.call("call_host_add", (1i32, 2i32)).await?;
+//! let echo: String = sandbox.call("call_host_echo_string", ("hi".to_string(),)).await?;
+//! // A call that runs too long is kicked out of the guest; the sandbox is restored before
+//! // its next call.
+//! let spun = sandbox.call::<()>("infinite_loop", ()).timeout(Duration::from_millis(10)).await;
+//! assert!(matches!(spun, Err(Error::Timeout { .. })));
+//! # Ok(()) }
+//! ```
+//!
+//! Clones of a `Sandbox` share one VM; its calls run in FIFO order. Dropping a call future
+//! cancels the call (see [`Call`] for the cancel-safety contract of each future).
 #![forbid(unsafe_code)]
 
-pub use hyperlight_sys::*;
+mod error;
+mod host;
+mod sandbox;
+
+pub use error::Error;
+pub use host::{AsyncHostFunction, DynAsyncHostFn, HostFuture};
+pub use hyperlight_sys::schema::{ErrorCode, Value, ValueType, WireArgs, WireType};
+pub use hyperlight_sys::Error as SandboxError;
+pub use hyperlight_sys::{GuestBinary, InterruptHandle, SandboxConfig};
+pub use sandbox::{Call, FromCallValue, Sandbox, SandboxBuilder};

@@ -71,12 +71,21 @@ pub type DynHostFn = Arc<dyn Fn(Vec<Value>) -> Result<Value, String> + Send + Sy
 
 /// Runs a checked host call on `f`, turning its error or panic into the error the guest receives.
 pub fn invoke(f: &DynHostFn, call: FunctionCall) -> FunctionCallResult {
+    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(call.args)));
+    host_result(&call.name, outcome)
+}
+
+/// What the guest receives for a host function's outcome: its value, or a
+/// [`ErrorCode::HostFunctionFailed`] error that says whether it failed or panicked.
+pub fn host_result(
+    name: &str,
+    outcome: std::thread::Result<Result<Value, String>>,
+) -> FunctionCallResult {
     let failed = |message| GuestError {
         code: ErrorCode::HostFunctionFailed,
         message,
     };
-    let name = call.name;
-    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(call.args))) {
+    match outcome {
         Ok(Ok(value)) => Ok(value),
         Ok(Err(message)) => Err(failed(format!("host function {name:?} failed: {message}"))),
         Err(_) => Err(failed(format!("host function {name:?} panicked"))),
@@ -100,6 +109,11 @@ impl HostFunctions {
     pub fn insert<Args, F: HostFunction<Args>>(&mut self, name: &str, f: F) {
         self.functions
             .insert(name.to_string(), (f.signature(), f.into_dyn()));
+    }
+
+    /// Removes `name`, if registered.
+    pub fn remove(&mut self, name: &str) {
+        self.functions.remove(name);
     }
 
     /// The declared signatures.

@@ -12,7 +12,7 @@ use crate::host_fn::{HostFunction, HostFunctions};
 use crate::hypervisor::kvm::{KvmHypervisor, KVM_DEVICE};
 use crate::hypervisor::Hypervisor;
 use crate::kick::InterruptHandle;
-use crate::vcpu::{recv_or_kill, spin_recv, Event, Request, VcpuSpec, VcpuThread};
+use crate::vcpu::{spin_recv, Event, Request, VcpuSpec, VcpuThread};
 
 /// Where the guest binary comes from.
 #[derive(Clone, Debug)]
@@ -214,11 +214,6 @@ impl Sandbox {
     /// Brings the sandbox back to its state right after init and clears poisoning. Until the
     /// snapshot work lands this re-creates the VM and re-runs the guest's init.
     pub fn restore(&mut self) -> Result<(), Error> {
-        let (done, result) = flume::bounded(1);
-        self.thread
-            .requests
-            .send(Request::Restore(done))
-            .map_err(|_| Error::ThreadGone)?;
-        recv_or_kill(&result, self.config.init_timeout, &self.thread.interrupt)?
+        self.thread.restore()
     }
 }

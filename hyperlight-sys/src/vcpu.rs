@@ -86,6 +86,7 @@ pub struct VcpuThread {
     pub events: Receiver<Event>,
     /// Kicks the vCPU.
     pub interrupt: InterruptHandle,
+    init_timeout: Duration,
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
@@ -94,7 +95,7 @@ impl VcpuThread {
     /// The guest's init must finish within `spec.config.init_timeout`, or it is killed and this
     /// returns [`Error::InitTimeout`].
     pub fn spawn(spec: VcpuSpec) -> Result<Self, Error> {
-        let spec_timeout = spec.config.init_timeout;
+        let init_timeout = spec.config.init_timeout;
         let (req_tx, req_rx) = flume::unbounded();
         let (ev_tx, ev_rx) = flume::unbounded();
         let (ready_tx, ready_rx) = flume::bounded(1);
@@ -119,15 +120,11 @@ impl VcpuThread {
             requests: req_tx,
             events: ev_rx,
             interrupt,
+            init_timeout,
             thread: Some(thread),
         };
-        let timeout = spec_timeout;
-        match recv_or_kill(&ready_rx, timeout, &this.interrupt) {
-            Ok(Ok(())) => Ok(this),
-            Ok(Err(e)) => {
-                this.join();
-                Err(e)
-            }
+        match recv_or_kill(&ready_rx, init_timeout, &this.interrupt).and_then(|r| r) {
+            Ok(()) => Ok(this),
             Err(e) => {
                 this.join();
                 Err(e)
@@ -135,25 +132,43 @@ impl VcpuThread {
         }
     }
 
+    /// Brings the sandbox back to its state right after init and clears poisoning; blocks until
+    /// done. Requests sent before it are served first. Until the snapshot work lands this
+    /// re-creates the VM and re-runs the guest's init (bounded by the init timeout).
+    pub fn restore(&self) -> Result<(), Error> {
+        let (done, result) = flume::bounded(1);
+        self.requests
+            .send(Request::Restore(done))
+            .map_err(|_| Error::ThreadGone)?;
+        recv_or_kill(&result, self.init_timeout, &self.interrupt)?
+    }
+
     /// A new call generation for [`Request::Call`].
     pub fn next_generation(&self) -> u64 {
         self.interrupt.state.next_generation()
     }
 
-    /// Waits for the thread to end. It ends once every request sender is dropped and the call it
-    /// runs (if any) is over; kick it first to end a running call.
-    pub fn join(&mut self) {
-        let (tx, _) = flume::bounded(0);
-        drop(std::mem::replace(&mut self.requests, tx));
-        if let Some(thread) = self.thread.take() {
+    /// Tells the thread to end without waiting: kicks the running call, if any, and closes the
+    /// request channel. Returns the thread's handle to join (once; later calls return `None`).
+    /// The thread ends as soon as the call or host function it runs is over.
+    pub fn shutdown(&mut self) -> Option<std::thread::JoinHandle<()>> {
+        self.interrupt.kill();
+        let (closed, _) = flume::bounded(0);
+        drop(std::mem::replace(&mut self.requests, closed));
+        self.thread.take()
+    }
+
+    fn join(&mut self) {
+        if let Some(thread) = self.shutdown() {
             let _ = thread.join();
         }
     }
 }
 
 impl Drop for VcpuThread {
+    /// Ends the thread and waits for it: every fd and mapping of the sandbox is closed when
+    /// this returns.
     fn drop(&mut self) {
-        self.interrupt.kill();
         self.join();
     }
 }

@@ -1,0 +1,54 @@
+//! The one error type of `hyperlight-async`.
+
+use std::time::Duration;
+
+/// What can go wrong building, calling or restoring an async sandbox.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The runtime reported an error: the guest failed or faulted, a message was malformed, the
+    /// hypervisor failed, and so on. [`hyperlight_sys::Error::is_fatal`] says whether the
+    /// sandbox was poisoned (it is restored before its next call).
+    #[error(transparent)]
+    Sandbox(hyperlight_sys::Error),
+    /// The call did not finish within its timeout. The vCPU was kicked out of the guest; the
+    /// sandbox is restored before its next call.
+    #[error("guest call timed out after {timeout:?}")]
+    Timeout {
+        /// The timeout that expired.
+        timeout: Duration,
+    },
+    /// The call was cancelled through the sandbox's interrupt handle. The sandbox is restored
+    /// before its next call.
+    #[error("guest call cancelled")]
+    Cancelled,
+    /// The blocking task that creates or restores the VM did not complete (it panicked, or the
+    /// runtime is shutting down).
+    #[error("sandbox {task} task failed: {reason}")]
+    Task {
+        /// Which task.
+        task: &'static str,
+        /// The join error.
+        reason: String,
+    },
+}
+
+impl From<hyperlight_sys::Error> for Error {
+    fn from(error: hyperlight_sys::Error) -> Self {
+        match error {
+            hyperlight_sys::Error::Cancelled => Error::Cancelled,
+            other => Error::Sandbox(other),
+        }
+    }
+}
+
+impl Error {
+    /// Whether the sandbox is restored before its next call because of this error.
+    pub fn poisons(&self) -> bool {
+        match self {
+            Error::Sandbox(e) => e.is_fatal(),
+            Error::Timeout { .. } | Error::Cancelled => true,
+            Error::Task { .. } => false,
+        }
+    }
+}

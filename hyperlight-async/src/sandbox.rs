@@ -1,0 +1,459 @@
+//! The async sandbox: a cheap, cloneable handle to one micro-VM whose calls queue in FIFO order.
+
+use std::collections::HashMap;
+use std::future::{Future, IntoFuture};
+use std::marker::PhantomData;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use hyperlight_sys::host_fn::{HostFunction, HostFunctions, Signature};
+use hyperlight_sys::hypervisor::Hypervisor;
+use hyperlight_sys::schema::{
+    ErrorCode, FunctionCall, GuestError, Value, ValueType, WireArgs, WireType,
+};
+use hyperlight_sys::vcpu::{Event, Request, VcpuSpec, VcpuThread};
+use hyperlight_sys::{default_hypervisor, GuestBinary, InterruptHandle, SandboxConfig};
+use tracing::field::Empty;
+use tracing::Instrument;
+
+use crate::error::Error;
+use crate::host::{invoke, AsyncHostFunction, DynAsyncHostFn};
+
+static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+
+/// Builds a [`Sandbox`]. See [`Sandbox::builder`].
+pub struct SandboxBuilder {
+    guest: GuestBinary,
+    config: SandboxConfig,
+    hypervisor: Option<Arc<dyn Hypervisor>>,
+    sync_fns: HostFunctions,
+    async_fns: HashMap<String, (Signature, DynAsyncHostFn)>,
+    default_timeout: Option<Duration>,
+    poll: Duration,
+}
+
+impl SandboxBuilder {
+    /// Sets the memory and runtime configuration.
+    pub fn config(mut self, config: SandboxConfig) -> Self {
+        self.config = config;
+        self
+    }
+
+    /// Uses this hypervisor instead of `/dev/kvm`.
+    pub fn hypervisor(mut self, hypervisor: Arc<dyn Hypervisor>) -> Self {
+        self.hypervisor = Some(hypervisor);
+        self
+    }
+
+    /// Registers a synchronous host function. It runs on the sandbox's vCPU thread, right where
+    /// the guest calls it (no hop to the async runtime), so it must not block for long: use
+    /// [`SandboxBuilder::host_fn_async`] for anything that waits.
+    pub fn host_fn<Args, F: HostFunction<Args>>(mut self, name: &str, f: F) -> Self {
+        self.async_fns.remove(name);
+        self.sync_fns.insert(name, f);
+        self
+    }
+
+    /// Registers an async host function, e.g. `|url: String| async move { fetch(url).await }`.
+    ///
+    /// It runs in the task that awaits the guest call that calls it (the vCPU thread waits for
+    /// its result), so it uses that task's runtime and, when the call is cancelled or times out,
+    /// its future is dropped with the call.
+    pub fn host_fn_async<Args, F: AsyncHostFunction<Args>>(mut self, name: &str, f: F) -> Self {
+        self.sync_fns.remove(name);
+        self.async_fns
+            .insert(name.to_string(), (f.signature(), f.into_dyn()));
+        self
+    }
+
+    /// Default timeout of every call (none by default); [`Call::timeout`] overrides it per call.
+    pub fn default_timeout(mut self, timeout: Duration) -> Self {
+        self.default_timeout = Some(timeout);
+        self
+    }
+
+    /// How long a call's task polls for the guest's answer (yielding to other tasks between
+    /// polls) before it parks on the channel. Polling saves the cost of waking a parked runtime
+    /// thread (tens of microseconds on virtualized hosts) on short calls. Default 0 (park at
+    /// once); at most [`SandboxConfig::MAX_SPIN_WAIT`].
+    pub fn poll_before_park(mut self, poll: Duration) -> Self {
+        self.poll = poll.min(SandboxConfig::MAX_SPIN_WAIT);
+        self
+    }
+
+    /// Creates the VM, loads the guest and runs its init. The blocking work (file I/O, KVM
+    /// ioctls, the guest's init) runs on Tokio's blocking thread pool, never on a worker thread.
+    ///
+    /// Cancel safety: dropping the future before it completes drops the sandbox being built as
+    /// soon as it is ready; nothing leaks.
+    pub async fn build(self) -> Result<Sandbox, Error> {
+        let signatures = {
+            let mut all = self.sync_fns.signatures();
+            all.extend(
+                self.async_fns
+                    .iter()
+                    .map(|(name, (sig, _))| (name.clone(), sig.clone())),
+            );
+            all
+        };
+        let SandboxBuilder {
+            guest,
+            config,
+            hypervisor,
+            sync_fns,
+            async_fns,
+            default_timeout,
+            poll,
+        } = self;
+        let thread = tokio::task::spawn_blocking(move || {
+            config.validate()?;
+            let elf = guest.load(config.max_guest_file)?;
+            let hypervisor = match hypervisor {
+                Some(hv) => hv,
+                None => default_hypervisor()?,
+            };
+            VcpuThread::spawn(VcpuSpec {
+                hypervisor,
+                elf,
+                config,
+                signatures: Arc::new(signatures),
+                inline: Arc::new(sync_fns),
+            })
+        })
+        .await
+        .map_err(|e| Error::Task {
+            task: "build",
+            reason: e.to_string(),
+        })??;
+        Ok(Sandbox {
+            inner: Arc::new(Inner {
+                id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
+                thread,
+                async_fns: async_fns.into_iter().map(|(n, (_, f))| (n, f)).collect(),
+                queue: tokio::sync::Mutex::new(()),
+                poisoned: AtomicBool::new(false),
+                default_timeout,
+                poll,
+            }),
+        })
+    }
+}
+
+struct Inner {
+    id: u64,
+    thread: VcpuThread,
+    async_fns: HashMap<String, DynAsyncHostFn>,
+    /// Held by the call that owns the vCPU; Tokio's mutex is fair, so calls run in FIFO order.
+    queue: tokio::sync::Mutex<()>,
+    /// Set when a call failed fatally or was abandoned: the next call restores first.
+    poisoned: AtomicBool,
+    default_timeout: Option<Duration>,
+    poll: Duration,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        // End the vCPU thread without blocking a runtime worker: it stops once the call or host
+        // function it runs is over; joining happens on the blocking pool.
+        if let Some(thread) = self.thread.shutdown() {
+            match tokio::runtime::Handle::try_current() {
+                Ok(runtime) => drop(runtime.spawn_blocking(move || thread.join())),
+                Err(_) => drop(thread.join()),
+            }
+        }
+    }
+}
+
+/// A micro-VM running one guest, awaited from async code.
+///
+/// `Sandbox` is `Send + Sync` and cheap to clone: clones are handles to the same VM. A VM has
+/// one vCPU, so concurrent calls on one sandbox queue and run one at a time in FIFO order;
+/// use several sandboxes (or the pool of a later release) for parallelism. The VM and its
+/// thread end when the last handle is dropped, even in the middle of a call.
+#[derive(Clone)]
+pub struct Sandbox {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Sandbox {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Sandbox")
+            .field("id", &self.inner.id)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Sandbox {
+    /// Starts building a sandbox for `guest` (an ELF path or bytes).
+    pub fn builder(guest: impl Into<GuestBinary>) -> SandboxBuilder {
+        SandboxBuilder {
+            guest: guest.into(),
+            config: SandboxConfig::default(),
+            hypervisor: None,
+            sync_fns: HostFunctions::default(),
+            async_fns: HashMap::new(),
+            default_timeout: None,
+            poll: Duration::ZERO,
+        }
+    }
+
+    /// This sandbox's process-unique id (also on its tracing spans).
+    pub fn id(&self) -> u64 {
+        self.inner.id
+    }
+
+    /// Calls guest function `name` with typed arguments; `.await` it for a typed result, or
+    /// set a [`Call::timeout`] first.
+    pub fn call<R: WireType>(&self, name: &str, args: impl WireArgs) -> Call<R> {
+        Call {
+            sandbox: self.clone(),
+            call: FunctionCall {
+                name: name.to_string(),
+                args: args.into_values(),
+                return_type: R::TYPE,
+            },
+            timeout: self.inner.default_timeout,
+            _result: PhantomData,
+        }
+    }
+
+    /// Calls guest function `name` with dynamically typed arguments and return type.
+    pub fn call_value(&self, name: &str, args: Vec<Value>, return_type: ValueType) -> Call<Value> {
+        Call {
+            sandbox: self.clone(),
+            call: FunctionCall {
+                name: name.to_string(),
+                args,
+                return_type,
+            },
+            timeout: self.inner.default_timeout,
+            _result: PhantomData,
+        }
+    }
+
+    /// A handle that cancels the call running now from any thread or task (see
+    /// [`InterruptHandle::kill`]); the cancelled call returns [`Error::Cancelled`].
+    pub fn interrupt_handle(&self) -> InterruptHandle {
+        self.inner.thread.interrupt.clone()
+    }
+
+    /// Brings the sandbox back to its state right after init, after the calls queued before
+    /// this one. Calls do this by themselves after a fatal error, timeout or cancellation.
+    ///
+    /// Cancel safety: if dropped while it waits for its turn, nothing happens; once restoring
+    /// has started it runs to completion in the background.
+    pub async fn restore(&self) -> Result<(), Error> {
+        let _turn = self.inner.queue.lock().await;
+        restore(&self.inner).await
+    }
+}
+
+async fn restore(inner: &Arc<Inner>) -> Result<(), Error> {
+    let owner = inner.clone();
+    tokio::task::spawn_blocking(move || owner.thread.restore())
+        .await
+        .map_err(|e| Error::Task {
+            task: "restore",
+            reason: e.to_string(),
+        })??;
+    inner.poisoned.store(false, Ordering::SeqCst);
+    Ok(())
+}
+
+/// A guest call, awaitable (it implements [`IntoFuture`]); made by [`Sandbox::call`].
+///
+/// Cancel safety: dropping the future (the caller gave up, `tokio::time::timeout`, `select!`,
+/// a client disconnect) before it completes cancels the call. A call still waiting for its turn
+/// just leaves the queue. A running call is kicked out of the guest through the interrupt
+/// handle, an async host function it is awaiting is dropped with it, and the sandbox is restored
+/// to its post-init state before the next call runs. Dropping it after it completed does nothing.
+#[must_use = "a call does nothing until it is awaited"]
+pub struct Call<R> {
+    sandbox: Sandbox,
+    call: FunctionCall,
+    timeout: Option<Duration>,
+    _result: PhantomData<fn() -> R>,
+}
+
+impl<R> Call<R> {
+    /// Fails the call with [`Error::Timeout`] if it has not finished `timeout` after it was
+    /// first polled (time spent queued behind other calls counts).
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = Some(timeout);
+        self
+    }
+}
+
+/// The result type of a call: every [`WireType`], or [`Value`] for dynamically typed calls.
+pub trait FromCallValue: Sized + Send + 'static {
+    /// Unwraps the value.
+    fn from_call_value(value: Value) -> Result<Self, Error>;
+}
+
+macro_rules! from_call_value {
+    ($($ty:ty),*) => {$(
+        impl FromCallValue for $ty {
+            fn from_call_value(value: Value) -> Result<Self, Error> {
+                let actual = value.value_type();
+                <$ty as WireType>::from_value(value).ok_or(Error::Sandbox(
+                    hyperlight_sys::Error::ReturnTypeMismatch { expected: <$ty as WireType>::TYPE, actual },
+                ))
+            }
+        }
+    )*};
+}
+
+from_call_value!(i32, u32, i64, u64, f32, f64, bool, String, Vec<u8>, ());
+
+impl FromCallValue for Value {
+    fn from_call_value(value: Value) -> Result<Self, Error> {
+        Ok(value)
+    }
+}
+
+impl<R: FromCallValue> IntoFuture for Call<R> {
+    type Output = Result<R, Error>;
+    type IntoFuture = Pin<Box<dyn Future<Output = Result<R, Error>> + Send>>;
+
+    fn into_future(self) -> Self::IntoFuture {
+        Box::pin(async move {
+            let value = run_call(self.sandbox.inner, self.call, self.timeout).await?;
+            R::from_call_value(value)
+        })
+    }
+}
+
+async fn run_call(
+    inner: Arc<Inner>,
+    call: FunctionCall,
+    timeout: Option<Duration>,
+) -> Result<Value, Error> {
+    let span = tracing::info_span!(
+        "sandbox.call",
+        sandbox.id = inner.id,
+        function = %call.name,
+        outcome = Empty,
+        duration_us = Empty,
+    );
+    let start = Instant::now();
+    let work = exclusive_call(&inner, call, span.clone());
+    let result = match timeout {
+        Some(limit) => tokio::time::timeout(limit, work)
+            .await
+            .unwrap_or(Err(Error::Timeout { timeout: limit })),
+        None => work.await,
+    };
+    span.record("duration_us", start.elapsed().as_micros() as u64);
+    match &result {
+        Ok(_) => span.record("outcome", "ok"),
+        Err(e) => span.record("outcome", tracing::field::display(e)),
+    };
+    result
+}
+
+/// Waits for the vCPU, restores a poisoned sandbox, then runs the call.
+async fn exclusive_call(
+    inner: &Arc<Inner>,
+    call: FunctionCall,
+    span: tracing::Span,
+) -> Result<Value, Error> {
+    async {
+        let _turn = inner.queue.lock().await;
+        if inner.poisoned.load(Ordering::SeqCst) {
+            restore(inner).await?;
+        }
+        let generation = inner.thread.next_generation();
+        inner
+            .thread
+            .requests
+            .send(Request::Call {
+                generation,
+                call,
+                span: tracing::Span::current(),
+            })
+            .map_err(|_| hyperlight_sys::Error::ThreadGone)?;
+        // From here on, dropping this future abandons a running call: kick it and poison.
+        let mut abandon = Abandon {
+            inner,
+            generation,
+            armed: true,
+        };
+        let result = drive(inner, generation).await;
+        abandon.armed = false;
+        if matches!(&result, Err(e) if e.poisons()) {
+            inner.poisoned.store(true, Ordering::SeqCst);
+        }
+        result
+    }
+    .instrument(span)
+    .await
+}
+
+/// Receives the call's events: runs async host functions until the call is done.
+async fn drive(inner: &Inner, generation: u64) -> Result<Value, Error> {
+    loop {
+        match next_event(inner).await? {
+            Event::Done {
+                generation: g,
+                result,
+            } if g == generation => return result.map_err(Error::from),
+            Event::HostCall {
+                generation: g,
+                call,
+            } if g == generation => {
+                // The vCPU thread checked the call against the declared signatures, which are
+                // exactly the registered sync (run inline there) and async functions.
+                let result = match inner.async_fns.get(&call.name) {
+                    Some(f) => invoke(f, call).await,
+                    None => Err(GuestError {
+                        code: ErrorCode::UnknownFunction,
+                        message: format!("no async host function named {:?}", call.name),
+                    }),
+                };
+                // If the vCPU thread is gone, the next event says why.
+                let _ = inner
+                    .thread
+                    .requests
+                    .send(Request::HostReply { generation, result });
+            }
+            // Events of an earlier, abandoned call.
+            _ => {}
+        }
+    }
+}
+
+async fn next_event(inner: &Inner) -> Result<Event, Error> {
+    let events = &inner.thread.events;
+    if !inner.poll.is_zero() {
+        let deadline = Instant::now() + inner.poll;
+        while Instant::now() < deadline {
+            match events.try_recv() {
+                Ok(event) => return Ok(event),
+                Err(flume::TryRecvError::Disconnected) => break,
+                Err(flume::TryRecvError::Empty) => tokio::task::yield_now().await,
+            }
+        }
+    }
+    events
+        .recv_async()
+        .await
+        .map_err(|_| Error::Sandbox(hyperlight_sys::Error::ThreadGone))
+}
+
+/// Cancels and poisons a call that is dropped while it runs.
+struct Abandon<'a> {
+    inner: &'a Inner,
+    generation: u64,
+    armed: bool,
+}
+
+impl Drop for Abandon<'_> {
+    fn drop(&mut self) {
+        if self.armed {
+            self.inner.poisoned.store(true, Ordering::SeqCst);
+            self.inner.thread.interrupt.cancel(self.generation);
+        }
+    }
+}
