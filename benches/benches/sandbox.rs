@@ -4,11 +4,11 @@
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use hyperlight_benches::simple_sandbox;
-use hyperlight_sys::default_hypervisor;
 use hyperlight_sys::floor::FloorVm;
+use hyperlight_sys::{hypervisor_for, SandboxConfig};
 
 fn floor(c: &mut Criterion) {
-    let hv = default_hypervisor().unwrap();
+    let hv = hypervisor_for(&SandboxConfig::default()).unwrap();
     let mut group = c.benchmark_group("floor");
     group.bench_function("vm_setup", |b| {
         b.iter_with_large_drop(|| FloorVm::new(&*hv).unwrap())

@@ -13,8 +13,9 @@ use hyperlight_sys::hypervisor::Hypervisor;
 use hyperlight_sys::schema::{
     ErrorCode, FunctionCall, GuestError, Value, ValueType, WireArgs, WireType,
 };
+use hyperlight_sys::spin::Spinner;
 use hyperlight_sys::vcpu::{Event, Request, VcpuSpec, VcpuThread};
-use hyperlight_sys::{default_hypervisor, GuestBinary, InterruptHandle, SandboxConfig};
+use hyperlight_sys::{hypervisor_for, GuestBinary, InterruptHandle, SandboxConfig};
 use tracing::field::Empty;
 use tracing::Instrument;
 
@@ -31,7 +32,6 @@ pub struct SandboxBuilder {
     sync_fns: HostFunctions,
     async_fns: HashMap<String, (Signature, DynAsyncHostFn)>,
     default_timeout: Option<Duration>,
-    poll: Duration,
 }
 
 impl SandboxBuilder {
@@ -74,15 +74,6 @@ impl SandboxBuilder {
         self
     }
 
-    /// How long a call's task polls for the guest's answer (yielding to other tasks between
-    /// polls) before it parks on the channel. Polling saves the cost of waking a parked runtime
-    /// thread (tens of microseconds on virtualized hosts) on short calls. Default 0 (park at
-    /// once); at most [`SandboxConfig::MAX_SPIN_WAIT`].
-    pub fn poll_before_park(mut self, poll: Duration) -> Self {
-        self.poll = poll.min(SandboxConfig::MAX_SPIN_WAIT);
-        self
-    }
-
     /// Creates the VM, loads the guest and runs its init. The blocking work (file I/O, KVM
     /// ioctls, the guest's init) runs on Tokio's blocking thread pool, never on a worker thread.
     ///
@@ -105,14 +96,14 @@ impl SandboxBuilder {
             sync_fns,
             async_fns,
             default_timeout,
-            poll,
         } = self;
+        let spinner = Spinner::new(config.spin_wait);
         let thread = tokio::task::spawn_blocking(move || {
             config.validate()?;
             let elf = guest.load(config.max_guest_file)?;
             let hypervisor = match hypervisor {
                 Some(hv) => hv,
-                None => default_hypervisor()?,
+                None => hypervisor_for(&config)?,
             };
             VcpuThread::spawn(VcpuSpec {
                 hypervisor,
@@ -132,10 +123,9 @@ impl SandboxBuilder {
                 id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
                 thread,
                 async_fns: async_fns.into_iter().map(|(n, (_, f))| (n, f)).collect(),
-                queue: tokio::sync::Mutex::new(()),
+                queue: tokio::sync::Mutex::new(spinner),
                 poisoned: AtomicBool::new(false),
                 default_timeout,
-                poll,
             }),
         })
     }
@@ -145,12 +135,12 @@ struct Inner {
     id: u64,
     thread: VcpuThread,
     async_fns: HashMap<String, DynAsyncHostFn>,
-    /// Held by the call that owns the vCPU; Tokio's mutex is fair, so calls run in FIFO order.
-    queue: tokio::sync::Mutex<()>,
+    /// Held by the call that owns the vCPU, with the polling policy of its event waits; Tokio's
+    /// mutex is fair, so calls run in FIFO order.
+    queue: tokio::sync::Mutex<Spinner>,
     /// Set when a call failed fatally or was abandoned: the next call restores first.
     poisoned: AtomicBool,
     default_timeout: Option<Duration>,
-    poll: Duration,
 }
 
 impl Drop for Inner {
@@ -195,7 +185,6 @@ impl Sandbox {
             sync_fns: HostFunctions::default(),
             async_fns: HashMap::new(),
             default_timeout: None,
-            poll: Duration::ZERO,
         }
     }
 
@@ -360,7 +349,7 @@ async fn exclusive_call(
     span: tracing::Span,
 ) -> Result<Value, Error> {
     async {
-        let _turn = inner.queue.lock().await;
+        let mut turn = inner.queue.lock().await;
         if inner.poisoned.load(Ordering::SeqCst) {
             restore(inner).await?;
         }
@@ -380,7 +369,7 @@ async fn exclusive_call(
             generation,
             armed: true,
         };
-        let result = drive(inner, generation).await;
+        let result = drive(inner, generation, &mut turn).await;
         abandon.armed = false;
         if matches!(&result, Err(e) if e.poisons()) {
             inner.poisoned.store(true, Ordering::SeqCst);
@@ -392,9 +381,9 @@ async fn exclusive_call(
 }
 
 /// Receives the call's events: runs async host functions until the call is done.
-async fn drive(inner: &Inner, generation: u64) -> Result<Value, Error> {
+async fn drive(inner: &Inner, generation: u64, spinner: &mut Spinner) -> Result<Value, Error> {
     loop {
-        match next_event(inner).await? {
+        match next_event(inner, spinner).await? {
             Event::Done {
                 generation: g,
                 result,
@@ -424,22 +413,30 @@ async fn drive(inner: &Inner, generation: u64) -> Result<Value, Error> {
     }
 }
 
-async fn next_event(inner: &Inner) -> Result<Event, Error> {
+/// The next event of the vCPU thread: polled (yielding to other tasks between polls) while the
+/// spinner says it pays, then awaited.
+async fn next_event(inner: &Inner, spinner: &mut Spinner) -> Result<Event, Error> {
     let events = &inner.thread.events;
-    if !inner.poll.is_zero() {
-        let deadline = Instant::now() + inner.poll;
-        while Instant::now() < deadline {
+    let gone = || Error::Sandbox(hyperlight_sys::Error::ThreadGone);
+    if let Some(polling) = spinner.begin() {
+        loop {
             match events.try_recv() {
-                Ok(event) => return Ok(event),
-                Err(flume::TryRecvError::Disconnected) => break,
-                Err(flume::TryRecvError::Empty) => tokio::task::yield_now().await,
+                Ok(event) => {
+                    spinner.end(polling, true);
+                    return Ok(event);
+                }
+                Err(flume::TryRecvError::Disconnected) => return Err(gone()),
+                Err(flume::TryRecvError::Empty) if !polling.expired() => {
+                    tokio::task::yield_now().await
+                }
+                Err(flume::TryRecvError::Empty) => {
+                    spinner.end(polling, false);
+                    break;
+                }
             }
         }
     }
-    events
-        .recv_async()
-        .await
-        .map_err(|_| Error::Sandbox(hyperlight_sys::Error::ThreadGone))
+    events.recv_async().await.map_err(|_| gone())
 }
 
 /// Cancels and poisons a call that is dropped while it runs.

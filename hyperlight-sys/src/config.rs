@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use crate::error::Error;
+use crate::hypervisor::select::{HypervisorChoice, HypervisorPaths};
 
 /// Sizes of a sandbox's memory regions. Every size is rounded up to whole pages.
 ///
@@ -23,13 +24,20 @@ pub struct SandboxConfig {
     /// How long a waiting thread (the caller waiting for a result, the vCPU thread waiting for
     /// the next request) polls before it parks. Waking a parked thread costs tens of
     /// microseconds on virtualized hosts, more than a whole guest call; a short poll avoids it
-    /// for back-to-back calls at the price of that much CPU per wait. Default 100 µs, at most
-    /// [`SandboxConfig::MAX_SPIN_WAIT`]; zero disables polling.
+    /// for back-to-back calls at the price of that much CPU per wait. Polling is adaptive (see
+    /// [`crate::spin::Spinner`]): a waiter stops polling when it stops paying off, and no more
+    /// waiters than CPUs poll at once. Default 100 µs, at most [`SandboxConfig::MAX_SPIN_WAIT`];
+    /// zero disables polling.
     pub spin_wait: Duration,
     /// How long the guest's init may run (at creation and at every restore) before it is killed
     /// and creation fails with [`Error::InitTimeout`]. Default 10 s, at most
     /// [`SandboxConfig::MAX_INIT_TIMEOUT`].
     pub init_timeout: Duration,
+    /// Which hypervisor to use: [`HypervisorChoice::Auto`] (default) takes KVM if `/dev/kvm` is
+    /// usable, else mshv; an explicit choice uses only that one.
+    pub hypervisor: HypervisorChoice,
+    /// Where the hypervisor devices are (default `/dev/kvm` and `/dev/mshv`).
+    pub hypervisor_paths: HypervisorPaths,
 }
 
 impl SandboxConfig {
@@ -102,6 +110,8 @@ impl Default for SandboxConfig {
             max_guest_file: Self::MAX_GUEST_FILE,
             spin_wait: Duration::from_micros(100),
             init_timeout: Duration::from_secs(10),
+            hypervisor: HypervisorChoice::Auto,
+            hypervisor_paths: HypervisorPaths::default(),
         }
     }
 }

@@ -29,6 +29,22 @@ pub enum Error {
         /// What is missing.
         reason: String,
     },
+    /// Automatic selection found no usable hypervisor: neither KVM nor mshv. Says why for each.
+    #[error("no usable hypervisor: KVM ({kvm}); mshv ({mshv})")]
+    NoHypervisor {
+        /// Why KVM is not usable.
+        kvm: Unusable,
+        /// Why mshv is not usable.
+        mshv: Unusable,
+    },
+    /// The hypervisor chosen explicitly (not automatically) is not usable.
+    #[error("hypervisor {hypervisor} is not usable: {why}")]
+    HypervisorNotUsable {
+        /// The backend that was asked for: `"KVM"` or `"mshv"`.
+        hypervisor: &'static str,
+        /// Why it is not usable.
+        why: Unusable,
+    },
     /// A hypervisor ioctl failed.
     #[error("hypervisor operation {op} failed: errno {errno}")]
     Hypervisor {
@@ -185,6 +201,59 @@ pub enum Error {
     /// The vCPU thread is gone (it panicked, or the sandbox is shutting down).
     #[error("sandbox vCPU thread is gone")]
     ThreadGone,
+}
+
+/// Why one hypervisor backend could not be used: the device path and the reason.
+///
+/// Part of [`Error::NoHypervisor`] (one per backend) and [`Error::HypervisorNotUsable`].
+#[derive(Debug, thiserror::Error)]
+#[error("{path}: {reason}", path = path.display())]
+pub struct Unusable {
+    /// The device path that was tried (or, for [`UnusableReason::NotBuilt`], would have been).
+    pub path: PathBuf,
+    /// Why it is not usable.
+    pub reason: UnusableReason,
+}
+
+/// The reason inside [`Unusable`].
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum UnusableReason {
+    /// The device node does not exist (the hypervisor or its driver is not there).
+    #[error("not found")]
+    NotFound,
+    /// The device exists but this process may not open it (file mode, group, or a security
+    /// module).
+    #[error("permission denied")]
+    PermissionDenied {
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Opening the device failed for another reason (e.g. the driver is not loaded).
+    #[error("cannot open: {source}")]
+    Open {
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The device opened but lacks something the runtime needs (API version, capability).
+    #[error("unsupported: {reason}")]
+    Unsupported {
+        /// What is missing.
+        reason: String,
+    },
+    /// This build of `hyperlight-sys` does not contain the backend.
+    #[error(
+        "not built with the `{feature}` cargo feature{}",
+        if *device_exists { " (the device exists: rebuild with that feature)" } else { "" }
+    )]
+    NotBuilt {
+        /// The cargo feature that enables the backend.
+        feature: &'static str,
+        /// Whether the device path exists on this machine all the same.
+        device_exists: bool,
+    },
 }
 
 /// The kind of access that faulted.

@@ -22,6 +22,7 @@
 //! `unsafe` code lives in this crate only (memory mapping, ioctls, signals); every block says why
 //! it holds.
 
+pub mod boundary;
 pub mod config;
 pub mod elf;
 pub mod error;
@@ -33,6 +34,7 @@ pub mod layout;
 mod machine;
 pub mod mem;
 mod sandbox;
+pub mod spin;
 pub mod vcpu;
 mod x86;
 
@@ -41,4 +43,4 @@ pub use error::{Access, Error};
 pub use host_fn::{HostFunction, Signature};
 pub use hyperlight_schema as schema;
 pub use kick::InterruptHandle;
-pub use sandbox::{default_hypervisor, GuestBinary, Sandbox, SandboxBuilder};
+pub use sandbox::{hypervisor_for, GuestBinary, Sandbox, SandboxBuilder};

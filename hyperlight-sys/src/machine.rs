@@ -3,14 +3,12 @@
 
 use std::sync::atomic::Ordering;
 
-use hyperlight_schema::abi::{
-    INPUT_HEADER_SIZE, PORT_ABORT, PORT_DONE, PORT_EXCEPTION, PORT_HOST_CALL, PORT_LOG,
-    SELECTOR_KERNEL_CODE,
-};
+use hyperlight_schema::abi::{INPUT_HEADER_SIZE, PORT_EXCEPTION, SELECTOR_KERNEL_CODE};
 use hyperlight_schema::{
     wire, ErrorCode, FunctionCall, FunctionCallResult, GuestError, LogLevel, LogRecord, Value,
 };
 
+use crate::boundary::{self, GuestMessage};
 use crate::config::SandboxConfig;
 use crate::elf::ElfImage;
 use crate::error::{Access, Error};
@@ -112,24 +110,6 @@ impl Machine {
             .write(self.layout.input.start + INPUT_HEADER_SIZE, message)
     }
 
-    /// Copies the guest's message out of the output buffer, once, after checking its length.
-    fn read_output(&self, len: u32, size: u8) -> Result<Vec<u8>, Error> {
-        if size != 4 {
-            return Err(Error::Protocol {
-                reason: format!("message length sent with a {size}-byte `out`, need 4"),
-            });
-        }
-        if u64::from(len) > self.layout.output.size() {
-            return Err(Error::Protocol {
-                reason: format!(
-                    "message length {len} exceeds the output buffer of {} bytes",
-                    self.layout.output.size()
-                ),
-            });
-        }
-        self.mem.read(self.layout.output.start, len as usize)
-    }
-
     /// The exit loop: runs the vCPU until the guest reports `done`, answering host calls and logs.
     fn run(
         &mut self,
@@ -143,50 +123,29 @@ impl Machine {
             }
             let exit = self.vcpu.run()?;
             match exit {
-                Exit::Out {
-                    port: PORT_DONE,
-                    value,
-                    size,
-                } => {
-                    let bytes = self.read_output(value, size)?;
-                    return match wire::decode_function_call_result(&bytes)? {
-                        Ok(value) => Ok(value),
-                        Err(GuestError { code, message }) => {
-                            Err(Error::GuestCall { code, message })
+                // The one path of every guest message: copy it out once, then decode it.
+                Exit::Out { port, value, size } if boundary::is_message_port(port) => {
+                    let bytes =
+                        boundary::read_guest_message(&self.mem, self.layout.output, value, size)?;
+                    match boundary::decode_guest_message(port, &bytes)? {
+                        GuestMessage::Done(Ok(value)) => return Ok(value),
+                        GuestMessage::Done(Err(GuestError { code, message })) => {
+                            return Err(Error::GuestCall { code, message })
                         }
-                    };
-                }
-                Exit::Out {
-                    port: PORT_HOST_CALL,
-                    value,
-                    size,
-                } => {
-                    let bytes = self.read_output(value, size)?;
-                    let call = wire::decode_function_call(&bytes)?;
-                    let Some(reply) = host.host_call(call) else {
-                        return Err(Error::Cancelled);
-                    };
-                    self.write_reply(&reply)?;
-                }
-                Exit::Out {
-                    port: PORT_LOG,
-                    value,
-                    size,
-                } => {
-                    let bytes = self.read_output(value, size)?;
-                    emit_log(&wire::decode_log_record(&bytes)?);
-                }
-                Exit::Out {
-                    port: PORT_ABORT,
-                    value,
-                    size,
-                } => {
-                    let bytes = self.read_output(value, size)?;
-                    let GuestError { code, message } = wire::decode_guest_error(&bytes)?;
-                    return Err(match code {
-                        ErrorCode::OutOfMemory => Error::GuestOutOfMemory { message },
-                        _ => Error::GuestPanic { message },
-                    });
+                        GuestMessage::HostCall(call) => {
+                            let Some(reply) = host.host_call(call) else {
+                                return Err(Error::Cancelled);
+                            };
+                            self.write_reply(&reply)?;
+                        }
+                        GuestMessage::Log(record) => emit_log(&record),
+                        GuestMessage::Abort(GuestError { code, message }) => {
+                            return Err(match code {
+                                ErrorCode::OutOfMemory => Error::GuestOutOfMemory { message },
+                                _ => Error::GuestPanic { message },
+                            })
+                        }
+                    }
                 }
                 Exit::Out {
                     port: PORT_EXCEPTION,

@@ -9,10 +9,11 @@ use hyperlight_schema::{FunctionCall, Value, ValueType, WireArgs, WireType};
 use crate::config::SandboxConfig;
 use crate::error::Error;
 use crate::host_fn::{HostFunction, HostFunctions};
-use crate::hypervisor::kvm::{KvmHypervisor, KVM_DEVICE};
+use crate::hypervisor::select::{self, HypervisorChoice, HypervisorPaths};
 use crate::hypervisor::Hypervisor;
 use crate::kick::InterruptHandle;
-use crate::vcpu::{spin_recv, Event, Request, VcpuSpec, VcpuThread};
+use crate::spin::Spinner;
+use crate::vcpu::{Event, Request, VcpuSpec, VcpuThread};
 
 /// Where the guest binary comes from.
 #[derive(Clone, Debug)]
@@ -74,14 +75,20 @@ impl From<Vec<u8>> for GuestBinary {
     }
 }
 
-/// The process-wide KVM at `/dev/kvm`, opened once.
-pub fn default_hypervisor() -> Result<Arc<dyn Hypervisor>, Error> {
-    static KVM: OnceLock<Arc<KvmHypervisor>> = OnceLock::new();
-    if let Some(kvm) = KVM.get() {
-        return Ok(kvm.clone());
+/// The hypervisor `config` asks for. The default choice (auto, default device paths) is opened
+/// once per process and shared; any other is opened for each sandbox.
+pub fn hypervisor_for(config: &SandboxConfig) -> Result<Arc<dyn Hypervisor>, Error> {
+    static DEFAULT: OnceLock<Arc<dyn Hypervisor>> = OnceLock::new();
+    let is_default = config.hypervisor == HypervisorChoice::Auto
+        && config.hypervisor_paths == HypervisorPaths::default();
+    if !is_default {
+        return select::open(config.hypervisor, &config.hypervisor_paths);
     }
-    let kvm = Arc::new(KvmHypervisor::open(Path::new(KVM_DEVICE))?);
-    Ok(KVM.get_or_init(|| kvm).clone())
+    if let Some(hv) = DEFAULT.get() {
+        return Ok(hv.clone());
+    }
+    let hv = select::open(HypervisorChoice::Auto, &HypervisorPaths::default())?;
+    Ok(DEFAULT.get_or_init(|| hv).clone())
 }
 
 /// Builds a [`Sandbox`].
@@ -99,7 +106,7 @@ impl SandboxBuilder {
         self
     }
 
-    /// Uses this hypervisor instead of `/dev/kvm`.
+    /// Uses this hypervisor instead of the one the config selects.
     pub fn hypervisor(mut self, hypervisor: Arc<dyn Hypervisor>) -> Self {
         self.hypervisor = Some(hypervisor);
         self
@@ -118,7 +125,7 @@ impl SandboxBuilder {
         let elf = self.guest.load(self.config.max_guest_file)?;
         let hypervisor = match self.hypervisor {
             Some(hv) => hv,
-            None => default_hypervisor()?,
+            None => hypervisor_for(&self.config)?,
         };
         let config = self.config.clone();
         let thread = VcpuThread::spawn(VcpuSpec {
@@ -128,7 +135,11 @@ impl SandboxBuilder {
             signatures: Arc::new(self.host_fns.signatures()),
             inline: Arc::new(self.host_fns),
         })?;
-        Ok(Sandbox { thread, config })
+        Ok(Sandbox {
+            thread,
+            spinner: Spinner::new(config.spin_wait),
+            config,
+        })
     }
 }
 
@@ -137,6 +148,7 @@ impl SandboxBuilder {
 /// Calls and the host functions the guest calls back run on the sandbox's own vCPU thread.
 pub struct Sandbox {
     thread: VcpuThread,
+    spinner: Spinner,
     config: SandboxConfig,
 }
 
@@ -192,7 +204,9 @@ impl Sandbox {
             })
             .map_err(|_| Error::ThreadGone)?;
         loop {
-            match spin_recv(&self.thread.events, self.config.spin_wait)
+            match self
+                .spinner
+                .recv(&self.thread.events)
                 .map_err(|_| Error::ThreadGone)?
             {
                 Event::Done {

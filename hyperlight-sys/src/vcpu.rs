@@ -3,7 +3,7 @@
 //! drive it alike.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use flume::{Receiver, Sender};
 use hyperlight_schema::{FunctionCall, FunctionCallResult, Value};
@@ -14,6 +14,7 @@ use crate::host_fn::{check_call, invoke, HostFunctions, Signatures};
 use crate::hypervisor::Hypervisor;
 use crate::kick::{InterruptHandle, KickState};
 use crate::machine::{HostCalls, Machine};
+use crate::spin::Spinner;
 
 /// A message from the owner to the vCPU thread.
 #[derive(Debug)]
@@ -173,26 +174,6 @@ impl Drop for VcpuThread {
     }
 }
 
-/// Receives from `rx`, polling for up to `spin` before parking the thread.
-pub fn spin_recv<T>(rx: &Receiver<T>, spin: Duration) -> Result<T, flume::RecvError> {
-    if !spin.is_zero() {
-        let deadline = Instant::now() + spin;
-        loop {
-            match rx.try_recv() {
-                Ok(value) => return Ok(value),
-                Err(flume::TryRecvError::Disconnected) => {
-                    return Err(flume::RecvError::Disconnected)
-                }
-                Err(flume::TryRecvError::Empty) if Instant::now() < deadline => {
-                    std::hint::spin_loop()
-                }
-                Err(flume::TryRecvError::Empty) => break,
-            }
-        }
-    }
-    rx.recv()
-}
-
 /// Waits for `rx` up to `timeout`; past it, kicks the vCPU until the answer comes. A run that
 /// the kick cancelled becomes [`Error::InitTimeout`]: used for the guest's init (boot and restore).
 pub(crate) fn recv_or_kill<T>(
@@ -224,7 +205,7 @@ struct Channels<'a> {
     inline: &'a HostFunctions,
     requests: &'a Receiver<Request>,
     events: &'a Sender<Event>,
-    spin: Duration,
+    spinner: &'a mut Spinner,
 }
 
 impl HostCalls for Channels<'_> {
@@ -243,7 +224,7 @@ impl HostCalls for Channels<'_> {
             if self.kick.is_cancelled(generation) {
                 return None;
             }
-            match spin_recv(self.requests, self.spin).ok()? {
+            match self.spinner.recv(self.requests).ok()? {
                 Request::HostReply {
                     generation: g,
                     result,
@@ -274,7 +255,8 @@ fn thread_main(
     };
     let _ = ready.send(Ok(()));
     let mut poisoned: Option<String> = None;
-    while let Ok(request) = spin_recv(&requests, spec.config.spin_wait) {
+    let mut spinner = Spinner::new(spec.config.spin_wait);
+    while let Ok(request) = spinner.recv(&requests) {
         match request {
             Request::Call {
                 generation,
@@ -291,7 +273,7 @@ fn thread_main(
                             inline: &spec.inline,
                             requests: &requests,
                             events: &events,
-                            spin: spec.config.spin_wait,
+                            spinner: &mut spinner,
                         };
                         span.in_scope(|| m.call(generation, &call, &kick, &mut host))
                     }

@@ -25,3 +25,24 @@ pub(crate) unsafe fn outl(port: u16, value: u32) {
         );
     }
 }
+
+/// **Testing hook, hostile by design**: copies `bytes` verbatim to the start of the output buffer
+/// (truncated to the buffer's size) and signals the host with `out port, len`, as if they were a
+/// message of the port's type. Returns the length sent; returns when (if) the host resumes the
+/// guest.
+///
+/// Nothing is encoded or checked: the bytes may be any garbage and `port` any port. This is how
+/// the fuzz guest (`guest/guests/fuzz`) lets the host's fuzzers put arbitrary bytes on the
+/// guest-to-host boundary. A real guest never needs it: [`call_host`](crate::call_host), the log
+/// macros and the runtime send well-formed messages. What the host does with the bytes is
+/// whatever it does with a message on that port: resume the guest (a valid host call or log), end
+/// the current call (`PORT_DONE`, `PORT_ABORT`), or fail the call with a typed error and poison
+/// the sandbox (a malformed message, a port outside the protocol).
+pub fn send_raw(port: u16, bytes: &[u8]) -> usize {
+    let len = bytes.len().min(crate::runtime::output_size());
+    let message = bytes.get(..len).unwrap_or_default();
+    // `send` fails only for a message larger than the output buffer, which the truncation
+    // rules out.
+    let _ = crate::runtime::send(port, message);
+    len
+}

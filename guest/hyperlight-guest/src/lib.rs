@@ -59,6 +59,7 @@ pub use hyperlight_schema::abi::BootInfo;
 pub use hyperlight_schema::{
     ErrorCode, FunctionCallResult, GuestError, LogLevel, Value, ValueType, WireArgs, WireType,
 };
+pub use io::send_raw;
 pub use runtime::boot_info;
 
 /// The shared schema crate (messages, wire encoding, ABI constants).

@@ -1,11 +1,15 @@
-//! The hypervisor abstraction: what the sandbox runtime needs from a backend (KVM today; the shape
-//! leaves room for mshv). Backends translate these neutral types to their own ioctls.
+//! The hypervisor abstraction: what the sandbox runtime needs from a backend (KVM, and mshv with
+//! the `mshv` cargo feature). Backends translate these neutral types to their own ioctls;
+//! [`select`] picks one at run time.
 
 use std::sync::atomic::AtomicU8;
 
 use crate::error::Error;
 
 pub mod kvm;
+#[cfg(feature = "mshv")]
+pub mod mshv;
+pub mod select;
 
 /// A segment register, in the neutral form every backend can translate.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]

@@ -1,0 +1,81 @@
+//! The host's side of the guest-to-host message boundary: how a message the guest signals with
+//! `out dx, eax` is copied out of the output buffer and decoded, by port.
+//!
+//! Everything these functions look at is under the guest's control: the port, the width and the
+//! value of the `out`, and the bytes of the output buffer. The exit loop of every sandbox calls
+//! exactly these two functions, in this order, for the four message ports; they are public so
+//! that the fuzz targets (`fuzz/`) and the regression tests drive the very code the host runs.
+//! See `docs/abi.md` ("Messages and ports").
+
+use hyperlight_schema::abi::{PORT_ABORT, PORT_DONE, PORT_HOST_CALL, PORT_LOG};
+use hyperlight_schema::{wire, FunctionCall, FunctionCallResult, GuestError, LogRecord};
+
+use crate::error::Error;
+use crate::layout::Region;
+use crate::mem::GuestMemory;
+
+/// A decoded guest-to-host message, by the port it arrived on.
+#[derive(Clone, Debug, PartialEq)]
+pub enum GuestMessage {
+    /// `PORT_HOST_CALL`: the guest calls a host function.
+    HostCall(FunctionCall),
+    /// `PORT_LOG`: a log record.
+    Log(LogRecord),
+    /// `PORT_DONE`: the call (or the init) is over, with this result.
+    Done(FunctionCallResult),
+    /// `PORT_ABORT`: the guest gave up (panic, out of memory).
+    Abort(GuestError),
+}
+
+/// Whether `port` is one of the four ports that carry a message in the output buffer.
+pub fn is_message_port(port: u16) -> bool {
+    matches!(port, PORT_HOST_CALL | PORT_LOG | PORT_DONE | PORT_ABORT)
+}
+
+/// Copies the guest's message out of `output` (the output buffer), once, after checking the `out`
+/// that signalled it: `size` is the width of the `out` in bytes (it must be 4) and `len` its
+/// value, the message length (at most the size of the buffer).
+///
+/// Errors: [`Error::Protocol`] for a wrong width or a length larger than the buffer, and
+/// whatever [`GuestMemory::read`] reports if `output` does not lie in `mem` (never for the
+/// regions of a sandbox's `Layout`). Allocates exactly `len` bytes, which is bounded by the size
+/// of the output buffer.
+pub fn read_guest_message(
+    mem: &GuestMemory,
+    output: Region,
+    len: u32,
+    size: u8,
+) -> Result<Vec<u8>, Error> {
+    if size != 4 {
+        return Err(Error::Protocol {
+            reason: format!("message length sent with a {size}-byte `out`, need 4"),
+        });
+    }
+    if u64::from(len) > output.size() {
+        return Err(Error::Protocol {
+            reason: format!(
+                "message length {len} exceeds the output buffer of {} bytes",
+                output.size()
+            ),
+        });
+    }
+    mem.read(output.start, len as usize)
+}
+
+/// Decodes the message `bytes` that arrived on `port` with the decoder of that port's schema.
+///
+/// Errors: [`Error::Malformed`] if the bytes do not verify as that port's message, and
+/// [`Error::Protocol`] for a port that carries no message (see [`is_message_port`]).
+pub fn decode_guest_message(port: u16, bytes: &[u8]) -> Result<GuestMessage, Error> {
+    Ok(match port {
+        PORT_HOST_CALL => GuestMessage::HostCall(wire::decode_function_call(bytes)?),
+        PORT_LOG => GuestMessage::Log(wire::decode_log_record(bytes)?),
+        PORT_DONE => GuestMessage::Done(wire::decode_function_call_result(bytes)?),
+        PORT_ABORT => GuestMessage::Abort(wire::decode_guest_error(bytes)?),
+        other => {
+            return Err(Error::Protocol {
+                reason: format!("port {other:#x} carries no message"),
+            })
+        }
+    })
+}
