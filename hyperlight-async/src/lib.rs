@@ -33,11 +33,13 @@
 
 mod error;
 mod host;
+mod pool;
 mod sandbox;
 
 pub use error::Error;
 pub use host::{AsyncHostFunction, DynAsyncHostFn, HostFuture};
 pub use hyperlight_sys::schema::{ErrorCode, Value, ValueType, WireArgs, WireType};
 pub use hyperlight_sys::Error as SandboxError;
-pub use hyperlight_sys::{GuestBinary, InterruptHandle, SandboxConfig};
+pub use hyperlight_sys::{GuestBinary, InterruptHandle, SandboxConfig, SandboxSource, Snapshot};
+pub use pool::{PoolCall, PoolStats, SandboxPool};
 pub use sandbox::{Call, FromCallValue, Sandbox, SandboxBuilder};

@@ -15,7 +15,9 @@ use hyperlight_sys::schema::{
 };
 use hyperlight_sys::spin::Spinner;
 use hyperlight_sys::vcpu::{Event, Request, VcpuSpec, VcpuThread};
-use hyperlight_sys::{hypervisor_for, GuestBinary, InterruptHandle, SandboxConfig};
+use hyperlight_sys::{
+    Error as SandboxError, InterruptHandle, SandboxConfig, SandboxSource, Snapshot,
+};
 use tracing::field::Empty;
 use tracing::Instrument;
 
@@ -24,10 +26,12 @@ use crate::host::{invoke, AsyncHostFunction, DynAsyncHostFn};
 
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 
-/// Builds a [`Sandbox`]. See [`Sandbox::builder`].
+/// Builds a [`Sandbox`]. See [`Sandbox::builder`]. Cloneable, to build several alike.
+#[derive(Clone)]
 pub struct SandboxBuilder {
-    guest: GuestBinary,
+    source: SandboxSource,
     config: SandboxConfig,
+    fresh_per_call: bool,
     hypervisor: Option<Arc<dyn Hypervisor>>,
     sync_fns: HostFunctions,
     async_fns: HashMap<String, (Signature, DynAsyncHostFn)>,
@@ -56,6 +60,21 @@ impl SandboxBuilder {
         self
     }
 
+    /// Registers a synchronous host function that needs syscalls beyond the sandbox's seccomp
+    /// allowlist (`libc::SYS_*`). It runs on a worker thread of its own whose filter allows the
+    /// default list plus `syscalls` (see `docs/security.md`); async host functions are not
+    /// filtered (they run on the caller's runtime).
+    pub fn host_fn_with_syscalls<Args, F: HostFunction<Args>>(
+        mut self,
+        name: &str,
+        syscalls: &[i64],
+        f: F,
+    ) -> Self {
+        self.async_fns.remove(name);
+        self.sync_fns.insert_with_syscalls(name, syscalls, f);
+        self
+    }
+
     /// Registers an async host function, e.g. `|url: String| async move { fetch(url).await }`.
     ///
     /// It runs in the task that awaits the guest call that calls it (the vCPU thread waits for
@@ -74,24 +93,36 @@ impl SandboxBuilder {
         self
     }
 
-    /// Creates the VM, loads the guest and runs its init. The blocking work (file I/O, KVM
-    /// ioctls, the guest's init) runs on Tokio's blocking thread pool, never on a worker thread.
+    /// Makes every call start from the post-init snapshot: the sandbox is restored right after
+    /// each call (after its result is sent), so no call sees what an earlier one left.
+    pub fn fresh_per_call(mut self, fresh: bool) -> Self {
+        self.fresh_per_call = fresh;
+        self
+    }
+
+    /// Builds from `source` instead (e.g. a snapshot of a sandbox built by this builder).
+    pub fn source(mut self, source: impl Into<SandboxSource>) -> Self {
+        self.source = source.into();
+        self
+    }
+
+    /// Creates the VM: from a binary it loads the guest and runs its init; from a snapshot it
+    /// maps the snapshot. The blocking work (file I/O, KVM ioctls, the guest's init) runs on
+    /// Tokio's blocking thread pool, never on a worker thread.
     ///
     /// Cancel safety: dropping the future before it completes drops the sandbox being built as
     /// soon as it is ready; nothing leaks.
     pub async fn build(self) -> Result<Sandbox, Error> {
-        let signatures = {
-            let mut all = self.sync_fns.signatures();
-            all.extend(
-                self.async_fns
-                    .iter()
-                    .map(|(name, (sig, _))| (name.clone(), sig.clone())),
-            );
-            all
-        };
+        let mut signatures = self.sync_fns.signatures();
+        signatures.extend(
+            self.async_fns
+                .iter()
+                .map(|(name, (sig, _))| (name.clone(), sig.clone())),
+        );
         let SandboxBuilder {
-            guest,
+            source,
             config,
+            fresh_per_call,
             hypervisor,
             sync_fns,
             async_fns,
@@ -99,19 +130,9 @@ impl SandboxBuilder {
         } = self;
         let spinner = Spinner::new(config.spin_wait);
         let thread = tokio::task::spawn_blocking(move || {
-            config.validate()?;
-            let elf = guest.load(config.max_guest_file)?;
-            let hypervisor = match hypervisor {
-                Some(hv) => hv,
-                None => hypervisor_for(&config)?,
-            };
-            VcpuThread::spawn(VcpuSpec {
-                hypervisor,
-                elf,
-                config,
-                signatures: Arc::new(signatures),
-                inline: Arc::new(sync_fns),
-            })
+            VcpuThread::spawn(VcpuSpec::new(
+                source, config, hypervisor, sync_fns, signatures,
+            )?)
         })
         .await
         .map_err(|e| Error::Task {
@@ -126,6 +147,7 @@ impl SandboxBuilder {
                 queue: tokio::sync::Mutex::new(spinner),
                 poisoned: AtomicBool::new(false),
                 default_timeout,
+                fresh_per_call,
             }),
         })
     }
@@ -141,6 +163,7 @@ struct Inner {
     /// Set when a call failed fatally or was abandoned: the next call restores first.
     poisoned: AtomicBool,
     default_timeout: Option<Duration>,
+    fresh_per_call: bool,
 }
 
 impl Drop for Inner {
@@ -176,11 +199,12 @@ impl std::fmt::Debug for Sandbox {
 }
 
 impl Sandbox {
-    /// Starts building a sandbox for `guest` (an ELF path or bytes).
-    pub fn builder(guest: impl Into<GuestBinary>) -> SandboxBuilder {
+    /// Starts building a sandbox from `source`: a guest ELF (path or bytes) or a [`Snapshot`].
+    pub fn builder(source: impl Into<SandboxSource>) -> SandboxBuilder {
         SandboxBuilder {
-            guest: guest.into(),
+            source: source.into(),
             config: SandboxConfig::default(),
+            fresh_per_call: false,
             hypervisor: None,
             sync_fns: HostFunctions::default(),
             async_fns: HashMap::new(),
@@ -228,25 +252,65 @@ impl Sandbox {
         self.inner.thread.interrupt.clone()
     }
 
-    /// Brings the sandbox back to its state right after init, after the calls queued before
-    /// this one. Calls do this by themselves after a fatal error, timeout or cancellation.
+    /// Brings the sandbox back to its post-init snapshot, after the calls queued before this
+    /// one. Calls do this by themselves after a fatal error, timeout or cancellation. Only the
+    /// pages written since the last restore are copied back, and every register is reset.
     ///
-    /// Cancel safety: if dropped while it waits for its turn, nothing happens; once restoring
-    /// has started it runs to completion in the background.
+    /// Cancel safety: if dropped while it waits for its turn, nothing happens; once sent, the
+    /// restore completes on the vCPU thread even if the future is dropped.
     pub async fn restore(&self) -> Result<(), Error> {
         let _turn = self.inner.queue.lock().await;
-        restore(&self.inner).await
+        restore(&self.inner, None).await
+    }
+
+    /// Brings the sandbox back to `snapshot` (of a sandbox of the same guest and memory
+    /// configuration), after the calls queued before this one. Cancel safety as [`Sandbox::restore`].
+    pub async fn restore_to(&self, snapshot: &Snapshot) -> Result<(), Error> {
+        let _turn = self.inner.queue.lock().await;
+        restore(&self.inner, Some(snapshot.clone())).await
+    }
+
+    /// Takes a snapshot of the sandbox's state after the calls queued before this one: memory
+    /// and every vCPU register. Sandboxes built from it start in exactly this state.
+    ///
+    /// Cancel safety: dropping the future while it waits for its turn does nothing; once sent,
+    /// the snapshot is taken and discarded.
+    pub async fn snapshot(&self) -> Result<Snapshot, Error> {
+        let _turn = self.inner.queue.lock().await;
+        if self.inner.poisoned.load(Ordering::SeqCst) {
+            restore(&self.inner, None).await?;
+        }
+        let (done, result) = flume::bounded(1);
+        self.inner
+            .thread
+            .requests
+            .send(Request::Snapshot(done))
+            .map_err(|_| SandboxError::ThreadGone)?;
+        Ok(result
+            .recv_async()
+            .await
+            .map_err(|_| SandboxError::ThreadGone)??)
+    }
+
+    /// The snapshot taken right after the guest's init (or the one this sandbox was built from):
+    /// build more sandboxes from it without loading or initializing the guest again.
+    pub fn post_init_snapshot(&self) -> &Snapshot {
+        self.inner.thread.home()
     }
 }
 
-async fn restore(inner: &Arc<Inner>) -> Result<(), Error> {
-    let owner = inner.clone();
-    tokio::task::spawn_blocking(move || owner.thread.restore())
+/// Restores `to` (`None`: post-init) on the vCPU thread; the caller holds the queue.
+async fn restore(inner: &Inner, to: Option<Snapshot>) -> Result<(), Error> {
+    let (done, result) = flume::bounded(1);
+    inner
+        .thread
+        .requests
+        .send(Request::Restore { to, done })
+        .map_err(|_| SandboxError::ThreadGone)?;
+    result
+        .recv_async()
         .await
-        .map_err(|e| Error::Task {
-            task: "restore",
-            reason: e.to_string(),
-        })??;
+        .map_err(|_| SandboxError::ThreadGone)??;
     inner.poisoned.store(false, Ordering::SeqCst);
     Ok(())
 }
@@ -351,7 +415,7 @@ async fn exclusive_call(
     async {
         let mut turn = inner.queue.lock().await;
         if inner.poisoned.load(Ordering::SeqCst) {
-            restore(inner).await?;
+            restore(inner, None).await?;
         }
         let generation = inner.thread.next_generation();
         inner
@@ -361,8 +425,9 @@ async fn exclusive_call(
                 generation,
                 call,
                 span: tracing::Span::current(),
+                restore_after: inner.fresh_per_call,
             })
-            .map_err(|_| hyperlight_sys::Error::ThreadGone)?;
+            .map_err(|_| SandboxError::ThreadGone)?;
         // From here on, dropping this future abandons a running call: kick it and poison.
         let mut abandon = Abandon {
             inner,

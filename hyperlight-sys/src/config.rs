@@ -4,6 +4,7 @@ use std::time::Duration;
 
 use crate::error::Error;
 use crate::hypervisor::select::{HypervisorChoice, HypervisorPaths};
+use crate::seccomp::SeccompPolicy;
 
 /// Sizes of a sandbox's memory regions. Every size is rounded up to whole pages.
 ///
@@ -38,6 +39,14 @@ pub struct SandboxConfig {
     pub hypervisor: HypervisorChoice,
     /// Where the hypervisor devices are (default `/dev/kvm` and `/dev/mshv`).
     pub hypervisor_paths: HypervisorPaths,
+    /// Stack size of the sandbox's vCPU thread (which also runs sync host functions). Default
+    /// 256 KiB, at least [`SandboxConfig::MIN_THREAD_STACK`]; raise it for host functions that
+    /// need deep stacks.
+    pub thread_stack_size: usize,
+    /// The seccomp filter of the sandbox's vCPU thread and host-function workers (see
+    /// `docs/security.md`). Default [`SeccompPolicy::enabled`]; [`SeccompPolicy::Disabled`]
+    /// opts out.
+    pub seccomp: SeccompPolicy,
 }
 
 impl SandboxConfig {
@@ -53,6 +62,8 @@ impl SandboxConfig {
     pub const MAX_SPIN_WAIT: Duration = Duration::from_millis(10);
     /// Upper limit of [`SandboxConfig::init_timeout`]: 10 minutes.
     pub const MAX_INIT_TIMEOUT: Duration = Duration::from_secs(600);
+    /// Lower limit of [`SandboxConfig::thread_stack_size`]: 64 KiB.
+    pub const MIN_THREAD_STACK: usize = 64 << 10;
     /// Smallest size of each region: one page (the input buffer needs room for its header).
     pub const MIN_REGION: u64 = 4096;
 
@@ -92,6 +103,13 @@ impl SandboxConfig {
             }
         };
         check_duration("spin_wait (µs)", self.spin_wait, Self::MAX_SPIN_WAIT)?;
+        if self.thread_stack_size < Self::MIN_THREAD_STACK {
+            return Err(Error::InvalidConfig {
+                field: "thread_stack_size",
+                value: self.thread_stack_size as u64,
+                reason: "below the lower limit",
+            });
+        }
         check_duration(
             "init_timeout (µs)",
             self.init_timeout,
@@ -112,6 +130,8 @@ impl Default for SandboxConfig {
             init_timeout: Duration::from_secs(10),
             hypervisor: HypervisorChoice::Auto,
             hypervisor_paths: HypervisorPaths::default(),
+            thread_stack_size: 256 << 10,
+            seccomp: SeccompPolicy::enabled(),
         }
     }
 }

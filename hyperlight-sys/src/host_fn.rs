@@ -21,6 +21,17 @@ pub struct Signature {
 /// Host function signatures by name: what the guest may call, and how.
 pub type Signatures = HashMap<String, Signature>;
 
+/// How a guest-chosen function name appears in an error message: quoted, and cut after 64
+/// characters, so that an error never echoes a huge name back to the guest (a name may be as
+/// large as the output buffer, and quoting can make it six times larger).
+fn shown(name: &str) -> String {
+    const MAX_CHARS: usize = 64;
+    match name.char_indices().nth(MAX_CHARS) {
+        None => format!("{name:?}"),
+        Some((cut, _)) => format!("{:?}… ({} bytes)", &name[..cut], name.len()),
+    }
+}
+
 /// Checks a guest's host-call request against the declared signatures. The host function runs
 /// only if this returns `Ok`; the error is what the guest receives.
 pub fn check_call(signatures: &Signatures, call: &FunctionCall) -> Result<(), GuestError> {
@@ -28,7 +39,7 @@ pub fn check_call(signatures: &Signatures, call: &FunctionCall) -> Result<(), Gu
     let Some(sig) = signatures.get(&call.name) else {
         return err(
             ErrorCode::UnknownFunction,
-            format!("no host function named {:?}", call.name),
+            format!("no host function named {}", shown(&call.name)),
         );
     };
     if call.args.len() != sig.params.len() {
@@ -96,6 +107,9 @@ pub fn host_result(
 #[derive(Clone, Default)]
 pub struct HostFunctions {
     functions: HashMap<String, (Signature, DynHostFn)>,
+    /// The functions registered with extra syscalls, and those syscalls: each runs on a worker
+    /// thread of its own under a wider seccomp filter (see `crate::seccomp`).
+    syscalls: HashMap<String, Vec<i64>>,
 }
 
 impl std::fmt::Debug for HostFunctions {
@@ -107,13 +121,42 @@ impl std::fmt::Debug for HostFunctions {
 impl HostFunctions {
     /// Registers (or replaces) `name`.
     pub fn insert<Args, F: HostFunction<Args>>(&mut self, name: &str, f: F) {
+        self.syscalls.remove(name);
         self.functions
             .insert(name.to_string(), (f.signature(), f.into_dyn()));
     }
 
+    /// Registers (or replaces) `name` as a function that may make the syscalls `syscalls`
+    /// (`libc::SYS_*`) on top of the sandbox's seccomp allowlist. It runs on a worker thread of
+    /// its own whose filter allows them; see `docs/security.md`.
+    pub fn insert_with_syscalls<Args, F: HostFunction<Args>>(
+        &mut self,
+        name: &str,
+        syscalls: &[i64],
+        f: F,
+    ) {
+        self.insert(name, f);
+        self.syscalls.insert(name.to_string(), syscalls.to_vec());
+    }
+
     /// Removes `name`, if registered.
     pub fn remove(&mut self, name: &str) {
+        self.syscalls.remove(name);
         self.functions.remove(name);
+    }
+
+    /// The functions registered with extra syscalls, and those syscalls.
+    pub(crate) fn extra_syscalls(&self) -> &HashMap<String, Vec<i64>> {
+        &self.syscalls
+    }
+
+    /// Replaces what runs for `name` (keeping its signature) by `f`, which makes no extra
+    /// syscalls itself: the stub that hands calls to the function's worker thread.
+    pub(crate) fn replace_runner(&mut self, name: &str, f: DynHostFn) {
+        self.syscalls.remove(name);
+        if let Some((_, runner)) = self.functions.get_mut(name) {
+            *runner = f;
+        }
     }
 
     /// The declared signatures.

@@ -3,7 +3,7 @@
 
 use std::sync::atomic::Ordering;
 
-use hyperlight_schema::abi::{INPUT_HEADER_SIZE, PORT_EXCEPTION, SELECTOR_KERNEL_CODE};
+use hyperlight_schema::abi::{INPUT_HEADER_SIZE, PAGE_SIZE, PORT_EXCEPTION, SELECTOR_KERNEL_CODE};
 use hyperlight_schema::{
     wire, ErrorCode, FunctionCall, FunctionCallResult, GuestError, LogLevel, LogRecord, Value,
 };
@@ -16,6 +16,7 @@ use crate::hypervisor::{Exit, Hypervisor, Vcpu, Vm};
 use crate::kick::{ArmedVcpu, KickState};
 use crate::layout::{self, Layout};
 use crate::mem::GuestMemory;
+use crate::snapshot::Snapshot;
 use crate::x86;
 
 /// How the exit loop reaches the owner when the guest calls a host function.
@@ -24,14 +25,44 @@ pub(crate) trait HostCalls {
     fn host_call(&mut self, call: FunctionCall) -> Option<FunctionCallResult>;
 }
 
-/// A booted VM. Field order is drop order: the kick guard goes before the vCPU, the vCPU and VM
-/// before the memory they map.
+/// A booted VM with the snapshot its memory maps. Field order is drop order: the kick guard
+/// goes before the vCPU, the vCPU and VM before the memory they map.
 pub(crate) struct Machine {
-    _armed: ArmedVcpu,
+    /// Points the kick signal at this vCPU; set on the thread that runs it ([`Machine::arm`]).
+    armed: Option<ArmedVcpu>,
+    core: Core,
+    /// The snapshot the memory maps copy-on-write: the post-init state, or the last snapshot
+    /// restored.
+    base: Snapshot,
+}
+
+/// The VM, its vCPU and memory, and the exit loop.
+struct Core {
     vcpu: Box<dyn Vcpu>,
-    _vm: Box<dyn Vm>,
+    vm: Box<dyn Vm>,
     mem: GuestMemory,
     layout: Layout,
+    /// Bytes of the input buffer the host wrote since the last restore (the hypervisor's dirty
+    /// log records only the guest's writes).
+    input_written: u64,
+}
+
+/// Maps `snapshot`'s memory copy-on-write into `vm`, replacing what it mapped before.
+fn remap(vm: &mut dyn Vm, snapshot: &Snapshot) -> Result<GuestMemory, Error> {
+    let mem = GuestMemory::from_snapshot(&snapshot.data.memory)?;
+    // SAFETY: the mapping is returned to the caller, which keeps it in the same Core as the VM
+    // (dropped after the VM and vCPU) or replaces it only by remapping again.
+    unsafe { vm.map_memory(0, mem.host_addr(), snapshot.data.layout.total)? };
+    Ok(mem)
+}
+
+/// Indices of the set bits of a dirty-page bitmap.
+fn dirty_indices(bitmap: &[u64]) -> impl Iterator<Item = usize> + '_ {
+    bitmap.iter().enumerate().flat_map(|(word, &bits)| {
+        (0..64)
+            .filter(move |bit| bits & (1 << bit) != 0)
+            .map(move |bit| word * 64 + bit)
+    })
 }
 
 impl Machine {
@@ -54,30 +85,126 @@ impl Machine {
         vcpu.set_special_registers(&x86::initial_special_registers(&layout))?;
         vcpu.set_registers(&x86::initial_registers(&layout, loaded.entry))?;
         let armed = ArmedVcpu::arm(vcpu.immediate_exit());
-        let mut machine = Machine {
-            _armed: armed,
+        let mut core = Core {
             vcpu,
-            _vm: vm,
+            vm,
             mem,
             layout,
+            input_written: 0,
         };
         let generation = kick.next_generation();
         kick.begin(generation);
-        let init = machine.run(generation, kick, &mut NoHostCalls);
+        let init = core.run(generation, kick, &mut NoHostCalls);
         kick.end();
-        match init? {
-            Value::Void => Ok(machine),
-            other => Err(Error::Protocol {
-                reason: format!(
-                    "guest init reported {:?} instead of void",
-                    other.value_type()
-                ),
-            }),
+        if init? != Value::Void {
+            return Err(Error::Protocol {
+                reason: "guest init reported a value instead of void".into(),
+            });
         }
+        // The post-init state becomes the snapshot that restores return to. The memory equals
+        // it now, so with the dirty log cleared, copying back the pages dirtied from here on
+        // restores it exactly. (Remapping the snapshot copy-on-write instead would delete and
+        // re-create the memory slot, which waits for an SRCU grace period: milliseconds.)
+        let base = core.snapshot()?;
+        core.vm.dirty_pages()?;
+        Ok(Machine {
+            armed: Some(armed),
+            core,
+            base,
+        })
+    }
+
+    /// Creates a VM in the state of `snapshot`: no ELF loading, no init. Any thread may create
+    /// it; the thread that runs it must [`Machine::arm`] it first.
+    pub(crate) fn from_snapshot(hv: &dyn Hypervisor, snapshot: &Snapshot) -> Result<Self, Error> {
+        let mut vm = hv.create_vm()?;
+        let mem = remap(&mut *vm, snapshot)?;
+        let mut vcpu = vm.create_vcpu()?;
+        vcpu.restore_state(&snapshot.data.vcpu)?;
+        Ok(Machine {
+            armed: None,
+            core: Core {
+                vcpu,
+                vm,
+                mem,
+                layout: snapshot.data.layout.clone(),
+                input_written: 0,
+            },
+            base: snapshot.clone(),
+        })
+    }
+
+    /// Points the kick signal handler of the calling thread at this vCPU: call it on the thread
+    /// that runs the vCPU, before the first call.
+    pub(crate) fn arm(&mut self) {
+        self.armed = None;
+        self.armed = Some(ArmedVcpu::arm(self.core.vcpu.immediate_exit()));
+    }
+
+    /// The snapshot this machine maps: its post-init state unless restored to another since.
+    pub(crate) fn base(&self) -> &Snapshot {
+        &self.base
+    }
+
+    /// Takes a snapshot of the current state (between calls).
+    pub(crate) fn snapshot(&mut self) -> Result<Snapshot, Error> {
+        self.core.snapshot()
+    }
+
+    /// Brings memory and registers back to `snapshot`. For the snapshot this machine maps, only
+    /// the pages written since the last restore are copied back (the hypervisor's dirty log plus
+    /// the host's own input-buffer writes); another snapshot of the same layout is mapped anew.
+    /// Returns the number of pages copied.
+    pub(crate) fn restore(&mut self, snapshot: &Snapshot) -> Result<usize, Error> {
+        let core = &mut self.core;
+        if snapshot.data.layout != core.layout {
+            return Err(Error::InvalidConfig {
+                field: "snapshot memory size",
+                value: snapshot.data.layout.total,
+                reason: "the snapshot is of a sandbox with another memory layout",
+            });
+        }
+        let copied = if snapshot.same_as(&self.base) {
+            let dirty = core.vm.dirty_pages()?;
+            let input = (core.layout.input.start / PAGE_SIZE) as usize;
+            let input_pages = input..input + core.input_written.div_ceil(PAGE_SIZE) as usize;
+            let pages = dirty_indices(&dirty)
+                .filter(|p| !input_pages.contains(p))
+                .chain(input_pages.clone());
+            core.mem.restore_pages(&snapshot.data.memory, pages)?
+        } else {
+            core.mem = remap(&mut *core.vm, snapshot)?;
+            self.base = snapshot.clone();
+            0
+        };
+        core.vcpu.restore_state(&snapshot.data.vcpu)?;
+        core.input_written = 0;
+        Ok(copied)
     }
 
     /// Runs one guest call to completion. `generation` identifies it for kicks.
     pub(crate) fn call(
+        &mut self,
+        generation: u64,
+        call: &FunctionCall,
+        kick: &KickState,
+        host: &mut dyn HostCalls,
+    ) -> Result<Value, Error> {
+        self.core.call(generation, call, kick, host)
+    }
+}
+
+impl Core {
+    fn snapshot(&mut self) -> Result<Snapshot, Error> {
+        let vcpu = self.vcpu.save_state()?;
+        Ok(Snapshot::new(
+            self.mem.snapshot()?,
+            self.layout.clone(),
+            vcpu,
+        ))
+    }
+
+    fn call(
         &mut self,
         generation: u64,
         call: &FunctionCall,
@@ -105,6 +232,7 @@ impl Machine {
                 capacity,
             });
         }
+        self.input_written = self.input_written.max(INPUT_HEADER_SIZE + len);
         self.mem.write_u64(self.layout.input.start, len)?;
         self.mem
             .write(self.layout.input.start + INPUT_HEADER_SIZE, message)

@@ -1,56 +1,49 @@
-//! Guest memory: one memfd-backed, shared mapping per sandbox.
+//! Guest memory: a mapping of a memfd per sandbox, and sealed snapshot memfds shared by many.
 //!
-//! The memfd makes the memory a file the kernel can later map copy-on-write (`MAP_PRIVATE`) into
-//! many sandboxes; for now each sandbox owns one read-write shared mapping. Every access from the
-//! host goes through bounds-checked copies: the host never holds a reference into memory that the
-//! guest can change under it.
+//! A sandbox boots from its ELF in a shared mapping of a fresh memfd. Its memory after init
+//! becomes a [`SnapshotMemory`]: a sealed (immutable) memfd. From then on the sandbox, and every
+//! sandbox created from that snapshot, maps the snapshot `MAP_PRIVATE`: the host kernel shares
+//! every page the guest only reads and copies a page on the guest's first write to it. Every
+//! access from the host goes through bounds-checked copies: the host never holds a reference
+//! into memory that the guest can change under it.
 
 use std::ffi::CStr;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::ptr::NonNull;
 
+use hyperlight_schema::abi::PAGE_SIZE;
+
 use crate::error::Error;
 
-/// A mapping of guest memory in the host process. Guest physical address `a` is at offset `a`.
+/// An owned mapping.
 #[derive(Debug)]
-pub struct GuestMemory {
+struct Mapping {
     ptr: NonNull<u8>,
     size: usize,
-    _fd: OwnedFd,
 }
 
 // SAFETY: the mapping is owned by this value and only reached through `&self`/`&mut self`
 // methods that copy bytes in and out; the raw pointer is never handed out except to the
-// hypervisor (which is the guest's view of it). Moving it to another thread is sound.
-unsafe impl Send for GuestMemory {}
+// hypervisor (which is the guest's view of it). Moving it to another thread is sound, and
+// shared references only read.
+unsafe impl Send for Mapping {}
+// SAFETY: see above: `&Mapping` only allows reads.
+unsafe impl Sync for Mapping {}
 
-impl GuestMemory {
-    /// Creates `size` bytes (a multiple of the page size) of zeroed guest memory.
-    pub fn new(size: usize) -> Result<Self, Error> {
-        const NAME: &CStr = c"hyperlight-guest";
-        // SAFETY: NAME is a valid NUL-terminated string; the flags are valid for memfd_create.
-        let raw = unsafe { libc::memfd_create(NAME.as_ptr(), libc::MFD_CLOEXEC) };
-        if raw < 0 {
-            return Err(Error::last_os("memfd_create"));
-        }
-        // SAFETY: memfd_create returned a new fd that nothing else owns.
-        let fd = unsafe { OwnedFd::from_raw_fd(raw) };
-        let len = libc::off_t::try_from(size).map_err(|_| Error::InvalidConfig {
-            field: "memory size",
-            value: size as u64,
-            reason: "does not fit in off_t",
-        })?;
-        // SAFETY: fd is a valid memfd we own.
-        if unsafe { libc::ftruncate(fd.as_raw_fd(), len) } != 0 {
-            return Err(Error::last_os("ftruncate"));
-        }
-        // SAFETY: a fresh shared mapping of our own memfd; the kernel chooses the address.
+impl Mapping {
+    fn new(
+        fd: &OwnedFd,
+        size: usize,
+        prot: libc::c_int,
+        flags: libc::c_int,
+    ) -> Result<Self, Error> {
+        // SAFETY: a fresh mapping of a memfd we hold; the kernel chooses the address.
         let addr = unsafe {
             libc::mmap(
                 std::ptr::null_mut(),
                 size,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_SHARED | libc::MAP_NORESERVE,
+                prot,
+                flags | libc::MAP_NORESERVE,
                 fd.as_raw_fd(),
                 0,
             )
@@ -59,27 +52,194 @@ impl GuestMemory {
             return Err(Error::last_os("mmap"));
         }
         let ptr = NonNull::new(addr.cast::<u8>()).ok_or_else(|| Error::last_os("mmap"))?;
-        Ok(Self { ptr, size, _fd: fd })
+        Ok(Self { ptr, size })
+    }
+}
+
+impl Drop for Mapping {
+    fn drop(&mut self) {
+        // SAFETY: ptr/size describe a mapping created in `new`, unmapped exactly once here.
+        unsafe { libc::munmap(self.ptr.as_ptr().cast(), self.size) };
+    }
+}
+
+fn memfd(size: usize, sealable: bool) -> Result<OwnedFd, Error> {
+    const NAME: &CStr = c"hyperlight-guest";
+    let flags = libc::MFD_CLOEXEC | if sealable { libc::MFD_ALLOW_SEALING } else { 0 };
+    // SAFETY: NAME is a valid NUL-terminated string; the flags are valid for memfd_create.
+    let raw = unsafe { libc::memfd_create(NAME.as_ptr(), flags) };
+    if raw < 0 {
+        return Err(Error::last_os("memfd_create"));
+    }
+    // SAFETY: memfd_create returned a new fd that nothing else owns.
+    let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+    let len = libc::off_t::try_from(size).map_err(|_| Error::InvalidConfig {
+        field: "memory size",
+        value: size as u64,
+        reason: "does not fit in off_t",
+    })?;
+    // SAFETY: fd is a valid memfd we own.
+    if unsafe { libc::ftruncate(fd.as_raw_fd(), len) } != 0 {
+        return Err(Error::last_os("ftruncate"));
+    }
+    Ok(fd)
+}
+
+/// A sandbox's memory as it was at a snapshot: a sealed memfd that nothing can change, and a
+/// read-only view of it for restoring pages.
+#[derive(Debug)]
+pub struct SnapshotMemory {
+    fd: OwnedFd,
+    view: Mapping,
+}
+
+impl SnapshotMemory {
+    /// Size in bytes.
+    pub fn size(&self) -> usize {
+        self.view.size
+    }
+
+    fn page(&self, index: usize) -> &[u8] {
+        let start = index * PAGE_SIZE as usize;
+        // SAFETY: callers pass indices below size / PAGE_SIZE; the view is a read-only mapping
+        // of a write-sealed memfd, so its bytes never change while this borrow lives.
+        unsafe { std::slice::from_raw_parts(self.view.ptr.as_ptr().add(start), PAGE_SIZE as usize) }
+    }
+}
+
+/// A mapping of guest memory in the host process. Guest physical address `a` is at offset `a`.
+#[derive(Debug)]
+pub struct GuestMemory {
+    map: Mapping,
+    /// The memfd of a shared mapping; `None` for a private mapping of a snapshot.
+    _fd: Option<OwnedFd>,
+}
+
+impl GuestMemory {
+    /// Creates `size` bytes (a multiple of the page size) of zeroed guest memory.
+    pub fn new(size: usize) -> Result<Self, Error> {
+        let fd = memfd(size, false)?;
+        let map = Mapping::new(
+            &fd,
+            size,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_SHARED,
+        )?;
+        Ok(Self { map, _fd: Some(fd) })
+    }
+
+    /// Maps `snapshot` copy-on-write: pages are shared with the snapshot (and every other
+    /// sandbox mapping it) until written.
+    pub fn from_snapshot(snapshot: &SnapshotMemory) -> Result<Self, Error> {
+        let map = Mapping::new(
+            &snapshot.fd,
+            snapshot.size(),
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_PRIVATE,
+        )?;
+        Ok(Self { map, _fd: None })
+    }
+
+    /// Pages that may hold data: resident in the mapping (a page never touched, in a memfd hole
+    /// and not copied on write, reads as zero). Reading the others would allocate them.
+    fn resident_pages(&self) -> Result<Vec<usize>, Error> {
+        let pages = self.size() / PAGE_SIZE as usize;
+        let mut residency = vec![0u8; pages];
+        // SAFETY: the range is our whole mapping; `residency` has one byte per page.
+        let rc = unsafe {
+            libc::mincore(
+                self.map.ptr.as_ptr().cast(),
+                self.size(),
+                residency.as_mut_ptr(),
+            )
+        };
+        if rc != 0 {
+            return Err(Error::last_os("mincore"));
+        }
+        Ok((0..pages).filter(|&p| residency[p] & 1 != 0).collect())
+    }
+
+    /// Copies this memory into a new sealed snapshot. Pages never touched and pages that are
+    /// all zero stay holes in the snapshot's memfd and take no memory.
+    pub fn snapshot(&self) -> Result<SnapshotMemory, Error> {
+        let fd = memfd(self.size(), true)?;
+        let page = PAGE_SIZE as usize;
+        for index in self.resident_pages()? {
+            let bytes = self.page(index);
+            if bytes.iter().all(|&b| b == 0) {
+                continue;
+            }
+            let offset = (index * page) as libc::off_t;
+            // SAFETY: `bytes` is a valid page of our mapping; the fd is ours and large enough.
+            let written =
+                unsafe { libc::pwrite(fd.as_raw_fd(), bytes.as_ptr().cast(), page, offset) };
+            if written != page as isize {
+                return Err(Error::last_os("pwrite (snapshot)"));
+            }
+        }
+        let seals =
+            libc::F_SEAL_SEAL | libc::F_SEAL_SHRINK | libc::F_SEAL_GROW | libc::F_SEAL_WRITE;
+        // SAFETY: fd is our memfd, created with MFD_ALLOW_SEALING and not mapped writable.
+        if unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_ADD_SEALS, seals) } != 0 {
+            return Err(Error::last_os("fcntl(F_ADD_SEALS)"));
+        }
+        let view = Mapping::new(&fd, self.size(), libc::PROT_READ, libc::MAP_SHARED)?;
+        Ok(SnapshotMemory { fd, view })
+    }
+
+    /// Copies the given pages back from `snapshot` (same size as this memory).
+    pub fn restore_pages(
+        &mut self,
+        snapshot: &SnapshotMemory,
+        pages: impl Iterator<Item = usize>,
+    ) -> Result<usize, Error> {
+        if snapshot.size() != self.size() {
+            return Err(Error::OutOfBounds {
+                gpa: 0,
+                len: snapshot.size(),
+                size: self.size(),
+            });
+        }
+        let mut count = 0;
+        for index in pages {
+            if index >= self.size() / PAGE_SIZE as usize {
+                return Err(Error::OutOfBounds {
+                    gpa: index as u64 * PAGE_SIZE,
+                    len: PAGE_SIZE as usize,
+                    size: self.size(),
+                });
+            }
+            self.write(index as u64 * PAGE_SIZE, snapshot.page(index))?;
+            count += 1;
+        }
+        Ok(count)
     }
 
     /// Size of the mapping in bytes.
     pub fn size(&self) -> usize {
-        self.size
+        self.map.size
     }
 
     /// Host address of guest address 0, for the hypervisor's memory slot.
     pub fn host_addr(&self) -> u64 {
-        self.ptr.as_ptr() as u64
+        self.map.ptr.as_ptr() as u64
+    }
+
+    fn page(&self, index: usize) -> &[u8] {
+        let start = index * PAGE_SIZE as usize;
+        // SAFETY: callers pass indices below size / PAGE_SIZE. The vCPU is not running while
+        // the host reads (only the vCPU thread runs it, and it reads between runs).
+        unsafe { std::slice::from_raw_parts(self.map.ptr.as_ptr().add(start), PAGE_SIZE as usize) }
     }
 
     fn range(&self, gpa: u64, len: usize) -> Result<usize, Error> {
         let start = usize::try_from(gpa).ok();
         match start.and_then(|s| s.checked_add(len).map(|e| (s, e))) {
-            Some((s, e)) if e <= self.size => Ok(s),
+            Some((s, e)) if e <= self.size() => Ok(s),
             _ => Err(Error::OutOfBounds {
                 gpa,
                 len,
-                size: self.size,
+                size: self.size(),
             }),
         }
     }
@@ -91,7 +251,11 @@ impl GuestMemory {
         // valid for writes for the lifetime of self; `data` cannot overlap it (it is host memory
         // borrowed immutably while we hold &mut self).
         unsafe {
-            std::ptr::copy_nonoverlapping(data.as_ptr(), self.ptr.as_ptr().add(start), data.len())
+            std::ptr::copy_nonoverlapping(
+                data.as_ptr(),
+                self.map.ptr.as_ptr().add(start),
+                data.len(),
+            )
         };
         Ok(())
     }
@@ -104,7 +268,7 @@ impl GuestMemory {
         // The guest may write the source concurrently only while its vCPU runs, which never
         // happens during a read (the vCPU thread is the only one that runs the vCPU and reads).
         unsafe {
-            std::ptr::copy_nonoverlapping(self.ptr.as_ptr().add(start), out.as_mut_ptr(), len)
+            std::ptr::copy_nonoverlapping(self.map.ptr.as_ptr().add(start), out.as_mut_ptr(), len)
         };
         Ok(out)
     }
@@ -124,16 +288,38 @@ impl GuestMemory {
 
     /// The whole memory as a mutable byte slice, for the ELF loader at build time.
     pub fn as_mut_slice(&mut self) -> &mut [u8] {
-        // SAFETY: the mapping is `size` bytes, valid and initialized (zero-filled by the kernel),
-        // and `&mut self` guarantees no other host reference exists; the vCPU is not running
-        // while the loader holds this borrow.
-        unsafe { std::slice::from_raw_parts_mut(self.ptr.as_ptr(), self.size) }
+        // SAFETY: the mapping is `size` bytes, valid and initialized (zero-filled by the kernel
+        // or the snapshot's contents), and `&mut self` guarantees no other host reference
+        // exists; the vCPU is not running while the loader holds this borrow.
+        unsafe { std::slice::from_raw_parts_mut(self.map.ptr.as_ptr(), self.size()) }
     }
 }
 
-impl Drop for GuestMemory {
-    fn drop(&mut self) {
-        // SAFETY: ptr/size describe the mapping created in `new`, unmapped exactly once here.
-        unsafe { libc::munmap(self.ptr.as_ptr().cast(), self.size) };
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn private_mappings_share_the_snapshot_until_written() {
+        let mut mem = GuestMemory::new(4 * PAGE_SIZE as usize).unwrap();
+        mem.write(PAGE_SIZE, b"snapshot").unwrap();
+        let snap = mem.snapshot().unwrap();
+        let mut a = GuestMemory::from_snapshot(&snap).unwrap();
+        let b = GuestMemory::from_snapshot(&snap).unwrap();
+        assert_eq!(a.read(PAGE_SIZE, 8).unwrap(), b"snapshot");
+        a.write(PAGE_SIZE, b"changed!").unwrap();
+        a.write(3 * PAGE_SIZE, b"x").unwrap();
+        assert_eq!(
+            b.read(PAGE_SIZE, 8).unwrap(),
+            b"snapshot",
+            "a write leaked to a sibling"
+        );
+        assert_eq!(a.restore_pages(&snap, [1, 3].into_iter()).unwrap(), 2);
+        assert_eq!(a.read(PAGE_SIZE, 8).unwrap(), b"snapshot");
+        assert_eq!(a.read(3 * PAGE_SIZE, 1).unwrap(), [0]);
+        // The original memory is untouched by the snapshot, and the snapshot is sealed.
+        mem.write(PAGE_SIZE, b"original").unwrap();
+        assert_eq!(b.read(PAGE_SIZE, 8).unwrap(), b"snapshot");
+        assert!(a.restore_pages(&snap, [4].into_iter()).is_err());
     }
 }

@@ -8,12 +8,13 @@ use hyperlight_schema::{FunctionCall, Value, ValueType, WireArgs, WireType};
 
 use crate::config::SandboxConfig;
 use crate::error::Error;
-use crate::host_fn::{HostFunction, HostFunctions};
+use crate::host_fn::{HostFunction, HostFunctions, Signatures};
 use crate::hypervisor::select::{self, HypervisorChoice, HypervisorPaths};
 use crate::hypervisor::Hypervisor;
 use crate::kick::InterruptHandle;
+use crate::snapshot::Snapshot;
 use crate::spin::Spinner;
-use crate::vcpu::{Event, Request, VcpuSpec, VcpuThread};
+use crate::vcpu::{Event, GuestSource, Request, VcpuSpec, VcpuThread};
 
 /// Where the guest binary comes from.
 #[derive(Clone, Debug)]
@@ -91,10 +92,69 @@ pub fn hypervisor_for(config: &SandboxConfig) -> Result<Arc<dyn Hypervisor>, Err
     Ok(DEFAULT.get_or_init(|| hv).clone())
 }
 
+/// What a sandbox is built from: a guest binary (loaded, then its init runs) or a snapshot
+/// (mapped copy-on-write: no loading, no init).
+#[derive(Clone, Debug)]
+pub enum SandboxSource {
+    /// A guest ELF.
+    Binary(GuestBinary),
+    /// A snapshot of another sandbox.
+    Snapshot(Snapshot),
+}
+
+impl<T: Into<GuestBinary>> From<T> for SandboxSource {
+    fn from(guest: T) -> Self {
+        SandboxSource::Binary(guest.into())
+    }
+}
+
+impl From<Snapshot> for SandboxSource {
+    fn from(snapshot: Snapshot) -> Self {
+        SandboxSource::Snapshot(snapshot)
+    }
+}
+
+impl From<&Snapshot> for SandboxSource {
+    fn from(snapshot: &Snapshot) -> Self {
+        SandboxSource::Snapshot(snapshot.clone())
+    }
+}
+
+impl VcpuSpec {
+    /// Everything a vCPU thread needs, from a builder's parts: validates the config, reads the
+    /// ELF (bounded by `max_guest_file`) and opens the hypervisor. `inline` are the sync host
+    /// functions; `signatures` lists every host function the guest may call (a superset).
+    pub fn new(
+        source: SandboxSource,
+        config: SandboxConfig,
+        hypervisor: Option<Arc<dyn Hypervisor>>,
+        inline: HostFunctions,
+        signatures: Signatures,
+    ) -> Result<Self, Error> {
+        config.validate()?;
+        let source = match source {
+            SandboxSource::Binary(guest) => GuestSource::Elf(guest.load(config.max_guest_file)?),
+            SandboxSource::Snapshot(snapshot) => GuestSource::Snapshot(snapshot),
+        };
+        let hypervisor = match hypervisor {
+            Some(hv) => hv,
+            None => hypervisor_for(&config)?,
+        };
+        Ok(VcpuSpec {
+            hypervisor,
+            source,
+            config,
+            signatures: Arc::new(signatures),
+            inline: Arc::new(inline),
+        })
+    }
+}
+
 /// Builds a [`Sandbox`].
 pub struct SandboxBuilder {
-    guest: GuestBinary,
+    source: SandboxSource,
     config: SandboxConfig,
+    fresh_per_call: bool,
     hypervisor: Option<Arc<dyn Hypervisor>>,
     host_fns: HostFunctions,
 }
@@ -119,25 +179,44 @@ impl SandboxBuilder {
         self
     }
 
-    /// Creates the VM, loads the guest and runs its init, on a new vCPU thread.
+    /// Registers a host function that needs syscalls beyond the sandbox's seccomp allowlist,
+    /// e.g. `&[libc::SYS_openat, libc::SYS_read, libc::SYS_close]` to read a file. It runs on a
+    /// worker thread of its own whose filter allows the default list plus `syscalls`; the vCPU
+    /// thread's filter stays as it is. See `docs/security.md`.
+    pub fn host_fn_with_syscalls<Args, F: HostFunction<Args>>(
+        mut self,
+        name: &str,
+        syscalls: &[i64],
+        f: F,
+    ) -> Self {
+        self.host_fns.insert_with_syscalls(name, syscalls, f);
+        self
+    }
+
+    /// Makes every call start from the post-init snapshot: the sandbox is restored right after
+    /// each call (after its result is returned), so no call sees what an earlier one left.
+    pub fn fresh_per_call(mut self, fresh: bool) -> Self {
+        self.fresh_per_call = fresh;
+        self
+    }
+
+    /// Creates the VM on a new vCPU thread: from a binary it loads the guest and runs its init;
+    /// from a snapshot it maps the snapshot.
     pub fn build(self) -> Result<Sandbox, Error> {
-        self.config.validate()?;
-        let elf = self.guest.load(self.config.max_guest_file)?;
-        let hypervisor = match self.hypervisor {
-            Some(hv) => hv,
-            None => hypervisor_for(&self.config)?,
-        };
         let config = self.config.clone();
-        let thread = VcpuThread::spawn(VcpuSpec {
-            hypervisor,
-            elf,
-            config: self.config,
-            signatures: Arc::new(self.host_fns.signatures()),
-            inline: Arc::new(self.host_fns),
-        })?;
+        let signatures = self.host_fns.signatures();
+        let spec = VcpuSpec::new(
+            self.source,
+            self.config,
+            self.hypervisor,
+            self.host_fns,
+            signatures,
+        )?;
+        let thread = VcpuThread::spawn(spec)?;
         Ok(Sandbox {
             thread,
             spinner: Spinner::new(config.spin_wait),
+            fresh_per_call: self.fresh_per_call,
             config,
         })
     }
@@ -149,6 +228,7 @@ impl SandboxBuilder {
 pub struct Sandbox {
     thread: VcpuThread,
     spinner: Spinner,
+    fresh_per_call: bool,
     config: SandboxConfig,
 }
 
@@ -161,11 +241,12 @@ impl std::fmt::Debug for Sandbox {
 }
 
 impl Sandbox {
-    /// Starts building a sandbox for `guest`.
-    pub fn builder(guest: impl Into<GuestBinary>) -> SandboxBuilder {
+    /// Starts building a sandbox from `source`: a guest ELF (path or bytes) or a [`Snapshot`].
+    pub fn builder(source: impl Into<SandboxSource>) -> SandboxBuilder {
         SandboxBuilder {
-            guest: guest.into(),
+            source: source.into(),
             config: SandboxConfig::default(),
+            fresh_per_call: false,
             hypervisor: None,
             host_fns: HostFunctions::default(),
         }
@@ -201,6 +282,7 @@ impl Sandbox {
                 generation,
                 call,
                 span,
+                restore_after: self.fresh_per_call,
             })
             .map_err(|_| Error::ThreadGone)?;
         loop {
@@ -225,9 +307,26 @@ impl Sandbox {
         self.thread.interrupt.clone()
     }
 
-    /// Brings the sandbox back to its state right after init and clears poisoning. Until the
-    /// snapshot work lands this re-creates the VM and re-runs the guest's init.
+    /// Brings the sandbox back to its post-init snapshot and clears poisoning. Only the pages
+    /// written since the last restore are copied back, and every register is reset.
     pub fn restore(&mut self) -> Result<(), Error> {
-        self.thread.restore()
+        self.thread.restore(None)
+    }
+
+    /// Brings the sandbox back to `snapshot`, which must come from a sandbox of the same guest
+    /// and memory configuration.
+    pub fn restore_to(&mut self, snapshot: &Snapshot) -> Result<(), Error> {
+        self.thread.restore(Some(snapshot.clone()))
+    }
+
+    /// Takes a snapshot of the sandbox's current state: memory and every vCPU register. Other
+    /// sandboxes built from it ([`Sandbox::builder`]) start in exactly this state.
+    pub fn snapshot(&mut self) -> Result<Snapshot, Error> {
+        self.thread.snapshot()
+    }
+
+    /// The snapshot taken right after the guest's init (or the one this sandbox was built from).
+    pub fn post_init_snapshot(&self) -> &Snapshot {
+        self.thread.home()
     }
 }

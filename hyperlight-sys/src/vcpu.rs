@@ -14,6 +14,7 @@ use crate::host_fn::{check_call, invoke, HostFunctions, Signatures};
 use crate::hypervisor::Hypervisor;
 use crate::kick::{InterruptHandle, KickState};
 use crate::machine::{HostCalls, Machine};
+use crate::snapshot::Snapshot;
 use crate::spin::Spinner;
 
 /// A message from the owner to the vCPU thread.
@@ -27,6 +28,8 @@ pub enum Request {
         call: FunctionCall,
         /// The span guest logs of this call are emitted in.
         span: tracing::Span,
+        /// Restore the post-init snapshot right after the call (after its result is sent).
+        restore_after: bool,
     },
     /// The answer to [`Event::HostCall`] of the same generation.
     HostReply {
@@ -35,9 +38,16 @@ pub enum Request {
         /// The host function's result.
         result: FunctionCallResult,
     },
-    /// Bring the sandbox back to its state right after init (clears poisoning); the outcome is
-    /// sent on the given channel.
-    Restore(Sender<Result<(), Error>>),
+    /// Bring the sandbox back to a snapshot (`None`: its post-init state) and clear poisoning;
+    /// the outcome is sent on `done`.
+    Restore {
+        /// The snapshot, of a sandbox with the same memory layout; `None` for post-init.
+        to: Option<Snapshot>,
+        /// Where the outcome goes.
+        done: Sender<Result<(), Error>>,
+    },
+    /// Take a snapshot of the current state; it is sent on the given channel.
+    Snapshot(Sender<Result<Snapshot, Error>>),
     /// Sent by a kick to wake a wait for a host reply; carries no data.
     Wake,
 }
@@ -62,13 +72,23 @@ pub enum Event {
     },
 }
 
-/// Where a sandbox's guest and settings come from; what a restore rebuilds from.
+/// What a sandbox starts from.
+#[derive(Clone, Debug)]
+pub enum GuestSource {
+    /// A guest ELF: loaded, then its init runs; the state after init becomes the sandbox's
+    /// post-init snapshot.
+    Elf(Arc<[u8]>),
+    /// A snapshot: mapped copy-on-write, no loading, no init; it is the post-init snapshot.
+    Snapshot(Snapshot),
+}
+
+/// Where a sandbox's guest and settings come from.
 #[derive(Clone)]
 pub struct VcpuSpec {
     /// The hypervisor to create the VM on.
     pub hypervisor: Arc<dyn Hypervisor>,
-    /// The guest ELF bytes.
-    pub elf: Arc<[u8]>,
+    /// What the sandbox starts from.
+    pub source: GuestSource,
     /// Memory sizes.
     pub config: SandboxConfig,
     /// The signatures of every host function the guest may call.
@@ -87,16 +107,20 @@ pub struct VcpuThread {
     pub events: Receiver<Event>,
     /// Kicks the vCPU.
     pub interrupt: InterruptHandle,
-    init_timeout: Duration,
+    home: Snapshot,
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
 impl VcpuThread {
-    /// Starts the thread, which boots the VM and runs the guest's init; waits for the outcome.
-    /// The guest's init must finish within `spec.config.init_timeout`, or it is killed and this
-    /// returns [`Error::InitTimeout`].
+    /// Starts the thread, which creates the VM (from the ELF, running the guest's init, or from
+    /// a snapshot) and waits for the outcome. The guest's init must finish within
+    /// `spec.config.init_timeout`, or it is killed and this returns [`Error::InitTimeout`].
     pub fn spawn(spec: VcpuSpec) -> Result<Self, Error> {
+        // Host functions with extra syscalls get worker threads, started here, unfiltered.
+        let inline = crate::seccomp::start_host_workers(&spec.inline, &spec.config.seccomp)?;
+        let spec = VcpuSpec { inline, ..spec };
         let init_timeout = spec.config.init_timeout;
+        let thread_stack = spec.config.thread_stack_size;
         let (req_tx, req_rx) = flume::unbounded();
         let (ev_tx, ev_rx) = flume::unbounded();
         let (ready_tx, ready_rx) = flume::bounded(1);
@@ -110,38 +134,67 @@ impl VcpuThread {
                 }
             }),
         };
+        // A VM from a snapshot runs no guest code to be created, so this thread builds it while
+        // the new thread starts (a thread start costs ~0.1 ms on virtualized hosts) and hands
+        // it over; a guest ELF is booted on the vCPU thread, which runs its init.
+        let (machine_tx, machine_rx) = flume::bounded(1);
+        let prebuilt = match &spec.source {
+            GuestSource::Snapshot(snapshot) => Some(snapshot.clone()),
+            GuestSource::Elf(_) => None,
+        };
+        let hypervisor = spec.hypervisor.clone();
         let thread = std::thread::Builder::new()
             .name("hyperlight-vcpu".into())
-            .spawn(move || thread_main(spec, state, req_rx, ev_tx, ready_tx))
+            .stack_size(thread_stack)
+            .spawn(move || thread_main(spec, state, machine_rx, req_rx, ev_tx, ready_tx))
             .map_err(|source| Error::Os {
                 op: "spawn vCPU thread",
                 source,
             })?;
-        let mut this = VcpuThread {
-            requests: req_tx,
-            events: ev_rx,
-            interrupt,
-            init_timeout,
-            thread: Some(thread),
-        };
-        match recv_or_kill(&ready_rx, init_timeout, &this.interrupt).and_then(|r| r) {
-            Ok(()) => Ok(this),
+        let _ = machine_tx
+            .send(prebuilt.map(|snapshot| Machine::from_snapshot(&*hypervisor, &snapshot)));
+        let interrupt_on_failure = interrupt.clone();
+        match recv_or_kill(&ready_rx, init_timeout, &interrupt).and_then(|r| r) {
+            Ok(home) => Ok(VcpuThread {
+                requests: req_tx,
+                events: ev_rx,
+                interrupt,
+                home,
+                thread: Some(thread),
+            }),
             Err(e) => {
-                this.join();
+                interrupt_on_failure.kill();
+                drop(req_tx);
+                let _ = thread.join();
                 Err(e)
             }
         }
     }
 
-    /// Brings the sandbox back to its state right after init and clears poisoning; blocks until
-    /// done. Requests sent before it are served first. Until the snapshot work lands this
-    /// re-creates the VM and re-runs the guest's init (bounded by the init timeout).
-    pub fn restore(&self) -> Result<(), Error> {
+    /// The sandbox's post-init snapshot (taken after the guest's init, or the snapshot it was
+    /// created from): what [`VcpuThread::restore`] returns to, and a source for more sandboxes.
+    pub fn home(&self) -> &Snapshot {
+        &self.home
+    }
+
+    /// Brings the sandbox back to `to` (`None`: its post-init snapshot) and clears poisoning;
+    /// blocks until done. Requests sent before it are served first. Only the pages the guest
+    /// wrote since the last restore are copied back.
+    pub fn restore(&self, to: Option<Snapshot>) -> Result<(), Error> {
         let (done, result) = flume::bounded(1);
         self.requests
-            .send(Request::Restore(done))
+            .send(Request::Restore { to, done })
             .map_err(|_| Error::ThreadGone)?;
-        recv_or_kill(&result, self.init_timeout, &self.interrupt)?
+        result.recv().map_err(|_| Error::ThreadGone)?
+    }
+
+    /// Takes a snapshot of the sandbox's state after the requests sent before it.
+    pub fn snapshot(&self) -> Result<Snapshot, Error> {
+        let (done, result) = flume::bounded(1);
+        self.requests
+            .send(Request::Snapshot(done))
+            .map_err(|_| Error::ThreadGone)?;
+        result.recv().map_err(|_| Error::ThreadGone)?
     }
 
     /// A new call generation for [`Request::Call`].
@@ -175,7 +228,7 @@ impl Drop for VcpuThread {
 }
 
 /// Waits for `rx` up to `timeout`; past it, kicks the vCPU until the answer comes. A run that
-/// the kick cancelled becomes [`Error::InitTimeout`]: used for the guest's init (boot and restore).
+/// the kick cancelled becomes [`Error::InitTimeout`]: used for the guest's init.
 pub(crate) fn recv_or_kill<T>(
     rx: &Receiver<Result<T, Error>>,
     timeout: Duration,
@@ -236,25 +289,92 @@ impl HostCalls for Channels<'_> {
     }
 }
 
+/// The vCPU thread's state between requests.
+struct Worker {
+    hypervisor: Arc<dyn Hypervisor>,
+    /// `None` only after a failed rebuild.
+    machine: Option<Machine>,
+    /// The post-init snapshot.
+    home: Snapshot,
+    /// Why the sandbox is poisoned, if it is.
+    poisoned: Option<String>,
+}
+
+impl Worker {
+    /// Restores `to`: the fast path copies back dirty pages; if that fails (the vCPU is in a
+    /// state the hypervisor will not restore from), the VM is rebuilt from the snapshot.
+    fn restore(&mut self, to: Option<Snapshot>) -> Result<(), Error> {
+        let target = to.unwrap_or_else(|| self.home.clone());
+        let fast = match &mut self.machine {
+            Some(machine) => machine.restore(&target).map(drop),
+            None => Err(Error::ThreadGone),
+        };
+        if let Err(e) = fast {
+            if matches!(e, Error::InvalidConfig { .. }) {
+                return Err(e);
+            }
+            tracing::debug!(error = %e, "fast restore failed; rebuilding the VM from the snapshot");
+            self.machine = None;
+            let mut machine = Machine::from_snapshot(&*self.hypervisor, &target)?;
+            machine.arm();
+            self.machine = Some(machine);
+        }
+        self.poisoned = None;
+        Ok(())
+    }
+
+    fn machine(&mut self) -> Result<&mut Machine, Error> {
+        match (&self.poisoned, &mut self.machine) {
+            (Some(reason), _) => Err(Error::Poisoned {
+                reason: reason.clone(),
+            }),
+            (None, Some(machine)) => Ok(machine),
+            (None, None) => Err(Error::Poisoned {
+                reason: "an earlier restore failed".into(),
+            }),
+        }
+    }
+}
+
 fn thread_main(
     spec: VcpuSpec,
     kick: Arc<KickState>,
+    prebuilt: Receiver<Option<Result<Machine, Error>>>,
     requests: Receiver<Request>,
     events: Sender<Event>,
-    ready: Sender<Result<(), Error>>,
+    ready: Sender<Result<Snapshot, Error>>,
 ) {
     kick.thread_started();
-    let boot = || Machine::boot(&*spec.hypervisor, &spec.elf, &spec.config, &kick);
-    let mut machine = match boot() {
-        Ok(m) => Some(m),
+    // Before the VM exists, so before the guest's first instruction (docs/security.md).
+    if let Err(e) = crate::seccomp::install_vcpu_filter(&spec.config.seccomp) {
+        let _ = ready.send(Err(e));
+        kick.thread_exiting();
+        return;
+    }
+    let machine = match (prebuilt.recv(), &spec.source) {
+        (Ok(Some(machine)), _) => machine.map(|mut m| {
+            m.arm();
+            m
+        }),
+        (Ok(None), GuestSource::Elf(elf)) => {
+            Machine::boot(&*spec.hypervisor, elf, &spec.config, &kick)
+        }
+        _ => Err(Error::ThreadGone),
+    };
+    let mut worker = match machine {
+        Ok(machine) => Worker {
+            hypervisor: spec.hypervisor.clone(),
+            home: machine.base().clone(),
+            machine: Some(machine),
+            poisoned: None,
+        },
         Err(e) => {
             let _ = ready.send(Err(e));
             kick.thread_exiting();
             return;
         }
     };
-    let _ = ready.send(Ok(()));
-    let mut poisoned: Option<String> = None;
+    let _ = ready.send(Ok(worker.home.clone()));
     let mut spinner = Spinner::new(spec.config.spin_wait);
     while let Ok(request) = spinner.recv(&requests) {
         match request {
@@ -262,50 +382,45 @@ fn thread_main(
                 generation,
                 call,
                 span,
+                restore_after,
             } => {
                 kick.begin(generation);
-                let result = match (&mut machine, &poisoned) {
-                    (Some(m), None) => {
-                        let mut host = Channels {
-                            generation,
-                            kick: &kick,
-                            signatures: &spec.signatures,
-                            inline: &spec.inline,
-                            requests: &requests,
-                            events: &events,
-                            spinner: &mut spinner,
-                        };
-                        span.in_scope(|| m.call(generation, &call, &kick, &mut host))
-                    }
-                    (_, Some(reason)) => Err(Error::Poisoned {
-                        reason: reason.clone(),
-                    }),
-                    (None, None) => Err(Error::Poisoned {
-                        reason: "an earlier restore failed".into(),
-                    }),
-                };
+                let result = worker.machine().and_then(|m| {
+                    let mut host = Channels {
+                        generation,
+                        kick: &kick,
+                        signatures: &spec.signatures,
+                        inline: &spec.inline,
+                        requests: &requests,
+                        events: &events,
+                        spinner: &mut spinner,
+                    };
+                    span.in_scope(|| m.call(generation, &call, &kick, &mut host))
+                });
                 kick.end();
                 if let Err(e) = &result {
-                    if e.is_fatal() {
-                        poisoned = Some(e.to_string());
+                    if e.is_fatal() && worker.poisoned.is_none() {
+                        worker.poisoned = Some(e.to_string());
                     }
                 }
                 if events.send(Event::Done { generation, result }).is_err() {
                     break;
                 }
+                if restore_after {
+                    if let Err(e) = worker.restore(None) {
+                        worker.poisoned = Some(format!("restore after the call failed: {e}"));
+                    }
+                }
             }
-            Request::Restore(done) => {
-                // Drop the old VM first so the new one does not double the memory.
-                machine = None;
-                let result = boot().map(|m| {
-                    machine = Some(m);
-                    poisoned = None;
-                });
-                let _ = done.send(result);
+            Request::Restore { to, done } => {
+                let _ = done.send(worker.restore(to));
+            }
+            Request::Snapshot(done) => {
+                let _ = done.send(worker.machine().and_then(Machine::snapshot));
             }
             Request::HostReply { .. } | Request::Wake => {}
         }
     }
-    drop(machine);
+    drop(worker);
     kick.thread_exiting();
 }

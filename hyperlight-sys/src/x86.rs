@@ -35,6 +35,8 @@ const EFER_NXE: u64 = 1 << 11;
 /// RFLAGS: reserved bit 1 only: IOPL 0 (ring 3 reaches only the ports the TSS I/O bitmap opens),
 /// interrupts off.
 pub const RFLAGS_INIT: u64 = 0x2;
+/// The interrupt stack table entry every IDT gate uses (TSS `ist1` = the ring-0 stack).
+const IST_INDEX: u64 = 1;
 /// Offset of the I/O permission bitmap in the TSS (right after the 104-byte 64-bit TSS).
 const IO_BITMAP_OFFSET: u64 = 104;
 /// The bitmap covers ports `0..IO_BITMAP_PORTS`; higher ports are beyond the TSS limit (denied).
@@ -141,8 +143,12 @@ fn write_gdt_tss(mem: &mut GuestMemory) -> Result<(), Error> {
     ];
     let bytes: Vec<u8> = gdt.iter().flat_map(|d| d.to_le_bytes()).collect();
     mem.write(layout::GDT, &bytes)?;
-    // TSS: rsp0 at offset 4; the I/O map base at offset 102.
+    // TSS: rsp0 at offset 4, ist1 at offset 36; the I/O map base at offset 102. Every IDT
+    // gate uses IST 1 = the same ring-0 stack: an exception raised at CPL0 (which the guest
+    // cannot reach, but see docs/security.md on `syscall`) never pushes its frame onto a stack
+    // the guest chose.
     mem.write_u64(tss + 4, layout::RSP0)?;
+    mem.write_u64(tss + 36, layout::RSP0)?;
     mem.write(tss + 102, &(IO_BITMAP_OFFSET as u16).to_le_bytes())?;
     mem.write(tss + IO_BITMAP_OFFSET, &io_bitmap())
 }
@@ -164,6 +170,7 @@ fn write_idt_and_stubs(mem: &mut GuestMemory) -> Result<(), Error> {
         let handler = layout::STUBS + vector * layout::STUB_SIZE;
         let low = (handler & 0xffff)
             | (u64::from(SELECTOR_KERNEL_CODE) << 16)
+            | (IST_INDEX << 32) // always switch to the ring-0 stack, even from ring 0
             | (0x8e << 40) // present, DPL 0, 64-bit interrupt gate
             | (((handler >> 16) & 0xffff) << 48);
         let mut gate = low.to_le_bytes().to_vec();

@@ -5,10 +5,15 @@ use std::os::fd::{FromRawFd, IntoRawFd};
 use std::path::Path;
 use std::sync::atomic::AtomicU8;
 
-use kvm_bindings::{kvm_regs, kvm_segment, kvm_userspace_memory_region};
+use kvm_bindings::{
+    kvm_regs, kvm_segment, kvm_sregs, kvm_userspace_memory_region, kvm_xsave,
+    KVM_MEM_LOG_DIRTY_PAGES,
+};
 use kvm_ioctls::{Cap, Kvm, VcpuExit, VcpuFd, VmFd};
 
-use super::{Exit, FaultState, Hypervisor, Registers, Segment, SpecialRegisters, Vcpu, Vm};
+use super::{
+    Exit, FaultState, Hypervisor, Registers, Segment, SpecialRegisters, Vcpu, VcpuState, Vm,
+};
 use crate::error::Error;
 
 /// The default KVM device.
@@ -63,26 +68,44 @@ fn kvm_err(op: &'static str) -> impl FnOnce(kvm_ioctls::Error) -> Error {
 impl Hypervisor for KvmHypervisor {
     fn create_vm(&self) -> Result<Box<dyn Vm>, Error> {
         let vm = self.kvm.create_vm().map_err(kvm_err("KVM_CREATE_VM"))?;
-        Ok(Box::new(KvmVm { vm }))
+        Ok(Box::new(KvmVm { vm, mapped: 0 }))
     }
 }
 
 struct KvmVm {
     vm: VmFd,
+    /// Size of the mapped slot, 0 before the first mapping.
+    mapped: u64,
 }
 
 impl Vm for KvmVm {
     unsafe fn map_memory(&mut self, gpa: u64, host_addr: u64, size: u64) -> Result<(), Error> {
-        let region = kvm_userspace_memory_region {
+        let mut region = kvm_userspace_memory_region {
             slot: 0,
-            flags: 0,
+            flags: KVM_MEM_LOG_DIRTY_PAGES,
             guest_phys_addr: gpa,
-            memory_size: size,
+            memory_size: 0,
             userspace_addr: host_addr,
         };
-        // SAFETY: the caller guarantees the host range stays mapped while the VM lives.
+        if self.mapped != 0 {
+            // KVM moves a slot to new host memory only by deleting it (size 0) and re-creating it.
+            // SAFETY: deleting a slot makes KVM drop every reference to the old host range.
+            unsafe { self.vm.set_user_memory_region(region) }
+                .map_err(kvm_err("KVM_SET_USER_MEMORY_REGION (delete)"))?;
+            self.mapped = 0;
+        }
+        region.memory_size = size;
+        // SAFETY: the caller guarantees the host range stays mapped until replaced or dropped.
         unsafe { self.vm.set_user_memory_region(region) }
-            .map_err(kvm_err("KVM_SET_USER_MEMORY_REGION"))
+            .map_err(kvm_err("KVM_SET_USER_MEMORY_REGION"))?;
+        self.mapped = size;
+        Ok(())
+    }
+
+    fn dirty_pages(&mut self) -> Result<Vec<u64>, Error> {
+        self.vm
+            .get_dirty_log(0, self.mapped as usize)
+            .map_err(kvm_err("KVM_GET_DIRTY_LOG"))
     }
 
     fn create_vcpu(&mut self) -> Result<Box<dyn Vcpu>, Error> {
@@ -93,6 +116,34 @@ impl Vm for KvmVm {
 
 struct KvmVcpu {
     vcpu: VcpuFd,
+}
+
+impl KvmVcpu {
+    /// After an I/O exit KVM completes the instruction on the next KVM_RUN. Entering with
+    /// `immediate_exit` set completes it without running the guest (KVM's documented way to make
+    /// the register state consistent), so RIP is past the `out`.
+    fn complete_pending_io(&mut self) -> Result<(), Error> {
+        self.vcpu.set_kvm_immediate_exit(1);
+        let completed = match self.vcpu.run() {
+            Err(e) if e.errno() == libc::EINTR => Ok(()),
+            Err(e) => Err(Error::Hypervisor {
+                op: "KVM_RUN (complete pending I/O)",
+                errno: e.errno(),
+            }),
+            Ok(exit) => Err(Error::UnexpectedExit {
+                exit: format!("{exit:?} while completing pending I/O"),
+            }),
+        };
+        self.vcpu.set_kvm_immediate_exit(0);
+        completed
+    }
+}
+
+/// What [`Vcpu::save_state`] saves on KVM.
+struct KvmState {
+    regs: kvm_regs,
+    sregs: kvm_sregs,
+    xsave: Box<kvm_xsave>,
 }
 
 fn to_kvm(s: &Segment) -> kvm_segment {
@@ -195,6 +246,40 @@ impl Vcpu for KvmVcpu {
                 errno: e.errno(),
             }),
         }
+    }
+
+    fn save_state(&mut self) -> Result<VcpuState, Error> {
+        self.complete_pending_io()?;
+        Ok(VcpuState::new(KvmState {
+            regs: self.vcpu.get_regs().map_err(kvm_err("KVM_GET_REGS"))?,
+            sregs: self.vcpu.get_sregs().map_err(kvm_err("KVM_GET_SREGS"))?,
+            xsave: Box::new(self.vcpu.get_xsave().map_err(kvm_err("KVM_GET_XSAVE"))?),
+        }))
+    }
+
+    fn restore_state(&mut self, state: &VcpuState) -> Result<(), Error> {
+        let state = state
+            .get::<KvmState>()
+            .ok_or(Error::HypervisorUnsupported {
+                reason: "vCPU state saved by another backend".into(),
+            })?;
+        // An I/O left pending by the last exit would otherwise be completed on the next run,
+        // on top of the restored registers (advancing RIP past an instruction it never ran).
+        self.complete_pending_io()?;
+        self.vcpu
+            .set_regs(&state.regs)
+            .map_err(kvm_err("KVM_SET_REGS"))?;
+        // The guest (ring 3) can change segment selectors but not descriptor tables or control
+        // registers; skip the costly KVM_SET_SREGS when nothing differs.
+        let sregs = self.vcpu.get_sregs().map_err(kvm_err("KVM_GET_SREGS"))?;
+        if sregs != state.sregs {
+            self.vcpu
+                .set_sregs(&state.sregs)
+                .map_err(kvm_err("KVM_SET_SREGS"))?;
+        }
+        // SAFETY: the buffer came from KVM_GET_XSAVE on a vCPU of the same KVM, so its size and
+        // layout are what KVM_SET_XSAVE expects.
+        unsafe { self.vcpu.set_xsave(&state.xsave) }.map_err(kvm_err("KVM_SET_XSAVE"))
     }
 
     fn immediate_exit(&mut self) -> &AtomicU8 {

@@ -132,6 +132,28 @@ pub enum Exit {
     },
 }
 
+/// The complete state of a vCPU: every register a guest can change (general, segment, control,
+/// x87/SSE/AVX). Opaque: only the backend that saved it can restore it.
+pub struct VcpuState(Box<dyn std::any::Any + Send + Sync>);
+
+impl VcpuState {
+    /// Wraps a backend's state.
+    pub fn new<T: std::any::Any + Send + Sync>(state: T) -> Self {
+        Self(Box::new(state))
+    }
+
+    /// The backend's state, if it is of type `T`.
+    pub fn get<T: std::any::Any>(&self) -> Option<&T> {
+        self.0.downcast_ref()
+    }
+}
+
+impl std::fmt::Debug for VcpuState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("VcpuState(..)")
+    }
+}
+
 /// A hypervisor backend.
 pub trait Hypervisor: Send + Sync {
     /// Creates an empty VM.
@@ -140,11 +162,16 @@ pub trait Hypervisor: Send + Sync {
 
 /// A VM: memory slots and vCPUs.
 pub trait Vm: Send {
-    /// Maps `size` bytes of host memory at `host_addr` to guest physical address `gpa`.
+    /// Maps `size` bytes of host memory at `host_addr` to guest physical address `gpa`, with
+    /// dirty-page logging on, replacing any earlier mapping.
     ///
     /// # Safety
-    /// The host range must stay mapped and valid for as long as the VM or any of its vCPUs lives.
+    /// The host range must stay mapped and valid until it is replaced or the VM and all its
+    /// vCPUs are dropped.
     unsafe fn map_memory(&mut self, gpa: u64, host_addr: u64, size: u64) -> Result<(), Error>;
+    /// The pages the guest wrote since the mapping was made or since the last call, as a bitmap
+    /// (bit `i` of word `i / 64` is page `i`), and resets the log. Host writes are not logged.
+    fn dirty_pages(&mut self) -> Result<Vec<u64>, Error>;
     /// Creates the VM's single vCPU.
     fn create_vcpu(&mut self) -> Result<Box<dyn Vcpu>, Error>;
 }
@@ -157,6 +184,11 @@ pub trait Vcpu: Send {
     fn set_registers(&mut self, regs: &Registers) -> Result<(), Error>;
     /// Reads what the runtime needs to explain a fault.
     fn fault_state(&mut self) -> Result<FaultState, Error>;
+    /// Saves the complete register state. Must be called only after an exit the guest is meant
+    /// to resume from (it completes any pending I/O first).
+    fn save_state(&mut self) -> Result<VcpuState, Error>;
+    /// Restores a state saved by [`Vcpu::save_state`] of the same backend.
+    fn restore_state(&mut self, state: &VcpuState) -> Result<(), Error>;
     /// Runs the vCPU until the next exit.
     fn run(&mut self) -> Result<Exit, Error>;
     /// The flag that, when set, makes the next or current `run` return [`Exit::Interrupted`]

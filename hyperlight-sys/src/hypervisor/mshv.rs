@@ -40,12 +40,15 @@ use mshv_bindings::{
     hv_register_name_HV_X64_REGISTER_RDI, hv_register_name_HV_X64_REGISTER_RFLAGS,
     hv_register_name_HV_X64_REGISTER_RIP, hv_register_name_HV_X64_REGISTER_RSP, hv_register_value,
     hv_x64_io_port_intercept_message, mshv_create_partition_v2, mshv_user_mem_region,
-    SegmentRegister, SpecialRegisters as MshvSpecialRegisters, StandardRegisters,
-    HV_INTERCEPT_ACCESS_WRITE, MSHV_SET_MEM_BIT_EXECUTABLE, MSHV_SET_MEM_BIT_WRITABLE,
+    SegmentRegister, SpecialRegisters as MshvSpecialRegisters, StandardRegisters, XSave,
+    HV_INTERCEPT_ACCESS_WRITE, MSHV_GPAP_ACCESS_OP_CLEAR, MSHV_SET_MEM_BIT_EXECUTABLE,
+    MSHV_SET_MEM_BIT_WRITABLE,
 };
 use mshv_ioctls::{Mshv, MshvError, VcpuFd, VmFd};
 
-use super::{Exit, FaultState, Hypervisor, Registers, Segment, SpecialRegisters, Vcpu, Vm};
+use super::{
+    Exit, FaultState, Hypervisor, Registers, Segment, SpecialRegisters, Vcpu, VcpuState, Vm,
+};
 use crate::error::Error;
 
 pub use super::select::MSHV_DEVICE;
@@ -116,12 +119,14 @@ impl Hypervisor for MshvHypervisor {
         .map_err(mshv_err("HV_PARTITION_PROPERTY_SYNTHETIC_PROC_FEATURES"))?;
         vm.initialize()
             .map_err(mshv_err("MSHV_INITIALIZE_PARTITION"))?;
-        Ok(Box::new(MshvVm { vm }))
+        Ok(Box::new(MshvVm { vm, mapped: None }))
     }
 }
 
 struct MshvVm {
     vm: VmFd,
+    /// The current guest memory region, if any.
+    mapped: Option<mshv_user_mem_region>,
 }
 
 /// The mshv region mapping `size` bytes at `host_addr` to guest physical address `gpa`, readable,
@@ -149,11 +154,35 @@ pub(crate) fn memory_region(
 impl Vm for MshvVm {
     unsafe fn map_memory(&mut self, gpa: u64, host_addr: u64, size: u64) -> Result<(), Error> {
         let region = memory_region(gpa, host_addr, size)?;
-        // The caller guarantees the host range stays mapped while the VM lives; the kernel pins
-        // it until the partition is closed.
+        if let Some(old) = self.mapped.take() {
+            self.vm
+                .unmap_user_memory(old)
+                .map_err(mshv_err("MSHV_SET_GUEST_MEMORY (unmap)"))?;
+        } else {
+            self.vm
+                .enable_dirty_page_tracking()
+                .map_err(mshv_err("HV_PARTITION_PROPERTY_GPA_PAGE_ACCESS_TRACKING"))?;
+        }
+        // The caller guarantees the host range stays mapped until it is replaced or the VM is
+        // dropped; the kernel pins it while it is mapped.
         self.vm
             .map_user_memory(region)
-            .map_err(mshv_err("MSHV_SET_GUEST_MEMORY"))
+            .map_err(mshv_err("MSHV_SET_GUEST_MEMORY"))?;
+        self.mapped = Some(region);
+        Ok(())
+    }
+
+    fn dirty_pages(&mut self) -> Result<Vec<u64>, Error> {
+        let Some(region) = self.mapped else {
+            return Ok(Vec::new());
+        };
+        self.vm
+            .get_dirty_log(
+                region.guest_pfn,
+                region.size as usize,
+                MSHV_GPAP_ACCESS_OP_CLEAR as u8,
+            )
+            .map_err(mshv_err("HVCALL_GET_GPA_PAGES_ACCESS_STATES"))
     }
 
     fn create_vcpu(&mut self) -> Result<Box<dyn Vcpu>, Error> {
@@ -164,6 +193,13 @@ impl Vm for MshvVm {
             resume_rip: None,
         }))
     }
+}
+
+/// What [`Vcpu::save_state`] saves on mshv.
+struct MshvState {
+    regs: StandardRegisters,
+    sregs: MshvSpecialRegisters,
+    xsave: XSave,
 }
 
 struct MshvVcpu {
@@ -439,6 +475,48 @@ impl Vcpu for MshvVcpu {
             .get_reg(&mut regs)
             .map_err(mshv_err("HVCALL_GET_VP_REGISTERS"))?;
         Ok(fault_state_from(&regs))
+    }
+
+    fn save_state(&mut self) -> Result<VcpuState, Error> {
+        let mut regs = self
+            .vcpu
+            .get_regs()
+            .map_err(mshv_err("HVCALL_GET_VP_REGISTERS"))?;
+        // mshv does not advance RIP past a port access by itself (`run` does it on re-entry):
+        // save the state the guest resumes in.
+        if let Some(rip) = self.resume_rip {
+            regs.rip = rip;
+        }
+        Ok(VcpuState::new(MshvState {
+            regs,
+            sregs: self
+                .vcpu
+                .get_sregs()
+                .map_err(mshv_err("HVCALL_GET_VP_REGISTERS"))?,
+            xsave: self
+                .vcpu
+                .get_xsave()
+                .map_err(mshv_err("MSHV_GET_VP_STATE (xsave)"))?,
+        }))
+    }
+
+    fn restore_state(&mut self, state: &VcpuState) -> Result<(), Error> {
+        let state = state
+            .get::<MshvState>()
+            .ok_or(Error::HypervisorUnsupported {
+                reason: "vCPU state saved by another backend".into(),
+            })?;
+        self.vcpu
+            .set_regs(&state.regs)
+            .map_err(mshv_err("HVCALL_SET_VP_REGISTERS"))?;
+        self.vcpu
+            .set_sregs(&state.sregs)
+            .map_err(mshv_err("HVCALL_SET_VP_REGISTERS"))?;
+        self.vcpu
+            .set_xsave(&state.xsave)
+            .map_err(mshv_err("MSHV_SET_VP_STATE (xsave)"))?;
+        self.resume_rip = None;
+        Ok(())
     }
 
     fn run(&mut self) -> Result<Exit, Error> {

@@ -24,6 +24,9 @@
 //! | `infinite_loop` | `() -> ()` | never returns |
 //! | `spin` | `(u64 n) -> u64` | busy loop of `n` iterations, returns `n` |
 //! | `counter` | `() -> u64` | increments a global counter, returns its new value (1 on the first call) |
+//! | `touch_pages` | `(u32 n) -> u32` | writes one byte in each of `n` (at most 64) distinct pages of a static buffer; returns `n` |
+//! | `leave_secret` | `(Bytes secret) -> Bytes` | copies `secret` into a static buffer, a leaked heap block and a deep stack frame, and returns it (so it is in the output buffer too) |
+//! | `count_bytes` | `(Bytes needle_xor) -> u64` | counts occurrences of `needle_xor ^ 0xff` in the heap, the stack, the image's writable data, and the input and output buffers (skipping its own copy of the needle) |
 //! | `port_out` | `(u32 port, u32 value) -> ()` | `out dx, eax` to any port (the protocol ports are `0x100..0x110`) |
 //! | `port_in` | `(u32 port) -> u32` | `in eax, dx` from any port |
 //! | `privileged` | `(u32 which) -> ()` | a ring-0-only instruction from ring 3: 0 `hlt`, 1 `cli`, 2 `sti`, 3 `rdmsr`, 4 `wrmsr` |
@@ -85,6 +88,9 @@ pub fn hyperlight_main() {
     register_fn("infinite_loop", infinite_loop);
     register_fn("spin", spin);
     register_fn("counter", counter);
+    register_fn("touch_pages", touch_pages);
+    register_fn("leave_secret", leave_secret);
+    register_fn("count_bytes", count_bytes);
     register_fn("port_out", port_out);
     register_fn("port_in", port_in);
     register_fn("privileged", privileged);
@@ -245,4 +251,79 @@ fn privileged(which: u32) {
             }
         }
     }
+}
+
+const TOUCH_PAGES: usize = 64;
+static TOUCHED: [AtomicU64; TOUCH_PAGES * 512] = [const { AtomicU64::new(0) }; TOUCH_PAGES * 512];
+
+fn touch_pages(n: u32) -> u32 {
+    let n = (n as usize).min(TOUCH_PAGES);
+    for page in 0..n {
+        // 512 u64s per 4 KiB page: one write per page.
+        TOUCHED[page * 512].fetch_add(1, Ordering::Relaxed);
+    }
+    n as u32
+}
+
+static SECRET_STATIC: [AtomicU64; 64] = [const { AtomicU64::new(0) }; 64];
+
+fn leave_secret(secret: Vec<u8>) -> Vec<u8> {
+    for (i, chunk) in secret.chunks(8).take(SECRET_STATIC.len()).enumerate() {
+        let mut word = [0u8; 8];
+        word[..chunk.len()].copy_from_slice(chunk);
+        SECRET_STATIC[i].store(u64::from_le_bytes(word), Ordering::Relaxed);
+    }
+    let heap: &'static mut [u8] = alloc::boxed::Box::leak(secret.clone().into_boxed_slice());
+    black_box(heap);
+    on_stack(&secret, 16);
+    secret
+}
+
+#[inline(never)]
+fn on_stack(secret: &[u8], depth: u32) {
+    let mut frame = [0u8; 256];
+    let n = secret.len().min(frame.len());
+    frame[..n].copy_from_slice(&secret[..n]);
+    black_box(&mut frame);
+    if depth > 0 {
+        on_stack(secret, depth - 1);
+    }
+}
+
+fn count_bytes(needle_xor: Vec<u8>) -> u64 {
+    let needle: Vec<u8> = needle_xor.iter().map(|b| b ^ 0xff).collect();
+    if needle.is_empty() {
+        return 0;
+    }
+    let own = needle.as_ptr() as u64..needle.as_ptr() as u64 + needle.len() as u64;
+    let info = hyperlight_guest::boot_info();
+    let data = image_data_range();
+    let regions = [
+        (info.heap_base, info.heap_size),
+        (info.stack_base, info.stack_size),
+        (data.0, data.1),
+        (info.input_base, info.input_size),
+        (info.output_base, info.output_size),
+    ];
+    let mut count = 0;
+    for (base, size) in regions {
+        // SAFETY: each region is mapped readable for the guest (BootInfo describes it, and the
+        // image range comes from the linker's own symbols); reads are volatile byte reads.
+        let bytes = unsafe { core::slice::from_raw_parts(base as *const u8, size as usize) };
+        for (i, window) in bytes.windows(needle.len()).enumerate() {
+            let at = base + i as u64;
+            if !own.contains(&at) && window == needle.as_slice() {
+                count += 1;
+            }
+        }
+    }
+    count
+}
+
+/// The writable part of the image: from the static buffers above to the end of .bss.
+fn image_data_range() -> (u64, u64) {
+    let start = SECRET_STATIC.as_ptr() as u64 & !0xfff;
+    let end = (TOUCHED.as_ptr() as u64 + core::mem::size_of_val(&TOUCHED) as u64 + 0xfff) & !0xfff;
+    let (lo, hi) = (start.min(end), start.max(end));
+    (lo, hi - lo)
 }

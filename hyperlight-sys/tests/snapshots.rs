@@ -1,0 +1,125 @@
+//! Snapshots and restore on KVM: restore is exact and leaves nothing of a call behind;
+//! sandboxes built from a snapshot behave like the sandbox it was taken in.
+
+mod common;
+
+use hyperlight_sys::{Error, Sandbox};
+
+fn xor(bytes: &[u8]) -> Vec<u8> {
+    bytes.iter().map(|b| b ^ 0xff).collect()
+}
+
+#[test]
+fn counter_counts_without_restore_and_restarts_after_restore() {
+    let mut sb = common::simple().build().unwrap();
+    for want in 1..=3u64 {
+        assert_eq!(sb.call::<u64>("counter", ()).unwrap(), want);
+    }
+    sb.restore().unwrap();
+    assert_eq!(sb.call::<u64>("counter", ()).unwrap(), 1);
+    let mut fresh = common::simple().fresh_per_call(true).build().unwrap();
+    for _ in 0..5 {
+        assert_eq!(fresh.call::<u64>("counter", ()).unwrap(), 1);
+    }
+}
+
+#[test]
+fn data_of_one_call_is_not_readable_after_restore() {
+    let mut sb = common::simple().build().unwrap();
+    let secret = b"s3cr3t-0f-request-one-7f2a9c".to_vec();
+    assert_eq!(
+        sb.call::<Vec<u8>>("leave_secret", (secret.clone(),))
+            .unwrap(),
+        secret
+    );
+    // Positive control: without a restore the secret is found (static, heap, stack, output).
+    let found = sb.call::<u64>("count_bytes", (xor(&secret),)).unwrap();
+    assert!(
+        found >= 3,
+        "the secret should be visible before restore, found {found}"
+    );
+    sb.call::<Vec<u8>>("leave_secret", (secret.clone(),))
+        .unwrap();
+    sb.restore().unwrap();
+    assert_eq!(sb.call::<u64>("count_bytes", (xor(&secret),)).unwrap(), 0);
+    // The same with restore after every call.
+    let mut fresh = common::simple().fresh_per_call(true).build().unwrap();
+    fresh
+        .call::<Vec<u8>>("leave_secret", (secret.clone(),))
+        .unwrap();
+    assert_eq!(
+        fresh.call::<u64>("count_bytes", (xor(&secret),)).unwrap(),
+        0
+    );
+}
+
+#[test]
+fn a_snapshot_creates_a_sandbox_that_behaves_identically() {
+    let mut original = common::simple().build().unwrap();
+    for _ in 0..3 {
+        original.call::<u64>("counter", ()).unwrap();
+    }
+    original.call::<u32>("touch_pages", (64u32,)).unwrap();
+    let snapshot = original.snapshot().unwrap();
+    let mut copies: Vec<Sandbox> = (0..3)
+        .map(|_| common::simple_from(&snapshot).build().unwrap())
+        .collect();
+    copies.push(original);
+    for sb in &mut copies {
+        assert_eq!(sb.call::<u64>("counter", ()).unwrap(), 4);
+        assert_eq!(sb.call::<i32>("call_host_add", (2i32, 3i32)).unwrap(), 5);
+        assert_eq!(
+            sb.call::<String>("echo_string", ("x".to_string(),))
+                .unwrap(),
+            "x"
+        );
+        sb.restore_to(&snapshot).unwrap();
+        assert_eq!(sb.call::<u64>("counter", ()).unwrap(), 4);
+    }
+    // A copy's restore() goes back to the snapshot it was built from.
+    let mut copy = common::simple_from(&snapshot).build().unwrap();
+    copy.call::<u64>("counter", ()).unwrap();
+    copy.restore().unwrap();
+    assert_eq!(copy.call::<u64>("counter", ()).unwrap(), 4);
+}
+
+#[test]
+fn faults_in_sandboxes_from_a_snapshot_restore_to_it() {
+    let template = common::simple().build().unwrap();
+    let mut sb = common::simple_from(template.post_init_snapshot())
+        .build()
+        .unwrap();
+    assert!(matches!(
+        sb.call::<u64>("divide_by_zero", (1u64,)),
+        Err(Error::DivideByZero { .. })
+    ));
+    assert!(matches!(
+        sb.call::<u64>("counter", ()),
+        Err(Error::Poisoned { .. })
+    ));
+    sb.restore().unwrap();
+    assert_eq!(sb.call::<u64>("counter", ()).unwrap(), 1);
+    // A fault with restore after every call leaves the sandbox usable at once.
+    let mut fresh = common::simple_from(template.post_init_snapshot())
+        .fresh_per_call(true)
+        .build()
+        .unwrap();
+    assert!(fresh.call::<u64>("read_addr", (0u64,)).is_err());
+    assert_eq!(fresh.call::<u64>("counter", ()).unwrap(), 1);
+}
+
+#[test]
+fn a_snapshot_of_another_layout_is_refused() {
+    let small = hyperlight_sys::SandboxConfig {
+        heap_size: 1 << 20,
+        ..Default::default()
+    };
+    let other = Sandbox::builder(hyperlight_testing::simple_guest())
+        .config(small)
+        .build()
+        .unwrap();
+    let mut sb = common::simple().build().unwrap();
+    let err = sb.restore_to(other.post_init_snapshot()).unwrap_err();
+    assert!(matches!(err, Error::InvalidConfig { .. }), "{err:?}");
+    assert_eq!(sb.call::<i32>("echo_i32", (1i32,)).unwrap(), 1);
+}
