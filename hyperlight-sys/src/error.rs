@@ -177,6 +177,9 @@ pub enum Error {
         /// Faulting instruction.
         rip: u64,
     },
+    /// Fatal: the guest executed `syscall`; a sandbox has no system calls.
+    #[error("guest executed `syscall`")]
+    SyscallInstruction,
     /// Fatal: the vCPU stopped for a reason the protocol does not allow.
     #[error("unexpected vCPU exit: {exit}")]
     UnexpectedExit {

@@ -84,6 +84,7 @@ impl Machine {
         let mut vcpu = vm.create_vcpu()?;
         vcpu.set_special_registers(&x86::initial_special_registers(&layout))?;
         vcpu.set_registers(&x86::initial_registers(&layout, loaded.entry))?;
+        vcpu.set_msrs(&x86::syscall_msrs())?;
         let armed = ArmedVcpu::arm(vcpu.immediate_exit());
         let mut core = Core {
             vcpu,
@@ -120,6 +121,7 @@ impl Machine {
         let mut vm = hv.create_vm()?;
         let mem = remap(&mut *vm, snapshot)?;
         let mut vcpu = vm.create_vcpu()?;
+        vcpu.set_msrs(&x86::syscall_msrs())?;
         vcpu.restore_state(&snapshot.data.vcpu)?;
         Ok(Machine {
             armed: None,
@@ -335,8 +337,18 @@ impl Core {
         } else {
             (0, read(0))
         };
+        if vector == x86::SYSCALL_CODE {
+            // `syscall` pushes no frame; the return address is in RCX, which the stub keeps.
+            return Error::SyscallInstruction;
+        }
         match vector {
             0 => Error::DivideByZero { rip },
+            // PVM enters LSTAR for `syscall` but stays in ring 3, so the fetch of the
+            // supervisor-only stub faults; hardware runs the stub (the branch above). Either way
+            // it is the same error (a ring-3 jump to the stub is reported the same way).
+            14 if state.cr2 == x86::SYSCALL_STUB && error_code & 0x10 != 0 => {
+                Error::SyscallInstruction
+            }
             14 if self.layout.stack_guard.contains(state.cr2) => Error::StackOverflow {
                 addr: state.cr2,
                 rip,

@@ -7,8 +7,9 @@
 //! exit loop, in the FlatBuffers verifier), it still cannot open a file, create a socket, start a
 //! process or map executable memory. See `docs/security.md` for the threat model.
 //!
-//! - The **vCPU thread** installs [`vcpu_allowlist`] (plus [`SeccompPolicy::Enabled::extra`])
-//!   right after it starts, before it creates the VM and so before the guest's first instruction.
+//! - The **vCPU thread** installs [`vcpu_allowlist`] (plus the policy's `extra`)
+//!   right after it starts, before it creates the VM (or takes over one built from a snapshot),
+//!   so before the guest's first instruction.
 //! - A **host function registered with extra syscalls**
 //!   ([`crate::SandboxBuilder::host_fn_with_syscalls`]) runs on a worker thread of its own, started
 //!   when the sandbox is built, whose filter is the same allowlist plus those syscalls. Workers
@@ -283,8 +284,8 @@ impl Drop for Worker {
 }
 
 impl Worker {
-    /// Starts the worker of `f` with the default list plus `extra` and `function_extra`, and
-    /// waits until its filter is installed.
+    /// Starts the worker of `f` under the default list plus `extra` (the policy's and the
+    /// function's own), and waits until its filter is installed.
     fn spawn(
         name: &str,
         f: DynHostFn,

@@ -11,8 +11,8 @@ use crate::mem::SnapshotMemory;
 /// created from the snapshot map copy-on-write) and its vCPU's registers, including the
 /// x87/SSE/AVX state. Cheap to clone; `Send + Sync`.
 ///
-/// Every sandbox takes one automatically right after its guest's init; [`Sandbox::snapshot`]
-/// (crate::Sandbox::snapshot) takes one on demand, between calls.
+/// Every sandbox takes one automatically right after its guest's init; `Sandbox::snapshot`
+/// takes one on demand, between calls.
 #[derive(Clone, Debug)]
 pub struct Snapshot {
     pub(crate) data: Arc<SnapshotData>,

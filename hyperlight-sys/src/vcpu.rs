@@ -345,7 +345,8 @@ fn thread_main(
     ready: Sender<Result<Snapshot, Error>>,
 ) {
     kick.thread_started();
-    // Before the VM exists, so before the guest's first instruction (docs/security.md).
+    // Before the guest's first instruction: the VM is created below, or was built from a
+    // snapshot by the caller, but runs only on this thread (docs/security.md).
     if let Err(e) = crate::seccomp::install_vcpu_filter(&spec.config.seccomp) {
         let _ = ready.send(Err(e));
         kick.thread_exiting();

@@ -29,6 +29,7 @@ const CR0_PG: u64 = 1 << 31;
 const CR4_PAE: u64 = 1 << 5;
 const CR4_OSFXSR: u64 = 1 << 9;
 const CR4_OSXMMEXCPT: u64 = 1 << 10;
+const EFER_SCE: u64 = 1;
 const EFER_LME: u64 = 1 << 8;
 const EFER_LMA: u64 = 1 << 10;
 const EFER_NXE: u64 = 1 << 11;
@@ -164,8 +165,36 @@ fn io_bitmap() -> Vec<u8> {
     bitmap
 }
 
-fn write_idt_and_stubs(mem: &mut GuestMemory) -> Result<(), Error> {
+/// The code of a ring-0 stub: `mov al, code; mov dx, PORT_EXCEPTION; out dx, al; hlt; jmp $`.
+/// It touches no stack, so it is safe on whatever stack it runs.
+fn stub(code: u8) -> [u8; 10] {
     let [port_lo, port_hi] = PORT_EXCEPTION.to_le_bytes();
+    [
+        0xb0, code, 0x66, 0xba, port_lo, port_hi, 0xee, 0xf4, 0xeb, 0xfe,
+    ]
+}
+
+/// What the `syscall` stub reports in `al` (not an exception vector).
+pub const SYSCALL_CODE: u8 = 0x80;
+/// Where `syscall` lands (`LSTAR`): the stub slot after the 32 exception stubs.
+pub const SYSCALL_STUB: u64 = layout::STUBS + layout::IDT_VECTORS * layout::STUB_SIZE;
+const MSR_STAR: u32 = 0xc000_0081;
+const MSR_LSTAR: u32 = 0xc000_0082;
+const MSR_FMASK: u32 = 0xc000_0084;
+
+/// The syscall MSRs: `syscall` from ring 3 enters the ring-0 stub at [`SYSCALL_STUB`] (CS 0x08,
+/// SS 0x10) with TF, DF, IF, IOPL, AC and NT cleared, and the stub reports it. EFER.SCE is set, so
+/// hardware KVM and PVM (which does not raise #UD for `syscall` with SCE clear) behave the same.
+pub fn syscall_msrs() -> [(u32, u64); 3] {
+    [
+        (MSR_STAR, u64::from(SELECTOR_KERNEL_CODE) << 32),
+        (MSR_LSTAR, SYSCALL_STUB),
+        (MSR_FMASK, 0x4_7700),
+    ]
+}
+
+fn write_idt_and_stubs(mem: &mut GuestMemory) -> Result<(), Error> {
+    mem.write(SYSCALL_STUB, &stub(SYSCALL_CODE))?;
     for vector in 0..layout::IDT_VECTORS {
         let handler = layout::STUBS + vector * layout::STUB_SIZE;
         let low = (handler & 0xffff)
@@ -176,20 +205,7 @@ fn write_idt_and_stubs(mem: &mut GuestMemory) -> Result<(), Error> {
         let mut gate = low.to_le_bytes().to_vec();
         gate.extend_from_slice(&(handler >> 32).to_le_bytes());
         mem.write(layout::IDT + vector * 16, &gate)?;
-        // mov al, vector; mov dx, PORT_EXCEPTION; out dx, al; hlt; jmp $
-        let stub = [
-            0xb0,
-            vector as u8,
-            0x66,
-            0xba,
-            port_lo,
-            port_hi,
-            0xee,
-            0xf4,
-            0xeb,
-            0xfe,
-        ];
-        mem.write(handler, &stub)?;
+        mem.write(handler, &stub(vector as u8))?;
     }
     Ok(())
 }
@@ -292,7 +308,7 @@ pub fn initial_special_registers(layout: &Layout) -> SpecialRegisters {
         cr0: CR0_PE | CR0_MP | CR0_ET | CR0_NE | CR0_WP | CR0_AM | CR0_PG,
         cr3: layout.page_tables.start,
         cr4: CR4_PAE | CR4_OSFXSR | CR4_OSXMMEXCPT,
-        efer: EFER_LME | EFER_LMA | EFER_NXE,
+        efer: EFER_SCE | EFER_LME | EFER_LMA | EFER_NXE,
     }
 }
 

@@ -123,3 +123,17 @@ fn a_snapshot_of_another_layout_is_refused() {
     assert!(matches!(err, Error::InvalidConfig { .. }), "{err:?}");
     assert_eq!(sb.call::<i32>("echo_i32", (1i32,)).unwrap(), 1);
 }
+
+#[test]
+fn registers_do_not_carry_data_across_a_restore() {
+    let mut sb = common::simple().build().unwrap();
+    let secret = 0x5ec2_e7f0_0d15_ea5eu64;
+    sb.call::<()>("stash_xmm", (secret,)).unwrap();
+    // Positive control: without a restore the vector register keeps the value between calls.
+    assert_eq!(sb.call::<u64>("read_xmm", ()).unwrap(), secret);
+    sb.restore().unwrap();
+    assert_ne!(sb.call::<u64>("read_xmm", ()).unwrap(), secret);
+    let mut fresh = common::simple().fresh_per_call(true).build().unwrap();
+    fresh.call::<()>("stash_xmm", (secret,)).unwrap();
+    assert_ne!(fresh.call::<u64>("read_xmm", ()).unwrap(), secret);
+}

@@ -6,7 +6,7 @@ use std::path::Path;
 use std::sync::atomic::AtomicU8;
 
 use kvm_bindings::{
-    kvm_regs, kvm_segment, kvm_sregs, kvm_userspace_memory_region, kvm_xsave,
+    kvm_msr_entry, kvm_regs, kvm_segment, kvm_sregs, kvm_userspace_memory_region, kvm_xsave, Msrs,
     KVM_MEM_LOG_DIRTY_PAGES,
 };
 use kvm_ioctls::{Cap, Kvm, VcpuExit, VcpuFd, VmFd};
@@ -246,6 +246,30 @@ impl Vcpu for KvmVcpu {
                 errno: e.errno(),
             }),
         }
+    }
+
+    fn set_msrs(&mut self, msrs: &[(u32, u64)]) -> Result<(), Error> {
+        let entries: Vec<kvm_msr_entry> = msrs
+            .iter()
+            .map(|&(index, data)| kvm_msr_entry {
+                index,
+                data,
+                ..Default::default()
+            })
+            .collect();
+        let wrapper = Msrs::from_entries(&entries).map_err(|_| Error::HypervisorUnsupported {
+            reason: format!("too many MSRs ({})", entries.len()),
+        })?;
+        let set = self
+            .vcpu
+            .set_msrs(&wrapper)
+            .map_err(kvm_err("KVM_SET_MSRS"))?;
+        if set != entries.len() {
+            return Err(Error::HypervisorUnsupported {
+                reason: format!("KVM set {set} of {} MSRs ({msrs:x?})", entries.len()),
+            });
+        }
+        Ok(())
     }
 
     fn save_state(&mut self) -> Result<VcpuState, Error> {

@@ -184,6 +184,8 @@ pub trait Vcpu: Send {
     fn set_registers(&mut self, regs: &Registers) -> Result<(), Error>;
     /// Reads what the runtime needs to explain a fault.
     fn fault_state(&mut self) -> Result<FaultState, Error>;
+    /// Sets model-specific registers (index, value).
+    fn set_msrs(&mut self, msrs: &[(u32, u64)]) -> Result<(), Error>;
     /// Saves the complete register state. Must be called only after an exit the guest is meant
     /// to resume from (it completes any pending I/O first).
     fn save_state(&mut self) -> Result<VcpuState, Error>;

@@ -37,12 +37,13 @@ use mshv_bindings::{
     hv_partition_property_code_HV_PARTITION_PROPERTY_PROCESSOR_FEATURES0,
     hv_partition_property_code_HV_PARTITION_PROPERTY_SYNTHETIC_PROC_FEATURES, hv_register_assoc,
     hv_register_name, hv_register_name_HV_X64_REGISTER_CR2, hv_register_name_HV_X64_REGISTER_CS,
-    hv_register_name_HV_X64_REGISTER_RDI, hv_register_name_HV_X64_REGISTER_RFLAGS,
-    hv_register_name_HV_X64_REGISTER_RIP, hv_register_name_HV_X64_REGISTER_RSP, hv_register_value,
-    hv_x64_io_port_intercept_message, mshv_create_partition_v2, mshv_user_mem_region,
-    SegmentRegister, SpecialRegisters as MshvSpecialRegisters, StandardRegisters, XSave,
-    HV_INTERCEPT_ACCESS_WRITE, MSHV_GPAP_ACCESS_OP_CLEAR, MSHV_SET_MEM_BIT_EXECUTABLE,
-    MSHV_SET_MEM_BIT_WRITABLE,
+    hv_register_name_HV_X64_REGISTER_LSTAR, hv_register_name_HV_X64_REGISTER_RDI,
+    hv_register_name_HV_X64_REGISTER_RFLAGS, hv_register_name_HV_X64_REGISTER_RIP,
+    hv_register_name_HV_X64_REGISTER_RSP, hv_register_name_HV_X64_REGISTER_SFMASK,
+    hv_register_name_HV_X64_REGISTER_STAR, hv_register_value, hv_x64_io_port_intercept_message,
+    mshv_create_partition_v2, mshv_user_mem_region, SegmentRegister,
+    SpecialRegisters as MshvSpecialRegisters, StandardRegisters, XSave, HV_INTERCEPT_ACCESS_WRITE,
+    MSHV_GPAP_ACCESS_OP_CLEAR, MSHV_SET_MEM_BIT_EXECUTABLE, MSHV_SET_MEM_BIT_WRITABLE,
 };
 use mshv_ioctls::{Mshv, MshvError, VcpuFd, VmFd};
 
@@ -475,6 +476,32 @@ impl Vcpu for MshvVcpu {
             .get_reg(&mut regs)
             .map_err(mshv_err("HVCALL_GET_VP_REGISTERS"))?;
         Ok(fault_state_from(&regs))
+    }
+
+    fn set_msrs(&mut self, msrs: &[(u32, u64)]) -> Result<(), Error> {
+        let regs = msrs
+            .iter()
+            .map(|&(index, value)| {
+                let name = match index {
+                    0xc000_0081 => hv_register_name_HV_X64_REGISTER_STAR,
+                    0xc000_0082 => hv_register_name_HV_X64_REGISTER_LSTAR,
+                    0xc000_0084 => hv_register_name_HV_X64_REGISTER_SFMASK,
+                    other => {
+                        return Err(Error::HypervisorUnsupported {
+                            reason: format!("MSR {other:#x} has no mshv register mapping"),
+                        })
+                    }
+                };
+                Ok(hv_register_assoc {
+                    name,
+                    value: hv_register_value { reg64: value },
+                    ..Default::default()
+                })
+            })
+            .collect::<Result<Vec<_>, Error>>()?;
+        self.vcpu
+            .set_reg(&regs)
+            .map_err(mshv_err("HVCALL_SET_VP_REGISTERS"))
     }
 
     fn save_state(&mut self) -> Result<VcpuState, Error> {

@@ -27,6 +27,8 @@
 //! | `touch_pages` | `(u32 n) -> u32` | writes one byte in each of `n` (at most 64) distinct pages of a static buffer; returns `n` |
 //! | `leave_secret` | `(Bytes secret) -> Bytes` | copies `secret` into a static buffer, a leaked heap block and a deep stack frame, and returns it (so it is in the output buffer too) |
 //! | `count_bytes` | `(Bytes needle_xor) -> u64` | counts occurrences of `needle_xor ^ 0xff` in the heap, the stack, the image's writable data, and the input and output buffers (skipping its own copy of the needle) |
+//! | `stash_xmm` | `(u64 value) -> ()` | puts `value` in register `xmm15` (which nothing else touches: the target is soft-float) |
+//! | `read_xmm` | `() -> u64` | the low 64 bits of `xmm15` |
 //! | `port_out` | `(u32 port, u32 value) -> ()` | `out dx, eax` to any port (the protocol ports are `0x100..0x110`) |
 //! | `port_in` | `(u32 port) -> u32` | `in eax, dx` from any port |
 //! | `privileged` | `(u32 which) -> ()` | a ring-0-only instruction from ring 3: 0 `hlt`, 1 `cli`, 2 `sti`, 3 `rdmsr`, 4 `wrmsr` |
@@ -91,6 +93,8 @@ pub fn hyperlight_main() {
     register_fn("touch_pages", touch_pages);
     register_fn("leave_secret", leave_secret);
     register_fn("count_bytes", count_bytes);
+    register_fn("stash_xmm", stash_xmm);
+    register_fn("read_xmm", read_xmm);
     register_fn("port_out", port_out);
     register_fn("port_in", port_in);
     register_fn("privileged", privileged);
@@ -326,4 +330,19 @@ fn image_data_range() -> (u64, u64) {
     let end = (TOUCHED.as_ptr() as u64 + core::mem::size_of_val(&TOUCHED) as u64 + 0xfff) & !0xfff;
     let (lo, hi) = (start.min(end), start.max(end));
     (lo, hi - lo)
+}
+
+fn stash_xmm(value: u64) {
+    // SAFETY: writes only xmm15, which no code of this soft-float guest uses; SSE is enabled
+    // for ring 3 by the host (CR4.OSFXSR).
+    unsafe {
+        core::arch::asm!("movq xmm15, {v}", v = in(reg) value, out("xmm15") _, options(nostack, nomem))
+    };
+}
+
+fn read_xmm() -> u64 {
+    let value: u64;
+    // SAFETY: reads xmm15 only.
+    unsafe { core::arch::asm!("movq {v}, xmm15", v = out(reg) value, options(nostack, nomem)) };
+    value
 }

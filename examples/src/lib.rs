@@ -1,0 +1,3 @@
+//! Shared code of the examples, so their tests can run them with small sizes.
+
+pub mod density;
