@@ -1,3 +1,6 @@
 //! Shared code of the examples, so their tests can run them with small sizes.
 
+pub mod async_io;
 pub mod density;
+pub mod many;
+pub mod web_server;

@@ -3,11 +3,11 @@
 //! A [`Sandbox`] is a KVM micro-VM running an untrusted guest. Its blocking work (creating the
 //! VM, running the vCPU) happens on dedicated threads; this crate lets async code await it:
 //!
-//! ```no_run
+//! ```
 //! use std::time::Duration;
-//! use hyperlight_async::{Error, Sandbox};
+//! use hyperlight_async::{Error, Sandbox, SandboxPool};
 //!
-//! # async fn example() -> Result<(), Error> {
+//! # tokio::runtime::Runtime::new().unwrap().block_on(async {
 //! let sandbox = Sandbox::builder(hyperlight_testing::simple_guest())
 //!     // A sync host function runs on the vCPU thread; an async one in the awaiting task.
 //!     .host_fn("host_add", |a: i32, b: i32| a + b)
@@ -24,7 +24,15 @@
 //! // its next call.
 //! let spun = sandbox.call::<()>("infinite_loop", ()).timeout(Duration::from_millis(10)).await;
 //! assert!(matches!(spun, Err(Error::Timeout { .. })));
-//! # Ok(()) }
+//! assert_eq!(sum + 1, sandbox.call::<i32>("add", (sum, 1i32)).await?);
+//! assert_eq!(echo, "hi");
+//!
+//! // A pool of sandboxes created from the guest's post-init snapshot: every call starts fresh.
+//! let pool = SandboxPool::new(Sandbox::builder(hyperlight_testing::simple_guest()), 4).await?;
+//! assert_eq!(pool.call::<u64>("counter", ()).await?, 1);
+//! assert_eq!(pool.call::<u64>("counter", ()).await?, 1);
+//! # Ok::<(), Error>(())
+//! # }).unwrap();
 //! ```
 //!
 //! Clones of a `Sandbox` share one VM; its calls run in FIFO order. Dropping a call future

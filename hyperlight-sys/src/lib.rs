@@ -6,21 +6,30 @@
 //! functions the host registered, with the declared types. Every message across the boundary is a
 //! verified FlatBuffer, copied out of guest memory once before it is parsed.
 //!
-//! ```no_run
-//! use hyperlight_sys::Sandbox;
+//! ```
+//! use hyperlight_sys::{Error, Sandbox};
 //!
-//! # fn main() -> Result<(), hyperlight_sys::Error> {
-//! let mut sandbox = Sandbox::builder(std::path::PathBuf::from("guest.elf"))
-//!     .host_fn("host_add", |a: i32, b: i32| a + b)
+//! # fn main() -> Result<(), Error> {
+//! // A guest ELF built for x86_64-unknown-none with the hyperlight-guest library.
+//! let guest = hyperlight_testing::simple_guest();
+//! let mut sandbox = Sandbox::builder(guest)
+//!     .host_fn("host_add", |a: i32, b: i32| a + b) // the only host function the guest may call
 //!     .build()?;
-//! let sum: i32 = sandbox.call("call_host_add", (2i32, 3i32))?;
+//! let sum: i32 = sandbox.call("call_host_add", (2i32, 3i32))?; // guest -> host -> guest
 //! assert_eq!(sum, 5);
+//!
+//! // A fault is a typed error; the sandbox is poisoned until restored to its post-init state.
+//! assert!(matches!(sandbox.call::<u64>("divide_by_zero", (1u64,)), Err(Error::DivideByZero { .. })));
+//! sandbox.restore()?;
+//! assert_eq!(sandbox.call::<u64>("counter", ())?, 1);
 //! # Ok(())
 //! # }
 //! ```
 //!
-//! `unsafe` code lives in this crate only (memory mapping, ioctls, signals); every block says why
-//! it holds.
+//! The async API (`hyperlight-async`) builds on this crate. `unsafe` code lives in this crate
+//! only (memory mapping, ioctls, signals); every block says why it holds.
+
+#![deny(missing_docs)]
 
 pub mod boundary;
 pub mod config;
