@@ -109,5 +109,65 @@ fn throughput(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, latency, throughput);
+fn pool(c: &mut Criterion) {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let mut group = c.benchmark_group("pool");
+    let size = 4;
+    let pool = runtime.block_on(async {
+        let builder = hyperlight_async::Sandbox::builder(hyperlight_testing::simple_guest())
+            .host_fn("host_add", hyperlight_benches::host_add);
+        hyperlight_async::SandboxPool::new(builder, size)
+            .await
+            .unwrap()
+    });
+    // One caller: a fresh sandbox per call (restore included, after the result is returned).
+    group.bench_function("call_latency/trivial", |b| {
+        b.to_async(&runtime)
+            .iter(|| async { pool.call::<()>("nop", ()).await.unwrap() })
+    });
+    group.bench_function("call_latency/guest_host_guest", |b| {
+        b.to_async(&runtime).iter(|| async {
+            pool.call::<i32>("call_host_add", (1i32, 2i32))
+                .await
+                .unwrap()
+        })
+    });
+    // Many callers on a pool of `size`: calls/s with every call on a fresh sandbox.
+    group.sample_size(10);
+    const CALLS: u64 = 400;
+    for callers in [4usize, 64] {
+        group.throughput(Throughput::Elements(CALLS));
+        group.bench_with_input(
+            BenchmarkId::new("throughput_callers", callers),
+            &callers,
+            |b, &callers| {
+                b.to_async(&runtime).iter(|| {
+                    let pool = pool.clone();
+                    async move {
+                        let per = CALLS as usize / callers;
+                        let tasks: Vec<_> = (0..callers)
+                            .map(|_| {
+                                let pool = pool.clone();
+                                tokio::spawn(async move {
+                                    for _ in 0..per {
+                                        pool.call::<()>("nop", ()).await.unwrap();
+                                    }
+                                })
+                            })
+                            .collect();
+                        for t in tasks {
+                            t.await.unwrap();
+                        }
+                    }
+                })
+            },
+        );
+    }
+    group.finish();
+}
+
+criterion_group!(benches, latency, throughput, pool);
 criterion_main!(benches);

@@ -2,5 +2,6 @@
 
 pub mod async_io;
 pub mod density;
+pub mod hello;
 pub mod many;
 pub mod web_server;

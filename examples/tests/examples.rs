@@ -86,3 +86,8 @@ async fn many_sandboxes_example_runs() {
     assert_eq!(report.calls, 400);
     assert!(report.calls_per_second() > 0.0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hello_example_runs() {
+    hyperlight_examples::hello::run(100).await.unwrap();
+}
