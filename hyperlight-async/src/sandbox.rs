@@ -8,13 +8,13 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use hyperlight_sys::host_fn::{HostFunction, HostFunctions, Signature};
+use hyperlight_sys::host_fn::{HostFunction, Signature};
 use hyperlight_sys::hypervisor::Hypervisor;
 use hyperlight_sys::schema::{
     ErrorCode, FunctionCall, GuestError, Value, ValueType, WireArgs, WireType,
 };
 use hyperlight_sys::spin::Spinner;
-use hyperlight_sys::vcpu::{Event, Request, VcpuSpec, VcpuThread};
+use hyperlight_sys::vcpu::{Event, Request, VcpuThread};
 use hyperlight_sys::{
     Error as SandboxError, InterruptHandle, SandboxConfig, SandboxSource, Snapshot,
 };
@@ -27,13 +27,12 @@ use crate::host::{invoke, AsyncHostFunction, DynAsyncHostFn};
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 
 /// Builds a [`Sandbox`]. See [`Sandbox::builder`]. Cloneable, to build several alike.
+///
+/// It wraps the blocking API's builder ([`hyperlight_sys::SandboxBuilder`]) for everything but
+/// async host functions and the default timeout.
 #[derive(Clone)]
 pub struct SandboxBuilder {
-    source: SandboxSource,
-    config: SandboxConfig,
-    fresh_per_call: bool,
-    hypervisor: Option<Arc<dyn Hypervisor>>,
-    sync_fns: HostFunctions,
+    sys: hyperlight_sys::SandboxBuilder,
     async_fns: HashMap<String, (Signature, DynAsyncHostFn)>,
     default_timeout: Option<Duration>,
 }
@@ -41,13 +40,13 @@ pub struct SandboxBuilder {
 impl SandboxBuilder {
     /// Sets the memory and runtime configuration.
     pub fn config(mut self, config: SandboxConfig) -> Self {
-        self.config = config;
+        self.sys = self.sys.config(config);
         self
     }
 
-    /// Uses this hypervisor instead of `/dev/kvm`.
+    /// Uses this hypervisor instead of the one the config selects.
     pub fn hypervisor(mut self, hypervisor: Arc<dyn Hypervisor>) -> Self {
-        self.hypervisor = Some(hypervisor);
+        self.sys = self.sys.hypervisor(hypervisor);
         self
     }
 
@@ -56,7 +55,7 @@ impl SandboxBuilder {
     /// [`SandboxBuilder::host_fn_async`] for anything that waits.
     pub fn host_fn<Args, F: HostFunction<Args>>(mut self, name: &str, f: F) -> Self {
         self.async_fns.remove(name);
-        self.sync_fns.insert(name, f);
+        self.sys = self.sys.host_fn(name, f);
         self
     }
 
@@ -71,7 +70,7 @@ impl SandboxBuilder {
         f: F,
     ) -> Self {
         self.async_fns.remove(name);
-        self.sync_fns.insert_with_syscalls(name, syscalls, f);
+        self.sys = self.sys.host_fn_with_syscalls(name, syscalls, f);
         self
     }
 
@@ -81,7 +80,7 @@ impl SandboxBuilder {
     /// its result), so it uses that task's runtime and, when the call is cancelled or times out,
     /// its future is dropped with the call.
     pub fn host_fn_async<Args, F: AsyncHostFunction<Args>>(mut self, name: &str, f: F) -> Self {
-        self.sync_fns.remove(name);
+        self.sys = self.sys.without_host_fn(name);
         self.async_fns
             .insert(name.to_string(), (f.signature(), f.into_dyn()));
         self
@@ -96,13 +95,13 @@ impl SandboxBuilder {
     /// Makes every call start from the post-init snapshot: the sandbox is restored right after
     /// each call (after its result is sent), so no call sees what an earlier one left.
     pub fn fresh_per_call(mut self, fresh: bool) -> Self {
-        self.fresh_per_call = fresh;
+        self.sys = self.sys.fresh_per_call(fresh);
         self
     }
 
     /// Builds from `source` instead (e.g. a snapshot of a sandbox built by this builder).
     pub fn source(mut self, source: impl Into<SandboxSource>) -> Self {
-        self.source = source.into();
+        self.sys = self.sys.source(source);
         self
     }
 
@@ -113,32 +112,24 @@ impl SandboxBuilder {
     /// Cancel safety: dropping the future before it completes drops the sandbox being built as
     /// soon as it is ready; nothing leaks.
     pub async fn build(self) -> Result<Sandbox, Error> {
-        let mut signatures = self.sync_fns.signatures();
-        signatures.extend(
-            self.async_fns
-                .iter()
-                .map(|(name, (sig, _))| (name.clone(), sig.clone())),
-        );
         let SandboxBuilder {
-            source,
-            config,
-            fresh_per_call,
-            hypervisor,
-            sync_fns,
+            sys,
             async_fns,
             default_timeout,
         } = self;
-        let spinner = Spinner::new(config.spin_wait);
-        let thread = tokio::task::spawn_blocking(move || {
-            VcpuThread::spawn(VcpuSpec::new(
-                source, config, hypervisor, sync_fns, signatures,
-            )?)
-        })
-        .await
-        .map_err(|e| Error::Task {
-            task: "build",
-            reason: e.to_string(),
-        })??;
+        let fresh_per_call = sys.is_fresh_per_call();
+        let spinner = Spinner::new(sys.current_config().spin_wait);
+        let signatures = async_fns
+            .iter()
+            .map(|(name, (sig, _))| (name.clone(), sig.clone()))
+            .collect();
+        let thread =
+            tokio::task::spawn_blocking(move || VcpuThread::spawn(sys.into_spec(signatures)?))
+                .await
+                .map_err(|e| Error::Task {
+                    task: "build",
+                    reason: e.to_string(),
+                })??;
         Ok(Sandbox {
             inner: Arc::new(Inner {
                 id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
@@ -183,7 +174,7 @@ impl Drop for Inner {
 ///
 /// `Sandbox` is `Send + Sync` and cheap to clone: clones are handles to the same VM. A VM has
 /// one vCPU, so concurrent calls on one sandbox queue and run one at a time in FIFO order;
-/// use several sandboxes (or the pool of a later release) for parallelism. The VM and its
+/// use several sandboxes (or a [`crate::SandboxPool`]) for parallelism. The VM and its
 /// thread end when the last handle is dropped, even in the middle of a call.
 #[derive(Clone)]
 pub struct Sandbox {
@@ -202,11 +193,7 @@ impl Sandbox {
     /// Starts building a sandbox from `source`: a guest ELF (path or bytes) or a [`Snapshot`].
     pub fn builder(source: impl Into<SandboxSource>) -> SandboxBuilder {
         SandboxBuilder {
-            source: source.into(),
-            config: SandboxConfig::default(),
-            fresh_per_call: false,
-            hypervisor: None,
-            sync_fns: HostFunctions::default(),
+            sys: hyperlight_sys::Sandbox::builder(source),
             async_fns: HashMap::new(),
             default_timeout: None,
         }

@@ -150,7 +150,8 @@ impl VcpuSpec {
     }
 }
 
-/// Builds a [`Sandbox`].
+/// Builds a [`Sandbox`]. Cloneable, to build several alike; the async API's builder wraps it.
+#[derive(Clone)]
 pub struct SandboxBuilder {
     source: SandboxSource,
     config: SandboxConfig,
@@ -193,6 +194,12 @@ impl SandboxBuilder {
         self
     }
 
+    /// Removes the host function `name`, if registered.
+    pub fn without_host_fn(mut self, name: &str) -> Self {
+        self.host_fns.remove(name);
+        self
+    }
+
     /// Makes every call start from the post-init snapshot: the sandbox is restored right after
     /// each call (after its result is returned), so no call sees what an earlier one left.
     pub fn fresh_per_call(mut self, fresh: bool) -> Self {
@@ -200,23 +207,48 @@ impl SandboxBuilder {
         self
     }
 
-    /// Creates the VM on a new vCPU thread: from a binary it loads the guest and runs its init;
-    /// from a snapshot it maps the snapshot.
-    pub fn build(self) -> Result<Sandbox, Error> {
-        let config = self.config.clone();
-        let signatures = self.host_fns.signatures();
-        let spec = VcpuSpec::new(
+    /// Builds from `source` instead (e.g. a snapshot of a sandbox built by this builder).
+    pub fn source(mut self, source: impl Into<SandboxSource>) -> Self {
+        self.source = source.into();
+        self
+    }
+
+    /// The configuration set so far.
+    pub fn current_config(&self) -> &SandboxConfig {
+        &self.config
+    }
+
+    /// Whether calls restore the post-init snapshot after they finish.
+    pub fn is_fresh_per_call(&self) -> bool {
+        self.fresh_per_call
+    }
+
+    /// Everything [`SandboxBuilder::build`] does before it starts the vCPU thread, for other
+    /// front ends: `extra` are signatures of host functions the front end serves itself (the
+    /// vCPU thread sends their calls as [`Event::HostCall`]).
+    pub fn into_spec(self, extra: Signatures) -> Result<VcpuSpec, Error> {
+        let mut signatures = self.host_fns.signatures();
+        signatures.extend(extra);
+        VcpuSpec::new(
             self.source,
             self.config,
             self.hypervisor,
             self.host_fns,
             signatures,
-        )?;
+        )
+    }
+
+    /// Creates the VM on a new vCPU thread: from a binary it loads the guest and runs its init;
+    /// from a snapshot it maps the snapshot.
+    pub fn build(self) -> Result<Sandbox, Error> {
+        let fresh_per_call = self.fresh_per_call;
+        let spec = self.into_spec(Signatures::new())?;
+        let config = spec.config.clone();
         let thread = VcpuThread::spawn(spec)?;
         Ok(Sandbox {
             thread,
             spinner: Spinner::new(config.spin_wait),
-            fresh_per_call: self.fresh_per_call,
+            fresh_per_call,
             config,
         })
     }
