@@ -19,7 +19,7 @@
 //!   an ordinary error. Killing instead would take down every sandbox of the process.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, OnceLock};
 
 use hyperlight_schema::Value;
 use seccompiler::{
@@ -68,7 +68,7 @@ impl Default for SeccompPolicy {
 }
 
 /// What the kernel does when a filtered thread makes a syscall outside its list.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum OnDenied {
     /// The syscall fails with this `errno` and does nothing (default `EPERM`): the host code
     /// gets an ordinary I/O error (`std::fs::File::open` returns `Err`), so a host function
@@ -236,6 +236,27 @@ pub fn compile(on_denied: OnDenied, extra: &[i64]) -> Result<BpfProgram, Error> 
     Ok(filter)
 }
 
+/// [`compile`], remembered per policy: compiling costs far more than installing, and nearly every
+/// sandbox of a process uses the same policy. At most 64 distinct policies are remembered.
+pub fn compile_cached(on_denied: OnDenied, extra: &[i64]) -> Result<Arc<BpfProgram>, Error> {
+    type Cache = Mutex<HashMap<(OnDenied, Vec<i64>), Arc<BpfProgram>>>;
+    static CACHE: OnceLock<Cache> = OnceLock::new();
+    let mut key_extra = extra.to_vec();
+    key_extra.sort_unstable();
+    key_extra.dedup();
+    let key = (on_denied, key_extra);
+    let cache = CACHE.get_or_init(Cache::default);
+    if let Some(program) = cache.lock().unwrap_or_else(|e| e.into_inner()).get(&key) {
+        return Ok(program.clone());
+    }
+    let program = Arc::new(compile(on_denied, extra)?);
+    let mut cache = cache.lock().unwrap_or_else(|e| e.into_inner());
+    if cache.len() < 64 {
+        cache.insert(key, program.clone());
+    }
+    Ok(program)
+}
+
 /// Installs `program` on the calling thread, for good.
 fn apply(program: &BpfProgram) -> Result<(), Error> {
     seccompiler::apply_filter(program).map_err(|e| Error::Os {
@@ -253,7 +274,7 @@ pub(crate) fn install_vcpu_filter(policy: &SeccompPolicy) -> Result<(), Error> {
     let SeccompPolicy::Enabled { extra, on_denied } = policy else {
         return Ok(());
     };
-    let program = compile(*on_denied, extra)?;
+    let program = compile_cached(*on_denied, extra)?;
     // Process-wide lazy state that reads files the filter denies: compute it now. The polling
     // limit of spin.rs is the number of CPUs (cgroup files, /proc).
     drop(crate::spin::Spinner::new(std::time::Duration::from_nanos(1)).begin());
@@ -292,7 +313,7 @@ impl Worker {
         on_denied: OnDenied,
         extra: Vec<i64>,
     ) -> Result<Self, Error> {
-        let program = compile(on_denied, &extra)?;
+        let program = compile_cached(on_denied, &extra)?;
         let (jobs, queue) = flume::bounded::<Job>(1);
         let (ready_tx, ready) = flume::bounded(1);
         let thread = std::thread::Builder::new()
