@@ -12,7 +12,7 @@ pub enum Error {
     #[error(transparent)]
     Sandbox(hyperlight_sys::Error),
     /// The call did not finish within its timeout. The vCPU was kicked out of the guest; the
-    /// sandbox is restored before its next call.
+    /// sandbox is restored to its post-init snapshot before its next call.
     #[error("guest call timed out after {timeout:?}")]
     Timeout {
         /// The timeout that expired.
@@ -22,8 +22,8 @@ pub enum Error {
     /// before its next call.
     #[error("guest call cancelled")]
     Cancelled,
-    /// The blocking task that creates or restores the VM did not complete (it panicked, or the
-    /// runtime is shutting down).
+    /// The blocking task that creates a sandbox did not complete (it panicked, or the runtime is
+    /// shutting down).
     #[error("sandbox {task} task failed: {reason}")]
     Task {
         /// Which task.
