@@ -72,6 +72,9 @@ pub enum Event {
     },
 }
 
+/// How long the creator of a sandbox from a snapshot polls for the vCPU thread's answer.
+const READY_POLL: Duration = Duration::from_millis(1);
+
 /// What a sandbox starts from.
 #[derive(Clone, Debug)]
 pub enum GuestSource {
@@ -151,10 +154,19 @@ impl VcpuThread {
                 op: "spawn vCPU thread",
                 source,
             })?;
+        let from_snapshot = prebuilt.is_some();
         let _ = machine_tx
             .send(prebuilt.map(|snapshot| Machine::from_snapshot(&*hypervisor, &snapshot)));
         let interrupt_on_failure = interrupt.clone();
-        match recv_or_kill(&ready_rx, init_timeout, &interrupt).and_then(|r| r) {
+        // A thread handed a ready machine answers within microseconds: poll for it rather
+        // than paying for this thread to be parked and woken.
+        let ready = match from_snapshot {
+            true => Spinner::new(READY_POLL)
+                .recv(&ready_rx)
+                .map_err(|_| Error::ThreadGone),
+            false => recv_or_kill(&ready_rx, init_timeout, &interrupt),
+        };
+        match ready.and_then(|r| r) {
             Ok(home) => Ok(VcpuThread {
                 requests: req_tx,
                 events: ev_rx,
@@ -377,7 +389,10 @@ fn thread_main(
     };
     let _ = ready.send(Ok(worker.home.clone()));
     let mut spinner = Spinner::new(spec.config.spin_wait);
-    while let Ok(request) = spinner.recv(&requests) {
+    // Nothing is imminent before the first request (polling then would only take CPU from
+    // whoever is still building sandboxes); between calls, the next one often is.
+    let mut first = Some(requests.recv());
+    while let Ok(request) = first.take().unwrap_or_else(|| spinner.recv(&requests)) {
         match request {
             Request::Call {
                 generation,

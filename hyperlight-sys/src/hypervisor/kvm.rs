@@ -110,12 +110,14 @@ impl Vm for KvmVm {
 
     fn create_vcpu(&mut self) -> Result<Box<dyn Vcpu>, Error> {
         let vcpu = self.vm.create_vcpu(0).map_err(kvm_err("KVM_CREATE_VCPU"))?;
-        Ok(Box::new(KvmVcpu { vcpu }))
+        Ok(Box::new(KvmVcpu { vcpu, ran: false }))
     }
 }
 
 struct KvmVcpu {
     vcpu: VcpuFd,
+    /// Whether KVM_RUN was ever called: a vCPU that never ran has no pending I/O.
+    ran: bool,
 }
 
 impl KvmVcpu {
@@ -123,6 +125,9 @@ impl KvmVcpu {
     /// `immediate_exit` set completes it without running the guest (KVM's documented way to make
     /// the register state consistent), so RIP is past the `out`.
     fn complete_pending_io(&mut self) -> Result<(), Error> {
+        if !self.ran {
+            return Ok(());
+        }
         self.vcpu.set_kvm_immediate_exit(1);
         let completed = match self.vcpu.run() {
             Err(e) if e.errno() == libc::EINTR => Ok(()),
@@ -214,6 +219,7 @@ impl Vcpu for KvmVcpu {
     }
 
     fn run(&mut self) -> Result<Exit, Error> {
+        self.ran = true;
         match self.vcpu.run() {
             Ok(VcpuExit::IoOut(port, data)) => {
                 let size = match data.len() {
