@@ -1,0 +1,118 @@
+//! The shared-memory reader, `boundary::read_guest_message`, on a real sandbox memory layout
+//! (`Layout::new(&SandboxConfig::default(), 4096)`, a real memfd-backed `GuestMemory`), with
+//! hostile `out` values: any length, any width, and output regions placed anywhere (the real
+//! output buffer most often; the input buffer; one straddling the end of guest memory; one near
+//! the top of the address space; one anywhere). A host-side shadow copy of guest memory is the
+//! oracle: a read succeeds exactly when the width is 4, the length fits the region and the
+//! region's first `len` bytes lie in memory, and it returns exactly the shadow's bytes. What it
+//! returns then goes through the host's dispatcher for a fuzzer-chosen port.
+//!
+//! Input: `len: u32 LE | size: u8 | region: u8 | shift: u32 LE | port: u8 | bytes written at the
+//! region's start`.
+#![no_main]
+
+use std::cell::RefCell;
+
+use hyperlight_sys::boundary::read_guest_message;
+use hyperlight_sys::layout::{Layout, Region};
+use hyperlight_sys::mem::GuestMemory;
+use hyperlight_sys::{Error, SandboxConfig};
+use libfuzzer_sys::fuzz_target;
+
+struct Memory {
+    layout: Layout,
+    mem: GuestMemory,
+    shadow: Vec<u8>,
+}
+
+thread_local! {
+    static MEMORY: RefCell<Memory> = RefCell::new({
+        let layout = Layout::new(&SandboxConfig::default(), 4096).expect("default layout");
+        let mem = GuestMemory::new(layout.total as usize).expect("guest memory");
+        let shadow = vec![0; layout.total as usize];
+        Memory { layout, mem, shadow }
+    });
+}
+
+fn u32_at(data: &[u8], at: usize) -> u32 {
+    let mut le = [0u8; 4];
+    for (i, b) in le.iter_mut().enumerate() {
+        *b = data.get(at + i).copied().unwrap_or(0);
+    }
+    u32::from_le_bytes(le)
+}
+
+fuzz_target!(|data: &[u8]| {
+    let len = u32_at(data, 0);
+    let size = data.get(4).copied().unwrap_or(4);
+    let which = data.get(5).copied().unwrap_or(0);
+    let shift = u64::from(u32_at(data, 6));
+    let port = data.get(10).copied().unwrap_or(0);
+    let bytes = data.get(11..).unwrap_or_default();
+
+    MEMORY.with_borrow_mut(|m| {
+        let total = m.layout.total;
+        let out = m.layout.output;
+        let region = match which % 8 {
+            0..=3 => out,
+            4 => m.layout.input,
+            5 => {
+                let start = total.saturating_sub(shift % (2 * out.size() + 1));
+                Region {
+                    start,
+                    end: start + out.size(),
+                }
+            }
+            6 => {
+                let start = u64::MAX - shift;
+                Region {
+                    start,
+                    end: start.saturating_add(out.size()),
+                }
+            }
+            _ => {
+                let start = shift * 8;
+                Region {
+                    start,
+                    end: start + out.size(),
+                }
+            }
+        };
+
+        // The guest's write: the bytes at the start of the region, as far as memory goes.
+        if region.start < total {
+            let room = (total - region.start).min(region.size());
+            let n = bytes.len().min(room as usize);
+            m.mem.write(region.start, &bytes[..n]).expect("in bounds");
+            let at = region.start as usize;
+            m.shadow[at..at + n].copy_from_slice(&bytes[..n]);
+        }
+
+        let read = read_guest_message(&m.mem, region, len, size);
+        let in_memory = region
+            .start
+            .checked_add(u64::from(len))
+            .is_some_and(|end| end <= total);
+        match &read {
+            Ok(message) => {
+                assert!(size == 4 && u64::from(len) <= region.size() && in_memory);
+                let at = region.start as usize;
+                assert!(
+                    message[..] == m.shadow[at..at + len as usize],
+                    "read other bytes"
+                );
+            }
+            Err(Error::Protocol { .. }) => assert!(size != 4 || u64::from(len) > region.size()),
+            Err(Error::OutOfBounds { .. }) => {
+                assert!(size == 4 && u64::from(len) <= region.size() && !in_memory)
+            }
+            Err(other) => panic!("unexpected error {other:?}"),
+        }
+        if let Ok(message) = read {
+            hyperlight_fuzz::decode::guest_message(
+                hyperlight_fuzz::decode::port_from_byte(port),
+                &message,
+            );
+        }
+    });
+});
