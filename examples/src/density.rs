@@ -59,12 +59,26 @@ impl Report {
     }
 }
 
+/// Open file descriptors each live sandbox holds: its VM and its vCPU.
+pub const FDS_PER_SANDBOX: u64 = 2;
+
+/// How many sandboxes fit in this process's open-file limit, after raising it as far as this
+/// process may (raising the hard limit needs `CAP_SYS_RESOURCE`).
+pub fn max_sandboxes(wanted: usize) -> usize {
+    let need = wanted as u64 * FDS_PER_SANDBOX + 64;
+    if rlimit::setrlimit(rlimit::Resource::NOFILE, need, need).is_err() {
+        let _ = rlimit::increase_nofile_limit(need);
+    }
+    let (soft, _) = rlimit::getrlimit(rlimit::Resource::NOFILE).unwrap_or((1024, 1024));
+    let open = std::fs::read_dir("/proc/self/fd").map_or(16, |d| d.count() as u64);
+    // Keep room for the template sandbox and a few descriptors of the runtime.
+    let room = soft.saturating_sub(open + FDS_PER_SANDBOX + 8) / FDS_PER_SANDBOX;
+    wanted.min(room as usize)
+}
+
 /// Creates `n` sandboxes of the `simple` test guest from one post-init snapshot, calls each
-/// once, measures, and drops them. Raises this process's open-file limit to fit (each sandbox
-/// holds a VM and a vCPU descriptor).
+/// once, measures, and drops them. `n` must fit the open-file limit (see [`max_sandboxes`]).
 pub fn run(n: usize) -> Result<Report, Error> {
-    let wanted = (n as u64) * 3 + 1024;
-    let _ = rlimit::increase_nofile_limit(wanted);
     let template = Sandbox::builder(hyperlight_testing::simple_guest()).build()?;
     let snapshot = template.post_init_snapshot().clone();
     let before = Memory::now();
