@@ -61,9 +61,25 @@ impl SeccompPolicy {
     }
 }
 
+/// Environment variable an operator sets to `off` to make the *default* policy
+/// [`SeccompPolicy::Disabled`]: for hosts whose kernel cannot attach filters (no seccomp, or a
+/// kernel whose BPF JIT is stuck, where every attach would block forever). Policies set
+/// explicitly are not affected.
+pub const SECCOMP_ENV: &str = "HYPERLIGHT_SECCOMP";
+
+/// Whether the operator turned the default filter off with [`SECCOMP_ENV`]`=off`.
+pub fn default_disabled_by_env() -> bool {
+    std::env::var(SECCOMP_ENV).is_ok_and(|v| v.eq_ignore_ascii_case("off"))
+}
+
 impl Default for SeccompPolicy {
+    /// [`SeccompPolicy::enabled`], unless [`SECCOMP_ENV`] is `off`.
     fn default() -> Self {
-        Self::enabled()
+        if default_disabled_by_env() {
+            Self::Disabled
+        } else {
+            Self::enabled()
+        }
     }
 }
 
@@ -450,6 +466,10 @@ mod tests {
 
     #[test]
     fn filter_denies_on_this_thread_only() {
+        if default_disabled_by_env() {
+            eprintln!("{SECCOMP_ENV}=off: this kernel cannot attach filters; not attaching one");
+            return;
+        }
         let tid = std::thread::spawn(|| {
             install_vcpu_filter(&SeccompPolicy::enabled()).unwrap();
             let denied = std::fs::File::open("/etc/hostname").unwrap_err();
