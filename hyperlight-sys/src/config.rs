@@ -131,7 +131,7 @@ impl Default for SandboxConfig {
             hypervisor: HypervisorChoice::Auto,
             hypervisor_paths: HypervisorPaths::default(),
             thread_stack_size: 256 << 10,
-            seccomp: SeccompPolicy::enabled(),
+            seccomp: SeccompPolicy::default(),
         }
     }
 }
