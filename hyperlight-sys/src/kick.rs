@@ -51,9 +51,20 @@ fn install_handler() {
 pub(crate) struct ArmedVcpu;
 
 impl ArmedVcpu {
-    /// Points the handler at `flag`; the caller keeps the vCPU alive until this guard drops.
+    /// Points the handler at `flag` and unblocks the kick signal on this thread (a thread
+    /// inherits the signal mask of the thread that created it, which may block it); the caller
+    /// keeps the vCPU alive until this guard drops.
     pub(crate) fn arm(flag: &AtomicU8) -> Self {
         install_handler();
+        // SAFETY: a sigset_t initialized by sigemptyset and filled by sigaddset; pthread_sigmask
+        // changes only the calling thread's mask. Both fail only for an invalid signal number,
+        // and SIGRTMIN is valid.
+        unsafe {
+            let mut set: libc::sigset_t = std::mem::zeroed();
+            libc::sigemptyset(&mut set);
+            libc::sigaddset(&mut set, kick_signal());
+            libc::pthread_sigmask(libc::SIG_UNBLOCK, &set, std::ptr::null_mut());
+        }
         IMMEDIATE_EXIT.with(|c| c.set(flag));
         ArmedVcpu
     }

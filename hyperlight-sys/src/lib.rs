@@ -33,6 +33,7 @@
 
 pub mod boundary;
 pub mod config;
+pub mod dirty;
 pub mod elf;
 pub mod error;
 pub mod floor;
@@ -46,6 +47,7 @@ mod sandbox;
 pub mod seccomp;
 pub mod snapshot;
 pub mod spin;
+mod threads;
 pub mod vcpu;
 mod x86;
 

@@ -12,7 +12,7 @@ use crate::boundary::{self, GuestMessage};
 use crate::config::SandboxConfig;
 use crate::elf::ElfImage;
 use crate::error::{Access, Error};
-use crate::hypervisor::{Exit, Hypervisor, Vcpu, Vm};
+use crate::hypervisor::{DirtyLog, Exit, Hypervisor, Vcpu};
 use crate::kick::{ArmedVcpu, KickState};
 use crate::layout::{self, Layout};
 use crate::mem::GuestMemory;
@@ -25,44 +25,27 @@ pub(crate) trait HostCalls {
     fn host_call(&mut self, call: FunctionCall) -> Option<FunctionCallResult>;
 }
 
-/// A booted VM with the snapshot its memory maps. Field order is drop order: the kick guard
-/// goes before the vCPU, the vCPU and VM before the memory they map.
+/// A booted VM with the snapshot it restores to. Field order is drop order: the kick guard
+/// goes before the vCPU.
 pub(crate) struct Machine {
     /// Points the kick signal at this vCPU; set on the thread that runs it ([`Machine::arm`]).
     armed: Option<ArmedVcpu>,
     core: Core,
-    /// The snapshot the memory maps copy-on-write: the post-init state, or the last snapshot
-    /// restored.
+    /// The snapshot a restore brings the machine back to: its post-init state, or the snapshot
+    /// it was created from.
     base: Snapshot,
 }
 
-/// The VM, its vCPU and memory, and the exit loop.
+/// The vCPU, the write log and the memory they map, and the exit loop. Field order is drop
+/// order: the vCPU and the log (which holds the VM, if anything does) go before the memory.
 struct Core {
     vcpu: Box<dyn Vcpu>,
-    vm: Box<dyn Vm>,
+    dirty: Box<dyn DirtyLog>,
     mem: GuestMemory,
     layout: Layout,
-    /// Bytes of the input buffer the host wrote since the last restore (the hypervisor's dirty
-    /// log records only the guest's writes).
+    /// Bytes of the input buffer the host wrote since the last restore (a hypervisor's own
+    /// dirty log records only the guest's writes).
     input_written: u64,
-}
-
-/// Maps `snapshot`'s memory copy-on-write into `vm`, replacing what it mapped before.
-fn remap(vm: &mut dyn Vm, snapshot: &Snapshot) -> Result<GuestMemory, Error> {
-    let mem = GuestMemory::from_snapshot(&snapshot.data.memory)?;
-    // SAFETY: the mapping is returned to the caller, which keeps it in the same Core as the VM
-    // (dropped after the VM and vCPU) or replaces it only by remapping again.
-    unsafe { vm.map_memory(0, mem.host_addr(), snapshot.data.layout.total)? };
-    Ok(mem)
-}
-
-/// Indices of the set bits of a dirty-page bitmap.
-fn dirty_indices(bitmap: &[u64]) -> impl Iterator<Item = usize> + '_ {
-    bitmap.iter().enumerate().flat_map(|(word, &bits)| {
-        (0..64)
-            .filter(move |bit| bits & (1 << bit) != 0)
-            .map(move |bit| word * 64 + bit)
-    })
 }
 
 impl Machine {
@@ -78,21 +61,13 @@ impl Machine {
         let mut mem = GuestMemory::new(layout.total as usize)?;
         let loaded = image.load(mem.as_mut_slice(), layout.image.start)?;
         x86::write_tables(&mut mem, &layout, &loaded)?;
-        let mut vm = hv.create_vm()?;
-        // SAFETY: `mem` is stored in the same Machine and dropped after the VM and vCPU.
-        unsafe { vm.map_memory(0, mem.host_addr(), layout.total)? };
-        let mut vcpu = vm.create_vcpu()?;
-        vcpu.set_special_registers(&x86::initial_special_registers(&layout))?;
-        vcpu.set_registers(&x86::initial_registers(&layout, loaded.entry))?;
-        vcpu.set_msrs(&x86::syscall_msrs())?;
-        let armed = ArmedVcpu::arm(vcpu.immediate_exit());
-        let mut core = Core {
-            vcpu,
-            vm,
-            mem,
-            layout,
-            input_written: 0,
-        };
+        let mut core = Core::new(hv, mem, layout)?;
+        let sregs = x86::initial_special_registers(&core.layout);
+        let regs = x86::initial_registers(&core.layout, loaded.entry);
+        core.vcpu.set_special_registers(&sregs)?;
+        core.vcpu.set_registers(&regs)?;
+        core.vcpu.set_msrs(&x86::syscall_msrs())?;
+        let armed = ArmedVcpu::arm(core.vcpu.immediate_exit());
         let generation = kick.next_generation();
         kick.begin(generation);
         let init = core.run(generation, kick, &mut NoHostCalls);
@@ -103,11 +78,12 @@ impl Machine {
             });
         }
         // The post-init state becomes the snapshot that restores return to. The memory equals
-        // it now, so with the dirty log cleared, copying back the pages dirtied from here on
-        // restores it exactly. (Remapping the snapshot copy-on-write instead would delete and
-        // re-create the memory slot, which waits for an SRCU grace period: milliseconds.)
+        // it now, so once the writes of the init are forgotten, copying back the pages written
+        // from here on restores it exactly. (The booted sandbox keeps its own memory: mapping
+        // the snapshot copy-on-write instead would take a new VM.)
         let base = core.snapshot()?;
-        core.vm.dirty_pages()?;
+        let written = core.dirty.written(&core.mem)?;
+        core.dirty.restored(&core.mem, &written, &written)?;
         Ok(Machine {
             armed: Some(armed),
             core,
@@ -115,23 +91,16 @@ impl Machine {
         })
     }
 
-    /// Creates a VM in the state of `snapshot`: no ELF loading, no init. Any thread may create
-    /// it; the thread that runs it must [`Machine::arm`] it first.
+    /// Creates a VM in the state of `snapshot`, its memory mapped copy-on-write: no ELF loading,
+    /// no init. Any thread may create it; the thread that runs it must [`Machine::arm`] it first.
     pub(crate) fn from_snapshot(hv: &dyn Hypervisor, snapshot: &Snapshot) -> Result<Self, Error> {
-        let mut vm = hv.create_vm()?;
-        let mem = remap(&mut *vm, snapshot)?;
-        let mut vcpu = vm.create_vcpu()?;
-        vcpu.set_msrs(&x86::syscall_msrs())?;
-        vcpu.restore_state(&snapshot.data.vcpu)?;
+        let mem = GuestMemory::from_snapshot(&snapshot.data.memory)?;
+        let mut core = Core::new(hv, mem, snapshot.data.layout.clone())?;
+        core.vcpu.set_msrs(&x86::syscall_msrs())?;
+        core.vcpu.restore_state(&snapshot.data.vcpu)?;
         Ok(Machine {
             armed: None,
-            core: Core {
-                vcpu,
-                vm,
-                mem,
-                layout: snapshot.data.layout.clone(),
-                input_written: 0,
-            },
+            core,
             base: snapshot.clone(),
         })
     }
@@ -143,7 +112,8 @@ impl Machine {
         self.armed = Some(ArmedVcpu::arm(self.core.vcpu.immediate_exit()));
     }
 
-    /// The snapshot this machine maps: its post-init state unless restored to another since.
+    /// The snapshot this machine restores to: its post-init state, or the snapshot it was
+    /// created from.
     pub(crate) fn base(&self) -> &Snapshot {
         &self.base
     }
@@ -153,35 +123,22 @@ impl Machine {
         self.core.snapshot()
     }
 
-    /// Brings memory and registers back to `snapshot`. For the snapshot this machine maps, only
-    /// the pages written since the last restore are copied back (the hypervisor's dirty log plus
-    /// the host's own input-buffer writes); another snapshot of the same layout is mapped anew.
-    /// Returns the number of pages copied.
-    pub(crate) fn restore(&mut self, snapshot: &Snapshot) -> Result<usize, Error> {
+    /// Brings memory and registers back to [`Machine::base`] and resets every register. Only
+    /// the pages the write log lists (plus the host's own input-buffer writes) are looked at:
+    /// each that differs from the snapshot is copied back. Returns the number of pages copied.
+    pub(crate) fn restore(&mut self) -> Result<usize, Error> {
         let core = &mut self.core;
-        if snapshot.data.layout != core.layout {
-            return Err(Error::InvalidConfig {
-                field: "snapshot memory size",
-                value: snapshot.data.layout.total,
-                reason: "the snapshot is of a sandbox with another memory layout",
-            });
-        }
-        let copied = if snapshot.same_as(&self.base) {
-            let dirty = core.vm.dirty_pages()?;
-            let input = (core.layout.input.start / PAGE_SIZE) as usize;
-            let input_pages = input..input + core.input_written.div_ceil(PAGE_SIZE) as usize;
-            let pages = dirty_indices(&dirty)
-                .filter(|p| !input_pages.contains(p))
-                .chain(input_pages.clone());
-            core.mem.restore_pages(&snapshot.data.memory, pages)?
-        } else {
-            core.mem = remap(&mut *core.vm, snapshot)?;
-            self.base = snapshot.clone();
-            0
-        };
-        core.vcpu.restore_state(&snapshot.data.vcpu)?;
+        let input = (core.layout.input.start / PAGE_SIZE) as usize;
+        let mut pages = core.dirty.written(&core.mem)?;
+        pages.extend(input..input + core.input_written.div_ceil(PAGE_SIZE) as usize);
+        pages.sort_unstable();
+        pages.dedup();
+        let base = &self.base.data;
+        let unchanged = core.mem.restore_pages(&base.memory, &pages)?;
+        core.dirty.restored(&core.mem, &pages, &unchanged)?;
+        core.vcpu.restore_state(&base.vcpu)?;
         core.input_written = 0;
-        Ok(copied)
+        Ok(pages.len() - unchanged.len())
     }
 
     /// Runs one guest call to completion. `generation` identifies it for kicks.
@@ -197,6 +154,24 @@ impl Machine {
 }
 
 impl Core {
+    /// A VM mapping `mem` at guest address 0, with its vCPU and write log.
+    fn new(hv: &dyn Hypervisor, mem: GuestMemory, layout: Layout) -> Result<Self, Error> {
+        let mut vm = hv.create_vm()?;
+        // SAFETY: `mem` moves into the returned Core, which drops the vCPU and the log (which
+        // holds the VM, if anything does) before the memory; on an error here the VM is dropped
+        // before `mem`, a parameter.
+        unsafe { vm.map_memory(0, mem.host_addr(), layout.total)? };
+        let vcpu = vm.create_vcpu()?;
+        let dirty = vm.into_dirty_log(&mem)?;
+        Ok(Core {
+            vcpu,
+            dirty,
+            mem,
+            layout,
+            input_written: 0,
+        })
+    }
+
     fn snapshot(&mut self) -> Result<Snapshot, Error> {
         let vcpu = self.vcpu.save_state()?;
         Ok(Snapshot::new(

@@ -108,11 +108,10 @@ impl SnapshotMemory {
 }
 
 /// A mapping of guest memory in the host process. Guest physical address `a` is at offset `a`.
+/// Holds no file descriptor: the mapping keeps its memfd alive.
 #[derive(Debug)]
 pub struct GuestMemory {
     map: Mapping,
-    /// The memfd of a shared mapping; `None` for a private mapping of a snapshot.
-    _fd: Option<OwnedFd>,
 }
 
 impl GuestMemory {
@@ -125,7 +124,7 @@ impl GuestMemory {
             libc::PROT_READ | libc::PROT_WRITE,
             libc::MAP_SHARED,
         )?;
-        Ok(Self { map, _fd: Some(fd) })
+        Ok(Self { map })
     }
 
     /// Maps `snapshot` copy-on-write: pages are shared with the snapshot (and every other
@@ -137,7 +136,7 @@ impl GuestMemory {
             libc::PROT_READ | libc::PROT_WRITE,
             libc::MAP_PRIVATE,
         )?;
-        Ok(Self { map, _fd: None })
+        Ok(Self { map })
     }
 
     /// Pages that may hold data: resident in the mapping (a page never touched, in a memfd hole
@@ -187,12 +186,13 @@ impl GuestMemory {
         Ok(SnapshotMemory { fd, view })
     }
 
-    /// Copies the given pages back from `snapshot` (same size as this memory).
+    /// Brings each of `pages` back to its content in `snapshot` (same size as this memory):
+    /// copies the pages that differ, and returns the others, which already equal it.
     pub fn restore_pages(
         &mut self,
         snapshot: &SnapshotMemory,
-        pages: impl Iterator<Item = usize>,
-    ) -> Result<usize, Error> {
+        pages: &[usize],
+    ) -> Result<Vec<usize>, Error> {
         if snapshot.size() != self.size() {
             return Err(Error::OutOfBounds {
                 gpa: 0,
@@ -200,8 +200,8 @@ impl GuestMemory {
                 size: self.size(),
             });
         }
-        let mut count = 0;
-        for index in pages {
+        let mut unchanged = Vec::new();
+        for &index in pages {
             if index >= self.size() / PAGE_SIZE as usize {
                 return Err(Error::OutOfBounds {
                     gpa: index as u64 * PAGE_SIZE,
@@ -209,10 +209,14 @@ impl GuestMemory {
                     size: self.size(),
                 });
             }
-            self.write(index as u64 * PAGE_SIZE, snapshot.page(index))?;
-            count += 1;
+            let original = snapshot.page(index);
+            if self.page(index) == original {
+                unchanged.push(index);
+            } else {
+                self.write(index as u64 * PAGE_SIZE, original)?;
+            }
         }
-        Ok(count)
+        Ok(unchanged)
     }
 
     /// Size of the mapping in bytes.
@@ -314,12 +318,13 @@ mod tests {
             b"snapshot",
             "a write leaked to a sibling"
         );
-        assert_eq!(a.restore_pages(&snap, [1, 3].into_iter()).unwrap(), 2);
+        // Pages 1 and 3 differ and are copied back; page 2 already equals the snapshot.
+        assert_eq!(a.restore_pages(&snap, &[1, 2, 3]).unwrap(), vec![2]);
         assert_eq!(a.read(PAGE_SIZE, 8).unwrap(), b"snapshot");
         assert_eq!(a.read(3 * PAGE_SIZE, 1).unwrap(), [0]);
         // The original memory is untouched by the snapshot, and the snapshot is sealed.
         mem.write(PAGE_SIZE, b"original").unwrap();
         assert_eq!(b.read(PAGE_SIZE, 8).unwrap(), b"snapshot");
-        assert!(a.restore_pages(&snap, [4].into_iter()).is_err());
+        assert!(a.restore_pages(&snap, &[4]).is_err());
     }
 }

@@ -342,13 +342,14 @@ impl Sandbox {
     /// Brings the sandbox back to its post-init snapshot and clears poisoning. Only the pages
     /// written since the last restore are copied back, and every register is reset.
     pub fn restore(&mut self) -> Result<(), Error> {
-        self.thread.restore(None)
+        self.thread.restore(None, &mut self.spinner)
     }
 
     /// Brings the sandbox back to `snapshot`, which must come from a sandbox of the same guest
     /// and memory configuration.
     pub fn restore_to(&mut self, snapshot: &Snapshot) -> Result<(), Error> {
-        self.thread.restore(Some(snapshot.clone()))
+        self.thread
+            .restore(Some(snapshot.clone()), &mut self.spinner)
     }
 
     /// Takes a snapshot of the sandbox's current state: memory and every vCPU register. Other

@@ -7,14 +7,20 @@
 //! exit loop, in the FlatBuffers verifier), it still cannot open a file, create a socket, start a
 //! process or map executable memory. See `docs/security.md` for the threat model.
 //!
-//! - The **vCPU thread** installs [`vcpu_allowlist`] (plus the policy's `extra`)
-//!   right after it starts, before it creates the VM (or takes over one built from a snapshot),
-//!   so before the guest's first instruction.
+//! - **vCPU threads** run under [`vcpu_allowlist`] (plus the policy's `extra`) from their first
+//!   instruction: they are started by a spawner thread that installed the filter once
+//!   (`threads.rs`) and inherit it, before they create the VM (or take over one built from
+//!   a snapshot), so before the guest's first instruction. Inheriting shares one kernel copy of
+//!   the program among all of them; attaching it per thread cost ~115 µs of kernel time each
+//!   and one JIT'd program per live thread.
 //! - A **host function registered with extra syscalls**
-//!   ([`crate::SandboxBuilder::host_fn_with_syscalls`]) runs on a worker thread of its own, started
-//!   when the sandbox is built, whose filter is the same allowlist plus those syscalls. Workers
-//!   are started by the building thread, not by the vCPU thread, so they do not inherit the
-//!   vCPU thread's narrower filter.
+//!   ([`crate::SandboxBuilder::host_fn_with_syscalls`]) runs on a worker thread of its own, from
+//!   a spawner whose filter is the same allowlist plus those syscalls. Workers are not started by
+//!   the vCPU thread, so they do not inherit its narrower filter.
+//! - Threads so started may start threads themselves (`clone` with `CLONE_THREAD`: threads of
+//!   this process, under the same filter), nothing else: `fork`, `vfork` and `clone` without
+//!   `CLONE_THREAD` are denied, and `clone3`, whose flags a filter cannot read, fails with
+//!   `ENOSYS` (glibc then falls back to `clone`).
 //! - A syscall outside the list fails with `EPERM` by default ([`OnDenied`]): the host code sees
 //!   an ordinary error. Killing instead would take down every sandbox of the process.
 
@@ -23,12 +29,14 @@ use std::sync::{Arc, Mutex, OnceLock};
 
 use hyperlight_schema::Value;
 use seccompiler::{
-    BpfProgram, SeccompAction, SeccompCmpArgLen, SeccompCmpOp, SeccompCondition, SeccompFilter,
-    SeccompRule, TargetArch,
+    sock_filter, BpfProgram, SeccompAction, SeccompCmpArgLen, SeccompCmpOp, SeccompCondition,
+    SeccompFilter, SeccompRule, TargetArch,
 };
 
+use crate::dirty::{PAGEMAP_SCAN, UFFDIO_REGISTER, UFFDIO_WRITEPROTECT};
 use crate::error::Error;
 use crate::host_fn::{DynHostFn, HostFunctions};
+use crate::threads::ThreadFactory;
 
 /// Which threads of a sandbox run under a seccomp filter, and with what. Part of
 /// [`SandboxConfig`](crate::SandboxConfig); the default is [`SeccompPolicy::enabled`].
@@ -138,8 +146,8 @@ pub fn vcpu_allowlist() -> Vec<Allowed> {
         };
     }
     allow! {
-        SYS_ioctl if "KVM (type 0xAE) and mshv (type 0xB8) ioctls only" =>
-            "create the VM, map its memory, run the vCPU, registers, dirty log, restore",
+        SYS_ioctl if "KVM (type 0xAE) and mshv (type 0xB8) ioctls; UFFDIO_REGISTER, UFFDIO_WRITEPROTECT, PAGEMAP_SCAN" =>
+            "create the VM, map its memory, run the vCPU, registers, write tracking, restore",
         SYS_memfd_create => "guest memory and snapshots are memfds (creation and restore)",
         SYS_ftruncate => "sizing those memfds",
         SYS_fcntl if "F_GETFD, F_SETFD, F_GETFL, F_ADD_SEALS, F_GET_SEALS" =>
@@ -172,6 +180,11 @@ pub fn vcpu_allowlist() -> Vec<Allowed> {
         SYS_tgkill if "to this process only" => "abort (raise) after a panic in a panic",
         SYS_write => "tracing subscribers, panic messages, waking an async runtime (eventfd)",
         SYS_writev => "the same, vectored",
+        SYS_clone if "CLONE_THREAD set: a thread of this process, under this filter" =>
+            "the spawner thread starts vCPU and worker threads (threads.rs)",
+        SYS_set_robust_list => "thread start (glibc)",
+        SYS_rseq => "thread start (glibc registers restartable sequences)",
+        SYS_prctl if "PR_SET_NAME only" => "a new thread names itself",
         SYS_exit => "thread exit",
         SYS_exit_group => "process exit (abort)",
     }
@@ -196,7 +209,19 @@ fn conditional_rules(nr: i64) -> Vec<SeccompRule> {
         libc::SYS_ioctl => [KVMIO, MSHV_IOCTL]
             .iter()
             .map(|kind| rule(vec![cond(1, Dword, MaskedEq(0xff00), kind << 8)]))
+            .chain(
+                [UFFDIO_REGISTER, UFFDIO_WRITEPROTECT, PAGEMAP_SCAN]
+                    .iter()
+                    .map(|&request| rule(vec![cond(1, Dword, Eq, request)])),
+            )
             .collect(),
+        libc::SYS_clone => vec![rule(vec![cond(
+            0,
+            Qword,
+            MaskedEq(libc::CLONE_THREAD as u64),
+            libc::CLONE_THREAD as u64,
+        )])],
+        libc::SYS_prctl => vec![rule(vec![cond(0, Dword, Eq, libc::PR_SET_NAME as u64)])],
         libc::SYS_fcntl => [
             libc::F_GETFD,
             libc::F_SETFD,
@@ -222,7 +247,7 @@ fn conditional_rules(nr: i64) -> Vec<SeccompRule> {
 }
 
 /// Compiles the filter of a thread: the default list plus `extra` (syscalls in `extra` are
-/// allowed with any arguments).
+/// allowed with any arguments), with `clone3` answered `ENOSYS` (see the module docs).
 pub fn compile(on_denied: OnDenied, extra: &[i64]) -> Result<BpfProgram, Error> {
     let mut rules: BTreeMap<i64, Vec<SeccompRule>> = vcpu_allowlist()
         .into_iter()
@@ -249,28 +274,25 @@ pub fn compile(on_denied: OnDenied, extra: &[i64]) -> Result<BpfProgram, Error> 
             op: "compile seccomp filter",
             source: std::io::Error::other(e.to_string()),
         })?;
-    Ok(filter)
+    Ok(clone3_enosys().into_iter().chain(filter).collect())
 }
 
-/// [`compile`], remembered per policy: compiling costs far more than installing, and nearly every
-/// sandbox of a process uses the same policy. At most 64 distinct policies are remembered.
-pub fn compile_cached(on_denied: OnDenied, extra: &[i64]) -> Result<Arc<BpfProgram>, Error> {
-    type Cache = Mutex<HashMap<(OnDenied, Vec<i64>), Arc<BpfProgram>>>;
-    static CACHE: OnceLock<Cache> = OnceLock::new();
-    let mut key_extra = extra.to_vec();
-    key_extra.sort_unstable();
-    key_extra.dedup();
-    let key = (on_denied, key_extra);
-    let cache = CACHE.get_or_init(Cache::default);
-    if let Some(program) = cache.lock().unwrap_or_else(|e| e.into_inner()).get(&key) {
-        return Ok(program.clone());
-    }
-    let program = Arc::new(compile(on_denied, extra)?);
-    let mut cache = cache.lock().unwrap_or_else(|e| e.into_inner());
-    if cache.len() < 64 {
-        cache.insert(key, program.clone());
-    }
-    Ok(program)
+/// Instructions that make `clone3` fail with `ENOSYS` whatever the rest of the filter says
+/// (its flags are in memory, out of a filter's reach, so it cannot be allowed for threads only;
+/// glibc's `pthread_create` falls back to `clone` on `ENOSYS` and on nothing else). Put before
+/// the program seccompiler generates, which begins by loading what it checks itself.
+fn clone3_enosys() -> [sock_filter; 3] {
+    const LD_W_ABS: u16 = 0x20; // BPF_LD | BPF_W | BPF_ABS
+    const JEQ_K: u16 = 0x15; // BPF_JMP | BPF_JEQ | BPF_K
+    const RET_K: u16 = 0x06; // BPF_RET | BPF_K
+    const SECCOMP_RET_ERRNO: u32 = 0x0005_0000;
+    let insn = |code, jt, jf, k| sock_filter { code, jt, jf, k };
+    [
+        // seccomp_data.nr is at offset 0.
+        insn(LD_W_ABS, 0, 0, 0),
+        insn(JEQ_K, 0, 1, libc::SYS_clone3 as u32),
+        insn(RET_K, 0, 0, SECCOMP_RET_ERRNO | libc::ENOSYS as u32),
+    ]
 }
 
 /// Installs `program` on the calling thread, for good.
@@ -284,28 +306,82 @@ fn apply(program: &BpfProgram) -> Result<(), Error> {
     })
 }
 
-/// Installs the vCPU thread's filter on the calling thread (a no-op for
-/// [`SeccompPolicy::Disabled`]). Called by the vCPU thread before it creates the VM.
-pub(crate) fn install_vcpu_filter(policy: &SeccompPolicy) -> Result<(), Error> {
-    let SeccompPolicy::Enabled { extra, on_denied } = policy else {
-        return Ok(());
+/// Most distinct (filter, thread name, stack size) factories a process may use; each keeps a
+/// spawner thread and one waiting thread for the life of the process.
+const MAX_FACTORIES: usize = 64;
+
+/// The factory of threads named `name` with `stack` bytes of stack that run under the default
+/// list plus `extra` with `on_denied` (`None`: unfiltered): one per distinct combination per
+/// process, started on first use and kept for the life of the process. Compiling and
+/// installing the filter happen once, on the factory's spawner thread.
+fn factory(
+    filter: Option<(OnDenied, &[i64])>,
+    name: &'static str,
+    stack: usize,
+) -> Result<&'static ThreadFactory, Error> {
+    type Key = (Option<(OnDenied, Vec<i64>)>, &'static str, usize);
+    static FACTORIES: OnceLock<Mutex<HashMap<Key, &'static ThreadFactory>>> = OnceLock::new();
+    let filter = filter.map(|(on_denied, extra)| {
+        let mut extra = extra.to_vec();
+        extra.sort_unstable();
+        extra.dedup();
+        (on_denied, extra)
+    });
+    let key = (filter, name, stack);
+    let mut factories = FACTORIES
+        .get_or_init(Mutex::default)
+        .lock()
+        .unwrap_or_else(|e| e.into_inner());
+    if let Some(factory) = factories.get(&key) {
+        return Ok(factory);
+    }
+    if factories.len() >= MAX_FACTORIES {
+        return Err(Error::InvalidConfig {
+            field: "distinct seccomp policies and thread stack sizes in one process",
+            value: factories.len() as u64 + 1,
+            reason: "at most 64",
+        });
+    }
+    let program = match &key.0 {
+        Some((on_denied, extra)) => Some(compile(*on_denied, extra)?),
+        None => None,
     };
-    let program = compile_cached(*on_denied, extra)?;
-    // Process-wide lazy state that reads files the filter denies: compute it now. The polling
-    // limit of spin.rs is the number of CPUs (cgroup files, /proc).
-    drop(crate::spin::Spinner::new(std::time::Duration::from_nanos(1)).begin());
-    apply(&program)
+    let factory = ThreadFactory::start(name, stack, move || {
+        let Some(program) = program else {
+            return Ok(());
+        };
+        // Process-wide lazy state that reads files the filter denies: compute it now. The
+        // polling limit of spin.rs is the number of CPUs (cgroup files, /proc).
+        drop(crate::spin::Spinner::new(std::time::Duration::from_nanos(1)).begin());
+        apply(&program)
+    })?;
+    // Kept for the life of the process, like the threads it starts.
+    let factory: &'static ThreadFactory = Box::leak(Box::new(factory));
+    factories.insert(key, factory);
+    Ok(factory)
+}
+
+/// The factory of vCPU threads under `policy`, with `stack` bytes of stack.
+pub(crate) fn vcpu_threads(
+    policy: &SeccompPolicy,
+    stack: usize,
+) -> Result<&'static ThreadFactory, Error> {
+    let filter = match policy {
+        SeccompPolicy::Enabled { extra, on_denied } => Some((*on_denied, extra.as_slice())),
+        SeccompPolicy::Disabled => None,
+    };
+    factory(filter, "hyperlight-vcpu", stack)
 }
 
 /// A worker thread running one host function under its own filter.
 struct Worker {
-    jobs: Option<flume::Sender<Job>>,
+    calls: Option<flume::Sender<HostCall>>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
 type Outcome = std::thread::Result<Result<Value, String>>;
 
-struct Job {
+struct HostCall {
     args: Vec<Value>,
     reply: flume::Sender<Outcome>,
 }
@@ -313,7 +389,7 @@ struct Job {
 impl Drop for Worker {
     fn drop(&mut self) {
         // Closing the queue ends the worker's loop.
-        drop(self.jobs.take());
+        drop(self.calls.take());
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();
         }
@@ -321,51 +397,19 @@ impl Drop for Worker {
 }
 
 impl Worker {
-    /// Starts the worker of `f` under the default list plus `extra` (the policy's and the
-    /// function's own), and waits until its filter is installed.
-    fn spawn(
-        name: &str,
-        f: DynHostFn,
-        on_denied: OnDenied,
-        extra: Vec<i64>,
-    ) -> Result<Self, Error> {
-        let program = compile_cached(on_denied, &extra)?;
-        let (jobs, queue) = flume::bounded::<Job>(1);
-        let (ready_tx, ready) = flume::bounded(1);
-        let thread = std::thread::Builder::new()
-            .name("hyperlight-hfn".into())
-            .spawn(move || {
-                let installed = apply(&program);
-                let ok = installed.is_ok();
-                let _ = ready_tx.send(installed);
-                if !ok {
-                    return;
-                }
-                while let Ok(Job { args, reply }) = queue.recv() {
-                    let outcome =
-                        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(args)));
-                    let _ = reply.send(outcome);
-                }
-            })
-            .map_err(|source| Error::Os {
-                op: "spawn host-function worker thread",
-                source,
-            })?;
-        let mut worker = Worker {
-            jobs: Some(jobs),
-            thread: Some(thread),
-        };
-        match ready.recv() {
-            Ok(Ok(())) => Ok(worker),
-            Ok(Err(e)) => Err(e),
-            Err(_) => {
-                worker.jobs = None;
-                Err(Error::Os {
-                    op: "start host-function worker thread",
-                    source: std::io::Error::other(format!("worker of {name:?} died")),
-                })
+    /// Starts the worker of `f` on a thread of `factory`, which is already filtered.
+    fn spawn(f: DynHostFn, factory: &ThreadFactory) -> Result<Self, Error> {
+        let (calls, queue) = flume::bounded::<HostCall>(1);
+        let thread = factory.run(Box::new(move || {
+            while let Ok(HostCall { args, reply }) = queue.recv() {
+                let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(args)));
+                let _ = reply.send(outcome);
             }
-        }
+        }))?;
+        Ok(Worker {
+            calls: Some(calls),
+            thread: Some(thread),
+        })
     }
 
     /// Runs `args` on the worker and waits for the outcome; a panic there resumes here (so the
@@ -373,10 +417,10 @@ impl Worker {
     fn call(&self, args: Vec<Value>) -> Result<Value, String> {
         let gone = || String::from("its worker thread is gone");
         let (reply, outcome) = flume::bounded(1);
-        self.jobs
+        self.calls
             .as_ref()
             .ok_or_else(gone)?
-            .send(Job { args, reply })
+            .send(HostCall { args, reply })
             .map_err(|_| gone())?;
         match outcome.recv() {
             Ok(Ok(result)) => result,
@@ -387,12 +431,13 @@ impl Worker {
 }
 
 /// The host functions a vCPU thread runs: `functions` with each function registered with
-/// extra syscalls replaced by a stub that hands the call to its own worker thread, started
-/// here (on the building thread). Under [`SeccompPolicy::Disabled`], or when no function has
+/// extra syscalls replaced by a stub that hands the call to its own worker thread (with `stack`
+/// bytes of stack), started here. Under [`SeccompPolicy::Disabled`], or when no function has
 /// extra syscalls, `functions` itself. The workers end when the returned set is dropped.
 pub(crate) fn start_host_workers(
     functions: &Arc<HostFunctions>,
     policy: &SeccompPolicy,
+    stack: usize,
 ) -> Result<Arc<HostFunctions>, Error> {
     let SeccompPolicy::Enabled { extra, on_denied } = policy else {
         return Ok(functions.clone());
@@ -407,7 +452,8 @@ pub(crate) fn start_host_workers(
             continue;
         };
         let all: Vec<i64> = extra.iter().chain(&own).copied().collect();
-        let worker = Worker::spawn(&name, f.clone(), *on_denied, all)?;
+        let workers = factory(Some((*on_denied, &all)), "hyperlight-hfn", stack)?;
+        let worker = Worker::spawn(f.clone(), workers)?;
         let stub: DynHostFn = Arc::new(move |args| worker.call(args));
         started.replace_runner(&name, stub);
     }
@@ -450,41 +496,92 @@ mod tests {
             libc::SYS_connect,
             libc::SYS_execve,
             libc::SYS_execveat,
-            libc::SYS_clone,
             libc::SYS_clone3,
             libc::SYS_fork,
+            libc::SYS_vfork,
             libc::SYS_ptrace,
             libc::SYS_process_vm_writev,
             libc::SYS_kill,
             libc::SYS_read,
             libc::SYS_seccomp,
-            libc::SYS_prctl,
         ] {
             assert!(list.iter().all(|a| a.nr != forbidden), "{forbidden}");
+        }
+        // Allowed only with arguments that keep to this process: new threads, thread names.
+        for conditional in [libc::SYS_clone, libc::SYS_prctl, libc::SYS_ioctl] {
+            let entry = list.iter().find(|a| a.nr == conditional).unwrap();
+            assert!(entry.only.is_some(), "{}", entry.name);
+            assert!(!conditional_rules(conditional).is_empty(), "{}", entry.name);
         }
     }
 
     #[test]
-    fn filter_denies_on_this_thread_only() {
+    fn factory_threads_inherit_the_filter_and_cannot_leave_the_process() {
         if default_disabled_by_env() {
             eprintln!("{SECCOMP_ENV}=off: this kernel cannot attach filters; not attaching one");
             return;
         }
-        let tid = std::thread::spawn(|| {
-            install_vcpu_filter(&SeccompPolicy::enabled()).unwrap();
-            let denied = std::fs::File::open("/etc/hostname").unwrap_err();
-            assert_eq!(denied.raw_os_error(), Some(libc::EPERM));
+        let factory = vcpu_threads(&SeccompPolicy::enabled(), 256 << 10).unwrap();
+        let gettid = || {
             // SAFETY: gettid has no preconditions.
-            let tid = unsafe { libc::gettid() };
-            // Allowed: memory, time, threads' own exit.
-            let v = vec![0u8; 1 << 20];
-            assert_eq!(v.len(), 1 << 20);
-            let _ = std::time::Instant::now();
-            tid
-        })
-        .join()
-        .unwrap();
-        assert!(tid > 0);
+            unsafe { libc::gettid() }
+        };
+        let open = || std::fs::File::open("/etc/hostname").map_err(|e| e.raw_os_error());
+        // Both threads stay alive until this thread has read their seccomp mode from /proc.
+        let (release_tx, release) = flume::bounded::<()>(0);
+        let (tx, rx) = flume::bounded(1);
+        let thread = factory
+            .run(Box::new(move || {
+                let denied = open();
+                // Allowed: memory, time, and threads of this process, which inherit the filter.
+                let v = vec![0u8; 1 << 20];
+                let _ = std::time::Instant::now();
+                let (child_tx, child_rx) = flume::bounded(1);
+                let child_release = release.clone();
+                let child = std::thread::spawn(move || {
+                    child_tx.send((gettid(), open().err())).unwrap();
+                    let _ = child_release.recv();
+                });
+                let child_seen = child_rx.recv().ok();
+                // SAFETY: fork has no preconditions; were it allowed, the child exits at once.
+                let fork = unsafe { libc::fork() };
+                if fork == 0 {
+                    // SAFETY: the forked child ends immediately, touching nothing.
+                    unsafe { libc::_exit(0) };
+                }
+                let fork_errno = std::io::Error::last_os_error().raw_os_error();
+                // SAFETY: clone3 with no arguments creates nothing; it only reports an error.
+                let clone3 = unsafe { libc::syscall(libc::SYS_clone3, 0usize, 0usize) };
+                let clone3_errno = std::io::Error::last_os_error().raw_os_error();
+                let report = (
+                    gettid(),
+                    denied.err(),
+                    v.len(),
+                    child_seen,
+                    (fork, fork_errno),
+                    (clone3, clone3_errno),
+                );
+                tx.send(report).unwrap();
+                let _ = release.recv();
+                child.join().unwrap();
+            }))
+            .unwrap();
+        let (tid, open_errno, len, child, fork, clone3) = rx.recv().unwrap();
+        let (child_tid, child_open_errno) = child.expect("the thread could start a thread");
+        assert_eq!(thread_seccomp_mode(tid), Some(2), "the thread is filtered");
+        assert_eq!(thread_seccomp_mode(child_tid), Some(2), "so is its child");
+        release_tx.send(()).unwrap();
+        release_tx.send(()).unwrap();
+        thread.join().unwrap();
+        assert_eq!(open_errno, Some(Some(libc::EPERM)), "open is denied");
+        assert_eq!(
+            child_open_errno,
+            Some(Some(libc::EPERM)),
+            "in the child too"
+        );
+        assert_eq!(len, 1 << 20);
+        assert_eq!(fork, (-1, Some(libc::EPERM)), "no new processes");
+        assert_eq!(clone3, (-1, Some(libc::ENOSYS)), "clone3 reports ENOSYS");
         // This thread is not filtered.
         std::fs::File::open("/proc/self/status").unwrap();
     }

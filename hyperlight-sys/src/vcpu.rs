@@ -72,9 +72,6 @@ pub enum Event {
     },
 }
 
-/// How long the creator of a sandbox from a snapshot polls for the vCPU thread's answer.
-const READY_POLL: Duration = Duration::from_millis(1);
-
 /// What a sandbox starts from.
 #[derive(Clone, Debug)]
 pub enum GuestSource {
@@ -115,18 +112,24 @@ pub struct VcpuThread {
 }
 
 impl VcpuThread {
-    /// Starts the thread, which creates the VM (from the ELF, running the guest's init, or from
-    /// a snapshot) and waits for the outcome. The guest's init must finish within
-    /// `spec.config.init_timeout`, or it is killed and this returns [`Error::InitTimeout`].
+    /// Starts the sandbox's vCPU thread (from the thread factory of its seccomp policy, so it
+    /// runs filtered from its first instruction). A guest ELF is loaded and its init run on that
+    /// thread, and this waits for the outcome: the init must finish within
+    /// `spec.config.init_timeout`, or it is killed and this returns [`Error::InitTimeout`]. A VM
+    /// from a snapshot runs no guest code to be created, so this thread builds it and hands it
+    /// over, and returns without waiting for the vCPU thread.
     pub fn spawn(spec: VcpuSpec) -> Result<Self, Error> {
-        // Host functions with extra syscalls get worker threads, started here, unfiltered.
-        let inline = crate::seccomp::start_host_workers(&spec.inline, &spec.config.seccomp)?;
+        let config = &spec.config;
+        let factory = crate::seccomp::vcpu_threads(&config.seccomp, config.thread_stack_size)?;
+        // Host functions with extra syscalls get worker threads of their own.
+        let inline = crate::seccomp::start_host_workers(
+            &spec.inline,
+            &config.seccomp,
+            config.thread_stack_size,
+        )?;
         let spec = VcpuSpec { inline, ..spec };
-        let init_timeout = spec.config.init_timeout;
-        let thread_stack = spec.config.thread_stack_size;
         let (req_tx, req_rx) = flume::unbounded();
         let (ev_tx, ev_rx) = flume::unbounded();
-        let (ready_tx, ready_rx) = flume::bounded(1);
         let state = Arc::new(KickState::default());
         let weak = req_tx.downgrade();
         let interrupt = InterruptHandle {
@@ -137,36 +140,26 @@ impl VcpuThread {
                 }
             }),
         };
-        // A VM from a snapshot runs no guest code to be created, so this thread builds it while
-        // the new thread starts (a thread start costs ~0.1 ms on virtualized hosts) and hands
-        // it over; a guest ELF is booted on the vCPU thread, which runs its init.
-        let (machine_tx, machine_rx) = flume::bounded(1);
-        let prebuilt = match &spec.source {
-            GuestSource::Snapshot(snapshot) => Some(snapshot.clone()),
-            GuestSource::Elf(_) => None,
+        let init_timeout = spec.config.init_timeout;
+        let (start, home) = match &spec.source {
+            GuestSource::Snapshot(snapshot) => {
+                let machine = Machine::from_snapshot(&*spec.hypervisor, snapshot)?;
+                (Start::Built(machine), Home::Known(snapshot.clone()))
+            }
+            GuestSource::Elf(elf) => {
+                let (ready, init) = flume::bounded(1);
+                let elf = elf.clone();
+                (Start::Boot { elf, ready }, Home::AfterInit(init))
+            }
         };
-        let hypervisor = spec.hypervisor.clone();
-        let thread = std::thread::Builder::new()
-            .name("hyperlight-vcpu".into())
-            .stack_size(thread_stack)
-            .spawn(move || thread_main(spec, state, machine_rx, req_rx, ev_tx, ready_tx))
-            .map_err(|source| Error::Os {
-                op: "spawn vCPU thread",
-                source,
-            })?;
-        let from_snapshot = prebuilt.is_some();
-        let _ = machine_tx
-            .send(prebuilt.map(|snapshot| Machine::from_snapshot(&*hypervisor, &snapshot)));
-        let interrupt_on_failure = interrupt.clone();
-        // A thread handed a ready machine answers within microseconds: poll for it rather
-        // than paying for this thread to be parked and woken.
-        let ready = match from_snapshot {
-            true => Spinner::new(READY_POLL)
-                .recv(&ready_rx)
-                .map_err(|_| Error::ThreadGone),
-            false => recv_or_kill(&ready_rx, init_timeout, &interrupt),
+        let thread = factory.run(Box::new(move || {
+            thread_main(spec, state, start, req_rx, ev_tx)
+        }))?;
+        let home = match home {
+            Home::Known(snapshot) => Ok(snapshot),
+            Home::AfterInit(init) => recv_or_kill(&init, init_timeout, &interrupt).and_then(|r| r),
         };
-        match ready.and_then(|r| r) {
+        match home {
             Ok(home) => Ok(VcpuThread {
                 requests: req_tx,
                 events: ev_rx,
@@ -175,7 +168,7 @@ impl VcpuThread {
                 thread: Some(thread),
             }),
             Err(e) => {
-                interrupt_on_failure.kill();
+                interrupt.kill();
                 drop(req_tx);
                 let _ = thread.join();
                 Err(e)
@@ -190,14 +183,15 @@ impl VcpuThread {
     }
 
     /// Brings the sandbox back to `to` (`None`: its post-init snapshot) and clears poisoning;
-    /// blocks until done. Requests sent before it are served first. Only the pages the guest
-    /// wrote since the last restore are copied back.
-    pub fn restore(&self, to: Option<Snapshot>) -> Result<(), Error> {
+    /// blocks until done, waiting as `spinner` says (the restore of a small call takes less
+    /// time than waking a parked thread). Requests sent before it are served first. Only the
+    /// pages the guest wrote since the last restore are copied back.
+    pub fn restore(&self, to: Option<Snapshot>, spinner: &mut Spinner) -> Result<(), Error> {
         let (done, result) = flume::bounded(1);
         self.requests
             .send(Request::Restore { to, done })
             .map_err(|_| Error::ThreadGone)?;
-        result.recv().map_err(|_| Error::ThreadGone)?
+        spinner.recv(&result).map_err(|_| Error::ThreadGone)?
     }
 
     /// Takes a snapshot of the sandbox's state after the requests sent before it.
@@ -313,19 +307,31 @@ struct Worker {
 }
 
 impl Worker {
-    /// Restores `to`: the fast path copies back dirty pages; if that fails (the vCPU is in a
-    /// state the hypervisor will not restore from), the VM is rebuilt from the snapshot.
+    /// Restores `to`: the fast path copies back the pages written since the last restore, for
+    /// the snapshot the machine restores to anyway; for another snapshot, or if the fast path
+    /// fails (the vCPU is in a state the hypervisor will not restore from), a new VM is built
+    /// from the snapshot.
     fn restore(&mut self, to: Option<Snapshot>) -> Result<(), Error> {
         let target = to.unwrap_or_else(|| self.home.clone());
-        let fast = match &mut self.machine {
-            Some(machine) => machine.restore(&target).map(drop),
-            None => Err(Error::ThreadGone),
+        if target.data.layout != self.home.data.layout {
+            return Err(Error::InvalidConfig {
+                field: "snapshot memory size",
+                value: target.data.layout.total,
+                reason: "the snapshot is of a sandbox with another memory layout",
+            });
+        }
+        let restored = match &mut self.machine {
+            Some(machine) if target.same_as(machine.base()) => match machine.restore() {
+                Ok(_) => true,
+                Err(e) => {
+                    tracing::debug!(error = %e, "fast restore failed; building a new VM");
+                    false
+                }
+            },
+            // Another snapshot, or no machine after a failed rebuild.
+            _ => false,
         };
-        if let Err(e) = fast {
-            if matches!(e, Error::InvalidConfig { .. }) {
-                return Err(e);
-            }
-            tracing::debug!(error = %e, "fast restore failed; rebuilding the VM from the snapshot");
+        if !restored {
             self.machine = None;
             let mut machine = Machine::from_snapshot(&*self.hypervisor, &target)?;
             machine.arm();
@@ -348,46 +354,57 @@ impl Worker {
     }
 }
 
+/// The post-init snapshot of a sandbox being created: known (it is created from it), or sent by
+/// the vCPU thread after the guest's init.
+enum Home {
+    Known(Snapshot),
+    AfterInit(Receiver<Result<Snapshot, Error>>),
+}
+
+/// How a vCPU thread gets its machine.
+enum Start {
+    /// Boot this ELF (running the guest's init) and send the post-init snapshot, or the error.
+    Boot {
+        elf: Arc<[u8]>,
+        ready: Sender<Result<Snapshot, Error>>,
+    },
+    /// Take over a machine built from a snapshot by the creating thread.
+    Built(Machine),
+}
+
 fn thread_main(
     spec: VcpuSpec,
     kick: Arc<KickState>,
-    prebuilt: Receiver<Option<Result<Machine, Error>>>,
+    start: Start,
     requests: Receiver<Request>,
     events: Sender<Event>,
-    ready: Sender<Result<Snapshot, Error>>,
 ) {
     kick.thread_started();
-    // Before the guest's first instruction: the VM is created below, or was built from a
-    // snapshot by the caller, but runs only on this thread (docs/security.md).
-    if let Err(e) = crate::seccomp::install_vcpu_filter(&spec.config.seccomp) {
-        let _ = ready.send(Err(e));
-        kick.thread_exiting();
-        return;
-    }
-    let machine = match (prebuilt.recv(), &spec.source) {
-        (Ok(Some(machine)), _) => machine.map(|mut m| {
-            m.arm();
-            m
-        }),
-        (Ok(None), GuestSource::Elf(elf)) => {
-            Machine::boot(&*spec.hypervisor, elf, &spec.config, &kick)
+    let machine = match start {
+        Start::Built(mut machine) => {
+            machine.arm();
+            machine
         }
-        _ => Err(Error::ThreadGone),
-    };
-    let mut worker = match machine {
-        Ok(machine) => Worker {
-            hypervisor: spec.hypervisor.clone(),
-            home: machine.base().clone(),
-            machine: Some(machine),
-            poisoned: None,
-        },
-        Err(e) => {
-            let _ = ready.send(Err(e));
-            kick.thread_exiting();
-            return;
+        Start::Boot { elf, ready } => {
+            match Machine::boot(&*spec.hypervisor, &elf, &spec.config, &kick) {
+                Ok(machine) => {
+                    let _ = ready.send(Ok(machine.base().clone()));
+                    machine
+                }
+                Err(e) => {
+                    let _ = ready.send(Err(e));
+                    kick.thread_exiting();
+                    return;
+                }
+            }
         }
     };
-    let _ = ready.send(Ok(worker.home.clone()));
+    let mut worker = Worker {
+        hypervisor: spec.hypervisor.clone(),
+        home: machine.base().clone(),
+        machine: Some(machine),
+        poisoned: None,
+    };
     let mut spinner = Spinner::new(spec.config.spin_wait);
     // Nothing is imminent before the first request (polling then would only take CPU from
     // whoever is still building sandboxes); between calls, the next one often is.

@@ -11,101 +11,109 @@ fn xor(bytes: &[u8]) -> Vec<u8> {
 
 #[test]
 fn counter_counts_without_restore_and_restarts_after_restore() {
-    let mut sb = common::simple().build().unwrap();
-    for want in 1..=3u64 {
-        assert_eq!(sb.call::<u64>("counter", ()).unwrap(), want);
-    }
-    sb.restore().unwrap();
-    assert_eq!(sb.call::<u64>("counter", ()).unwrap(), 1);
-    let mut fresh = common::simple().fresh_per_call(true).build().unwrap();
-    for _ in 0..5 {
-        assert_eq!(fresh.call::<u64>("counter", ()).unwrap(), 1);
+    for hv in common::kvm_write_trackings() {
+        let mut sb = common::simple_on(&hv).build().unwrap();
+        for want in 1..=3u64 {
+            assert_eq!(sb.call::<u64>("counter", ()).unwrap(), want);
+        }
+        sb.restore().unwrap();
+        assert_eq!(sb.call::<u64>("counter", ()).unwrap(), 1);
+        let mut fresh = common::simple_on(&hv).fresh_per_call(true).build().unwrap();
+        for _ in 0..5 {
+            assert_eq!(fresh.call::<u64>("counter", ()).unwrap(), 1);
+        }
     }
 }
 
 #[test]
 fn data_of_one_call_is_not_readable_after_restore() {
-    let mut sb = common::simple().build().unwrap();
-    let secret = b"s3cr3t-0f-request-one-7f2a9c".to_vec();
-    assert_eq!(
+    for hv in common::kvm_write_trackings() {
+        let mut sb = common::simple_on(&hv).build().unwrap();
+        let secret = b"s3cr3t-0f-request-one-7f2a9c".to_vec();
+        assert_eq!(
+            sb.call::<Vec<u8>>("leave_secret", (secret.clone(),))
+                .unwrap(),
+            secret
+        );
+        // Positive control: without a restore the secret is found (static, heap, stack, output).
+        let found = sb.call::<u64>("count_bytes", (xor(&secret),)).unwrap();
+        assert!(
+            found >= 3,
+            "the secret should be visible before restore, found {found}"
+        );
         sb.call::<Vec<u8>>("leave_secret", (secret.clone(),))
-            .unwrap(),
-        secret
-    );
-    // Positive control: without a restore the secret is found (static, heap, stack, output).
-    let found = sb.call::<u64>("count_bytes", (xor(&secret),)).unwrap();
-    assert!(
-        found >= 3,
-        "the secret should be visible before restore, found {found}"
-    );
-    sb.call::<Vec<u8>>("leave_secret", (secret.clone(),))
-        .unwrap();
-    sb.restore().unwrap();
-    assert_eq!(sb.call::<u64>("count_bytes", (xor(&secret),)).unwrap(), 0);
-    // The same with restore after every call.
-    let mut fresh = common::simple().fresh_per_call(true).build().unwrap();
-    fresh
-        .call::<Vec<u8>>("leave_secret", (secret.clone(),))
-        .unwrap();
-    assert_eq!(
-        fresh.call::<u64>("count_bytes", (xor(&secret),)).unwrap(),
-        0
-    );
+            .unwrap();
+        sb.restore().unwrap();
+        assert_eq!(sb.call::<u64>("count_bytes", (xor(&secret),)).unwrap(), 0);
+        // The same with restore after every call.
+        let mut fresh = common::simple_on(&hv).fresh_per_call(true).build().unwrap();
+        fresh
+            .call::<Vec<u8>>("leave_secret", (secret.clone(),))
+            .unwrap();
+        assert_eq!(
+            fresh.call::<u64>("count_bytes", (xor(&secret),)).unwrap(),
+            0
+        );
+    }
 }
 
 #[test]
 fn a_snapshot_creates_a_sandbox_that_behaves_identically() {
-    let mut original = common::simple().build().unwrap();
-    for _ in 0..3 {
-        original.call::<u64>("counter", ()).unwrap();
+    for hv in common::kvm_write_trackings() {
+        let mut original = common::simple_on(&hv).build().unwrap();
+        for _ in 0..3 {
+            original.call::<u64>("counter", ()).unwrap();
+        }
+        original.call::<u32>("touch_pages", (64u32,)).unwrap();
+        let snapshot = original.snapshot().unwrap();
+        let mut copies: Vec<Sandbox> = (0..3)
+            .map(|_| common::simple_from_on(&snapshot, &hv).build().unwrap())
+            .collect();
+        copies.push(original);
+        for sb in &mut copies {
+            assert_eq!(sb.call::<u64>("counter", ()).unwrap(), 4);
+            assert_eq!(sb.call::<i32>("call_host_add", (2i32, 3i32)).unwrap(), 5);
+            assert_eq!(
+                sb.call::<String>("echo_string", ("x".to_string(),))
+                    .unwrap(),
+                "x"
+            );
+            sb.restore_to(&snapshot).unwrap();
+            assert_eq!(sb.call::<u64>("counter", ()).unwrap(), 4);
+        }
+        // A copy's restore() goes back to the snapshot it was built from.
+        let mut copy = common::simple_from_on(&snapshot, &hv).build().unwrap();
+        copy.call::<u64>("counter", ()).unwrap();
+        copy.restore().unwrap();
+        assert_eq!(copy.call::<u64>("counter", ()).unwrap(), 4);
     }
-    original.call::<u32>("touch_pages", (64u32,)).unwrap();
-    let snapshot = original.snapshot().unwrap();
-    let mut copies: Vec<Sandbox> = (0..3)
-        .map(|_| common::simple_from(&snapshot).build().unwrap())
-        .collect();
-    copies.push(original);
-    for sb in &mut copies {
-        assert_eq!(sb.call::<u64>("counter", ()).unwrap(), 4);
-        assert_eq!(sb.call::<i32>("call_host_add", (2i32, 3i32)).unwrap(), 5);
-        assert_eq!(
-            sb.call::<String>("echo_string", ("x".to_string(),))
-                .unwrap(),
-            "x"
-        );
-        sb.restore_to(&snapshot).unwrap();
-        assert_eq!(sb.call::<u64>("counter", ()).unwrap(), 4);
-    }
-    // A copy's restore() goes back to the snapshot it was built from.
-    let mut copy = common::simple_from(&snapshot).build().unwrap();
-    copy.call::<u64>("counter", ()).unwrap();
-    copy.restore().unwrap();
-    assert_eq!(copy.call::<u64>("counter", ()).unwrap(), 4);
 }
 
 #[test]
 fn faults_in_sandboxes_from_a_snapshot_restore_to_it() {
-    let template = common::simple().build().unwrap();
-    let mut sb = common::simple_from(template.post_init_snapshot())
-        .build()
-        .unwrap();
-    assert!(matches!(
-        sb.call::<u64>("divide_by_zero", (1u64,)),
-        Err(Error::DivideByZero { .. })
-    ));
-    assert!(matches!(
-        sb.call::<u64>("counter", ()),
-        Err(Error::Poisoned { .. })
-    ));
-    sb.restore().unwrap();
-    assert_eq!(sb.call::<u64>("counter", ()).unwrap(), 1);
-    // A fault with restore after every call leaves the sandbox usable at once.
-    let mut fresh = common::simple_from(template.post_init_snapshot())
-        .fresh_per_call(true)
-        .build()
-        .unwrap();
-    assert!(fresh.call::<u64>("read_addr", (0u64,)).is_err());
-    assert_eq!(fresh.call::<u64>("counter", ()).unwrap(), 1);
+    for hv in common::kvm_write_trackings() {
+        let template = common::simple_on(&hv).build().unwrap();
+        let mut sb = common::simple_from_on(template.post_init_snapshot(), &hv)
+            .build()
+            .unwrap();
+        assert!(matches!(
+            sb.call::<u64>("divide_by_zero", (1u64,)),
+            Err(Error::DivideByZero { .. })
+        ));
+        assert!(matches!(
+            sb.call::<u64>("counter", ()),
+            Err(Error::Poisoned { .. })
+        ));
+        sb.restore().unwrap();
+        assert_eq!(sb.call::<u64>("counter", ()).unwrap(), 1);
+        // A fault with restore after every call leaves the sandbox usable at once.
+        let mut fresh = common::simple_from_on(template.post_init_snapshot(), &hv)
+            .fresh_per_call(true)
+            .build()
+            .unwrap();
+        assert!(fresh.call::<u64>("read_addr", (0u64,)).is_err());
+        assert_eq!(fresh.call::<u64>("counter", ()).unwrap(), 1);
+    }
 }
 
 #[test]
@@ -126,14 +134,16 @@ fn a_snapshot_of_another_layout_is_refused() {
 
 #[test]
 fn registers_do_not_carry_data_across_a_restore() {
-    let mut sb = common::simple().build().unwrap();
-    let secret = 0x5ec2_e7f0_0d15_ea5eu64;
-    sb.call::<()>("stash_xmm", (secret,)).unwrap();
-    // Positive control: without a restore the vector register keeps the value between calls.
-    assert_eq!(sb.call::<u64>("read_xmm", ()).unwrap(), secret);
-    sb.restore().unwrap();
-    assert_ne!(sb.call::<u64>("read_xmm", ()).unwrap(), secret);
-    let mut fresh = common::simple().fresh_per_call(true).build().unwrap();
-    fresh.call::<()>("stash_xmm", (secret,)).unwrap();
-    assert_ne!(fresh.call::<u64>("read_xmm", ()).unwrap(), secret);
+    for hv in common::kvm_write_trackings() {
+        let mut sb = common::simple_on(&hv).build().unwrap();
+        let secret = 0x5ec2_e7f0_0d15_ea5eu64;
+        sb.call::<()>("stash_xmm", (secret,)).unwrap();
+        // Positive control: without a restore the vector register keeps the value between calls.
+        assert_eq!(sb.call::<u64>("read_xmm", ()).unwrap(), secret);
+        sb.restore().unwrap();
+        assert_ne!(sb.call::<u64>("read_xmm", ()).unwrap(), secret);
+        let mut fresh = common::simple_on(&hv).fresh_per_call(true).build().unwrap();
+        fresh.call::<()>("stash_xmm", (secret,)).unwrap();
+        assert_ne!(fresh.call::<u64>("read_xmm", ()).unwrap(), secret);
+    }
 }

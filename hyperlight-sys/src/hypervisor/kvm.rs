@@ -12,21 +12,39 @@ use kvm_bindings::{
 use kvm_ioctls::{Cap, Kvm, VcpuExit, VcpuFd, VmFd};
 
 use super::{
-    Exit, FaultState, Hypervisor, Registers, Segment, SpecialRegisters, Vcpu, VcpuState, Vm,
+    bitmap_pages, DirtyLog, Exit, FaultState, Hypervisor, Registers, Segment, SpecialRegisters,
+    Vcpu, VcpuState, Vm,
 };
+use crate::dirty::{self, HostWriteLog};
 use crate::error::Error;
+use crate::mem::GuestMemory;
 
 /// The default KVM device.
 pub const KVM_DEVICE: &str = "/dev/kvm";
+
+/// How KVM sandboxes find the pages their guest wrote, to restore only those.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WriteTracking {
+    /// The host kernel's page tables (userfaultfd write protection in asynchronous mode and
+    /// `PAGEMAP_SCAN`, Linux 6.7 or later; see `dirty.rs`). A sandbox holds one file descriptor,
+    /// its vCPU's: the VM's is closed once the vCPU exists.
+    HostPageTables,
+    /// KVM's dirty log (`KVM_GET_DIRTY_LOG`): any KVM, but every sandbox keeps its VM's file
+    /// descriptor open beside its vCPU's.
+    KvmDirtyLog,
+}
 
 /// KVM opened from a device path.
 #[derive(Debug)]
 pub struct KvmHypervisor {
     kvm: Kvm,
+    tracking: WriteTracking,
 }
 
 impl KvmHypervisor {
     /// Opens KVM at `path` and checks the API version and the capabilities the runtime needs.
+    /// Sandboxes track writes in the host's page tables where the kernel can
+    /// ([`WriteTracking::HostPageTables`]), else with KVM's dirty log.
     pub fn open(path: &Path) -> Result<Self, Error> {
         let file = OpenOptions::new()
             .read(true)
@@ -54,7 +72,29 @@ impl KvmHypervisor {
                 });
             }
         }
-        Ok(Self { kvm })
+        let tracking = match dirty::available() {
+            Ok(()) => WriteTracking::HostPageTables,
+            Err(why) => {
+                tracing::debug!(%why, "KVM sandboxes fall back to KVM's dirty log");
+                WriteTracking::KvmDirtyLog
+            }
+        };
+        Ok(Self { kvm, tracking })
+    }
+
+    /// Uses `tracking` for the sandboxes of this hypervisor; fails if this kernel cannot track
+    /// writes that way.
+    pub fn with_write_tracking(mut self, tracking: WriteTracking) -> Result<Self, Error> {
+        if tracking == WriteTracking::HostPageTables {
+            dirty::available()?;
+        }
+        self.tracking = tracking;
+        Ok(self)
+    }
+
+    /// How this hypervisor's sandboxes track writes.
+    pub fn write_tracking(&self) -> WriteTracking {
+        self.tracking
     }
 }
 
@@ -68,49 +108,75 @@ fn kvm_err(op: &'static str) -> impl FnOnce(kvm_ioctls::Error) -> Error {
 impl Hypervisor for KvmHypervisor {
     fn create_vm(&self) -> Result<Box<dyn Vm>, Error> {
         let vm = self.kvm.create_vm().map_err(kvm_err("KVM_CREATE_VM"))?;
-        Ok(Box::new(KvmVm { vm, mapped: 0 }))
+        Ok(Box::new(KvmVm {
+            vm,
+            tracking: self.tracking,
+            mapped: 0,
+        }))
     }
 }
 
 struct KvmVm {
     vm: VmFd,
-    /// Size of the mapped slot, 0 before the first mapping.
+    tracking: WriteTracking,
+    /// Size of the mapped slot, 0 before the mapping.
     mapped: u64,
 }
 
 impl Vm for KvmVm {
     unsafe fn map_memory(&mut self, gpa: u64, host_addr: u64, size: u64) -> Result<(), Error> {
-        let mut region = kvm_userspace_memory_region {
+        let flags = match self.tracking {
+            WriteTracking::KvmDirtyLog => KVM_MEM_LOG_DIRTY_PAGES,
+            WriteTracking::HostPageTables => 0,
+        };
+        let region = kvm_userspace_memory_region {
             slot: 0,
-            flags: KVM_MEM_LOG_DIRTY_PAGES,
+            flags,
             guest_phys_addr: gpa,
-            memory_size: 0,
+            memory_size: size,
             userspace_addr: host_addr,
         };
-        if self.mapped != 0 {
-            // KVM moves a slot to new host memory only by deleting it (size 0) and re-creating it.
-            // SAFETY: deleting a slot makes KVM drop every reference to the old host range.
-            unsafe { self.vm.set_user_memory_region(region) }
-                .map_err(kvm_err("KVM_SET_USER_MEMORY_REGION (delete)"))?;
-            self.mapped = 0;
-        }
-        region.memory_size = size;
-        // SAFETY: the caller guarantees the host range stays mapped until replaced or dropped.
+        // SAFETY: the caller guarantees the host range stays mapped until the VM is dropped.
         unsafe { self.vm.set_user_memory_region(region) }
             .map_err(kvm_err("KVM_SET_USER_MEMORY_REGION"))?;
         self.mapped = size;
         Ok(())
     }
 
-    fn dirty_pages(&mut self) -> Result<Vec<u64>, Error> {
+    fn create_vcpu(&mut self) -> Result<Box<dyn Vcpu>, Error> {
+        let vcpu = self.vm.create_vcpu(0).map_err(kvm_err("KVM_CREATE_VCPU"))?;
+        Ok(Box::new(KvmVcpu { vcpu, ran: false }))
+    }
+
+    fn into_dirty_log(mut self: Box<Self>, mem: &GuestMemory) -> Result<Box<dyn DirtyLog>, Error> {
+        match self.tracking {
+            // Dropping `self` closes the VM's fd; its vCPU holds the VM.
+            WriteTracking::HostPageTables => Ok(Box::new(HostWriteLog::start(mem)?)),
+            WriteTracking::KvmDirtyLog => {
+                // Forget the writes of the set-up (the guest's init): the log starts now.
+                self.take_dirty_bitmap()?;
+                Ok(self)
+            }
+        }
+    }
+}
+
+impl KvmVm {
+    fn take_dirty_bitmap(&mut self) -> Result<Vec<u64>, Error> {
         self.vm
             .get_dirty_log(0, self.mapped as usize)
             .map_err(kvm_err("KVM_GET_DIRTY_LOG"))
     }
+}
 
-    fn create_vcpu(&mut self) -> Result<Box<dyn Vcpu>, Error> {
-        let vcpu = self.vm.create_vcpu(0).map_err(kvm_err("KVM_CREATE_VCPU"))?;
-        Ok(Box::new(KvmVcpu { vcpu, ran: false }))
+/// KVM's dirty log lists the guest's writes only, and resets when read.
+impl DirtyLog for KvmVm {
+    fn written(&mut self, _: &GuestMemory) -> Result<Vec<usize>, Error> {
+        Ok(bitmap_pages(&self.take_dirty_bitmap()?))
+    }
+
+    fn restored(&mut self, _: &GuestMemory, _: &[usize], _: &[usize]) -> Result<(), Error> {
+        Ok(())
     }
 }
 

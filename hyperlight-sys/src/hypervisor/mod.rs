@@ -5,6 +5,7 @@
 use std::sync::atomic::AtomicU8;
 
 use crate::error::Error;
+use crate::mem::GuestMemory;
 
 pub mod kvm;
 #[cfg(feature = "mshv")]
@@ -160,20 +161,54 @@ pub trait Hypervisor: Send + Sync {
     fn create_vm(&self) -> Result<Box<dyn Vm>, Error>;
 }
 
-/// A VM: memory slots and vCPUs.
+/// A VM: its memory slot and its vCPU, while they are set up.
 pub trait Vm: Send {
-    /// Maps `size` bytes of host memory at `host_addr` to guest physical address `gpa`, with
-    /// dirty-page logging on, replacing any earlier mapping.
+    /// Maps `size` bytes of host memory at `host_addr` to guest physical address `gpa`. A VM has
+    /// one memory slot: map it once.
     ///
     /// # Safety
-    /// The host range must stay mapped and valid until it is replaced or the VM and all its
-    /// vCPUs are dropped.
+    /// The host range must stay mapped and valid until the VM and all its vCPUs are dropped.
     unsafe fn map_memory(&mut self, gpa: u64, host_addr: u64, size: u64) -> Result<(), Error>;
-    /// The pages the guest wrote since the mapping was made or since the last call, as a bitmap
-    /// (bit `i` of word `i / 64` is page `i`), and resets the log. Host writes are not logged.
-    fn dirty_pages(&mut self) -> Result<Vec<u64>, Error>;
     /// Creates the VM's single vCPU.
     fn create_vcpu(&mut self) -> Result<Box<dyn Vcpu>, Error>;
+    /// Ends the set-up: the VM runs on through its vCPU, and the returned log lists the pages of
+    /// `mem` (the memory mapped into it) written from now on. What the log holds is the
+    /// backend's choice: KVM tracks writes in the host kernel's page tables where it can and
+    /// closes the VM's file descriptor (the vCPU keeps the VM alive), else it keeps the VM for
+    /// its dirty log.
+    fn into_dirty_log(self: Box<Self>, mem: &GuestMemory) -> Result<Box<dyn DirtyLog>, Error>;
+}
+
+/// How a sandbox finds the pages of its memory that may differ from its snapshot.
+pub trait DirtyLog: Send {
+    /// The pages of `mem` (indices, ascending) that may differ from the snapshot: every page
+    /// the guest wrote since the log last tracked it afresh (see [`DirtyLog::restored`]), or
+    /// since the log started. May include pages the host wrote.
+    fn written(&mut self, mem: &GuestMemory) -> Result<Vec<usize>, Error>;
+    /// The restore brought every page of `pages` (what [`DirtyLog::written`] listed, plus any
+    /// the caller added; ascending) back to the snapshot: it copied the pages that differed and
+    /// found the others, `unchanged` (ascending, a subset), already equal. The log chooses which
+    /// pages to track afresh; the others it lists again next time.
+    fn restored(
+        &mut self,
+        mem: &GuestMemory,
+        pages: &[usize],
+        unchanged: &[usize],
+    ) -> Result<(), Error>;
+}
+
+/// The pages set in a hypervisor's dirty bitmap (bit `i` of word `i / 64` is page `i`),
+/// ascending: for backends whose own dirty log lists the guest's writes and resets when read.
+pub(crate) fn bitmap_pages(bitmap: &[u64]) -> Vec<usize> {
+    bitmap
+        .iter()
+        .enumerate()
+        .flat_map(|(word, &bits)| {
+            (0..64)
+                .filter(move |bit| bits & (1 << bit) != 0)
+                .map(move |bit| word * 64 + bit)
+        })
+        .collect()
 }
 
 /// A vCPU. Used only from the thread that created it.

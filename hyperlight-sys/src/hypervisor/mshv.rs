@@ -48,9 +48,11 @@ use mshv_bindings::{
 use mshv_ioctls::{Mshv, MshvError, VcpuFd, VmFd};
 
 use super::{
-    Exit, FaultState, Hypervisor, Registers, Segment, SpecialRegisters, Vcpu, VcpuState, Vm,
+    bitmap_pages, DirtyLog, Exit, FaultState, Hypervisor, Registers, Segment, SpecialRegisters,
+    Vcpu, VcpuState, Vm,
 };
 use crate::error::Error;
+use crate::mem::GuestMemory;
 
 pub use super::select::MSHV_DEVICE;
 
@@ -155,35 +157,16 @@ pub(crate) fn memory_region(
 impl Vm for MshvVm {
     unsafe fn map_memory(&mut self, gpa: u64, host_addr: u64, size: u64) -> Result<(), Error> {
         let region = memory_region(gpa, host_addr, size)?;
-        if let Some(old) = self.mapped.take() {
-            self.vm
-                .unmap_user_memory(old)
-                .map_err(mshv_err("MSHV_SET_GUEST_MEMORY (unmap)"))?;
-        } else {
-            self.vm
-                .enable_dirty_page_tracking()
-                .map_err(mshv_err("HV_PARTITION_PROPERTY_GPA_PAGE_ACCESS_TRACKING"))?;
-        }
-        // The caller guarantees the host range stays mapped until it is replaced or the VM is
-        // dropped; the kernel pins it while it is mapped.
+        self.vm
+            .enable_dirty_page_tracking()
+            .map_err(mshv_err("HV_PARTITION_PROPERTY_GPA_PAGE_ACCESS_TRACKING"))?;
+        // The caller guarantees the host range stays mapped until the VM is dropped; the kernel
+        // pins it while it is mapped.
         self.vm
             .map_user_memory(region)
             .map_err(mshv_err("MSHV_SET_GUEST_MEMORY"))?;
         self.mapped = Some(region);
         Ok(())
-    }
-
-    fn dirty_pages(&mut self) -> Result<Vec<u64>, Error> {
-        let Some(region) = self.mapped else {
-            return Ok(Vec::new());
-        };
-        self.vm
-            .get_dirty_log(
-                region.guest_pfn,
-                region.size as usize,
-                MSHV_GPAP_ACCESS_OP_CLEAR as u8,
-            )
-            .map_err(mshv_err("HVCALL_GET_GPA_PAGES_ACCESS_STATES"))
     }
 
     fn create_vcpu(&mut self) -> Result<Box<dyn Vcpu>, Error> {
@@ -193,6 +176,36 @@ impl Vm for MshvVm {
             immediate_exit: AtomicU8::new(0),
             resume_rip: None,
         }))
+    }
+
+    /// mshv pins guest memory, so the host's page tables never see the guest's writes: the
+    /// partition's own access bitmap is the log, and the VM stays open for it.
+    fn into_dirty_log(mut self: Box<Self>, mem: &GuestMemory) -> Result<Box<dyn DirtyLog>, Error> {
+        // Forget the writes of the set-up (the guest's init): the log starts now.
+        self.written(mem)?;
+        Ok(self)
+    }
+}
+
+/// The partition's access bitmap lists the guest's writes only, and is cleared when read.
+impl DirtyLog for MshvVm {
+    fn written(&mut self, _: &GuestMemory) -> Result<Vec<usize>, Error> {
+        let Some(region) = self.mapped else {
+            return Ok(Vec::new());
+        };
+        let bitmap = self
+            .vm
+            .get_dirty_log(
+                region.guest_pfn,
+                region.size as usize,
+                MSHV_GPAP_ACCESS_OP_CLEAR as u8,
+            )
+            .map_err(mshv_err("HVCALL_GET_GPA_PAGES_ACCESS_STATES"))?;
+        Ok(bitmap_pages(&bitmap))
+    }
+
+    fn restored(&mut self, _: &GuestMemory, _: &[usize], _: &[usize]) -> Result<(), Error> {
+        Ok(())
     }
 }
 

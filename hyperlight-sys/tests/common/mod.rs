@@ -17,6 +17,21 @@ pub fn simple_from(snapshot: &hyperlight_sys::Snapshot) -> SandboxBuilder {
         .host_fn("host_echo", |s: String| s)
 }
 
+/// [`simple`] on the hypervisor `hv`.
+pub fn simple_on(
+    hv: &std::sync::Arc<dyn hyperlight_sys::hypervisor::Hypervisor>,
+) -> SandboxBuilder {
+    simple().hypervisor(hv.clone())
+}
+
+/// [`simple_from`] on the hypervisor `hv`.
+pub fn simple_from_on(
+    snapshot: &hyperlight_sys::Snapshot,
+    hv: &std::sync::Arc<dyn hyperlight_sys::hypervisor::Hypervisor>,
+) -> SandboxBuilder {
+    simple_from(snapshot).hypervisor(hv.clone())
+}
+
 /// Open file descriptors of this process.
 pub fn fd_count() -> usize {
     std::fs::read_dir("/proc/self/fd").unwrap().count()
@@ -25,4 +40,19 @@ pub fn fd_count() -> usize {
 /// Threads of this process.
 pub fn thread_count() -> usize {
     std::fs::read_dir("/proc/self/task").unwrap().count()
+}
+
+/// A KVM hypervisor for each way a sandbox can track its guest's writes: the host kernel's page
+/// tables (the default, on Linux 6.7 or later) and KVM's dirty log.
+pub fn kvm_write_trackings() -> Vec<std::sync::Arc<dyn hyperlight_sys::hypervisor::Hypervisor>> {
+    use hyperlight_sys::hypervisor::kvm::{KvmHypervisor, WriteTracking, KVM_DEVICE};
+    [WriteTracking::HostPageTables, WriteTracking::KvmDirtyLog]
+        .into_iter()
+        .map(|tracking| {
+            let hv = KvmHypervisor::open(KVM_DEVICE.as_ref())
+                .and_then(|hv| hv.with_write_tracking(tracking))
+                .unwrap_or_else(|e| panic!("KVM with {tracking:?}: {e}"));
+            std::sync::Arc::new(hv) as _
+        })
+        .collect()
 }
