@@ -10,12 +10,9 @@ fn main() -> Result<(), hyperlight_sys::Error> {
         .nth(1)
         .and_then(|a| a.parse().ok())
         .unwrap_or(10_000);
-    let n = hyperlight_examples::density::max_sandboxes(wanted);
+    let (n, limit) = hyperlight_examples::density::max_sandboxes(wanted);
     if n < wanted {
-        println!(
-            "open-file limit: {n} sandboxes fit, not {wanted} ({} descriptors each; raise `ulimit -n`)",
-            hyperlight_examples::density::FDS_PER_SANDBOX
-        );
+        println!("{limit:?}: {n} sandboxes fit in this process, not {wanted}");
     }
     let report = hyperlight_examples::density::run(n)?;
     let (rss, pss) = report.per_sandbox_kib();
