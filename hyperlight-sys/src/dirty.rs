@@ -120,15 +120,20 @@ struct Tracker {
     pagemap: File,
 }
 
-/// `ioctl(fd, request, arg)`, with errno as the error.
+/// `ioctl(fd, request, arg)`; a failure is [`Error::Os`] for `op`.
 ///
 /// # Safety
 /// `arg` must point to the structure `request` expects, valid for reads and writes.
-unsafe fn ioctl<T>(fd: &impl AsRawFd, request: u64, arg: *mut T) -> Result<libc::c_int, i32> {
+unsafe fn ioctl<T>(
+    fd: &impl AsRawFd,
+    op: &'static str,
+    request: u64,
+    arg: *mut T,
+) -> Result<libc::c_int, Error> {
     // SAFETY: the caller guarantees `arg` is what `request` reads and writes.
     let rc = unsafe { libc::ioctl(fd.as_raw_fd(), request as libc::Ioctl, arg) };
     if rc < 0 {
-        Err(std::io::Error::last_os_error().raw_os_error().unwrap_or(0))
+        Err(Error::last_os(op))
     } else {
         Ok(rc)
     }
@@ -150,9 +155,8 @@ impl Tracker {
             ioctls: 0,
         };
         // SAFETY: UFFDIO_API takes a struct uffdio_api, which `api` is.
-        unsafe { ioctl(&uffd, UFFDIO_API, &mut api) }.map_err(|errno| {
-            format!("UFFDIO_API with asynchronous write protection: errno {errno} (Linux 6.7+)")
-        })?;
+        unsafe { ioctl(&uffd, "UFFDIO_API", UFFDIO_API, &mut api) }
+            .map_err(|e| format!("asynchronous write protection (Linux 6.7+): {e}"))?;
         let pagemap =
             File::open("/proc/self/pagemap").map_err(|e| format!("/proc/self/pagemap: {e}"))?;
         Ok(Self { uffd, pagemap })
@@ -175,12 +179,15 @@ impl Tracker {
         };
         // SAFETY: UFFDIO_WRITEPROTECT takes a struct uffdio_writeprotect, which `wp` is; the
         // range is guest memory registered with this userfaultfd.
-        unsafe { ioctl(&self.uffd, UFFDIO_WRITEPROTECT, &mut wp) }
-            .map(drop)
-            .map_err(|errno| Error::Hypervisor {
-                op: "UFFDIO_WRITEPROTECT",
-                errno,
-            })
+        unsafe {
+            ioctl(
+                &self.uffd,
+                "UFFDIO_WRITEPROTECT",
+                UFFDIO_WRITEPROTECT,
+                &mut wp,
+            )
+        }
+        .map(drop)
     }
 }
 
@@ -218,12 +225,14 @@ impl HostWriteLog {
         };
         // SAFETY: UFFDIO_REGISTER takes a struct uffdio_register, which `register` is; the range
         // is a mapping `mem` owns. Asynchronous mode never blocks a faulting thread.
-        unsafe { ioctl(&tracker.uffd, UFFDIO_REGISTER, &mut register) }.map_err(|errno| {
-            Error::Hypervisor {
-                op: "UFFDIO_REGISTER",
-                errno,
-            }
-        })?;
+        unsafe {
+            ioctl(
+                &tracker.uffd,
+                "UFFDIO_REGISTER",
+                UFFDIO_REGISTER,
+                &mut register,
+            )
+        }?;
         tracker.write_protect(range.0, range.1)?;
         Ok(Self {
             range,
@@ -269,13 +278,7 @@ impl DirtyLog for HostWriteLog {
             };
             // SAFETY: PAGEMAP_SCAN takes a struct pm_scan_arg, which `arg` is; `vec` points to
             // `vec_len` page_region structs that the kernel fills; the range is our memory.
-            let found =
-                unsafe { ioctl(&tracker.pagemap, PAGEMAP_SCAN, &mut arg) }.map_err(|errno| {
-                    Error::Hypervisor {
-                        op: "PAGEMAP_SCAN",
-                        errno,
-                    }
-                })?;
+            let found = unsafe { ioctl(&tracker.pagemap, "PAGEMAP_SCAN", PAGEMAP_SCAN, &mut arg) }?;
             for region in &regions[..found as usize] {
                 let first = (region.start - base) / PAGE_SIZE;
                 let end = (region.end - base).div_ceil(PAGE_SIZE);
