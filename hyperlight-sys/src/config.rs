@@ -39,9 +39,11 @@ pub struct SandboxConfig {
     pub hypervisor: HypervisorChoice,
     /// Where the hypervisor devices are (default `/dev/kvm` and `/dev/mshv`).
     pub hypervisor_paths: HypervisorPaths,
-    /// Stack size of the sandbox's vCPU thread (which also runs sync host functions). Default
-    /// 256 KiB, at least [`SandboxConfig::MIN_THREAD_STACK`]; raise it for host functions that
-    /// need deep stacks.
+    /// Stack size of the sandbox's vCPU thread (which also runs sync host functions) and of its
+    /// host-function workers. Default 256 KiB, at least [`SandboxConfig::MIN_THREAD_STACK`];
+    /// raise it for host functions that need deep stacks. Each distinct size (with each seccomp
+    /// policy) keeps a spawner thread and one thread started ahead for the life of the process,
+    /// at most 64 such combinations.
     pub thread_stack_size: usize,
     /// The seccomp filter of the sandbox's vCPU thread and host-function workers (see
     /// `docs/security.md`). Default [`SeccompPolicy::enabled`]; [`SeccompPolicy::Disabled`]
