@@ -125,8 +125,8 @@ impl Machine {
 
     /// Brings memory and registers back to [`Machine::base`] and resets every register. Only
     /// the pages the write log lists (plus the host's own input-buffer writes) are looked at:
-    /// each that differs from the snapshot is copied back. Returns the number of pages copied.
-    pub(crate) fn restore(&mut self) -> Result<usize, Error> {
+    /// each that differs from the snapshot is copied back.
+    pub(crate) fn restore(&mut self) -> Result<(), Error> {
         let core = &mut self.core;
         let input = (core.layout.input.start / PAGE_SIZE) as usize;
         let mut pages = core.dirty.written(&core.mem)?;
@@ -138,7 +138,7 @@ impl Machine {
         core.dirty.restored(&core.mem, &pages, &unchanged)?;
         core.vcpu.restore_state(&base.vcpu)?;
         core.input_written = 0;
-        Ok(pages.len() - unchanged.len())
+        Ok(())
     }
 
     /// Runs one guest call to completion. `generation` identifies it for kicks.

@@ -322,7 +322,7 @@ impl Worker {
         }
         let restored = match &mut self.machine {
             Some(machine) if target.same_as(machine.base()) => match machine.restore() {
-                Ok(_) => true,
+                Ok(()) => true,
                 Err(e) => {
                     tracing::debug!(error = %e, "fast restore failed; building a new VM");
                     false
