@@ -37,6 +37,7 @@ pub mod dirty;
 pub mod elf;
 pub mod error;
 pub mod floor;
+mod gate;
 pub mod host_fn;
 pub mod hypervisor;
 mod kick;

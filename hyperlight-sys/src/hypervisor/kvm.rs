@@ -19,6 +19,39 @@ use crate::dirty::{self, HostWriteLog};
 use crate::error::Error;
 use crate::mem::GuestMemory;
 
+/// The KVM ioctls a running sandbox needs, all on its vCPU's fd (or, with
+/// [`WriteTracking::KvmDirtyLog`], its VM's): the vCPU thread issues them through the syscall
+/// gate (`gate.rs`), and its seccomp filter allows them from the gate only. Creating VMs and
+/// vCPUs, mapping memory and setting MSRs happen on the threads that build sandboxes, which are
+/// not filtered.
+mod requests {
+    use kvm_bindings::{kvm_dirty_log, kvm_regs, kvm_sregs, kvm_xsave, KVMIO};
+    vmm_sys_util::ioctl_io_nr!(KVM_RUN, KVMIO, 0x80);
+    vmm_sys_util::ioctl_ior_nr!(KVM_GET_REGS, KVMIO, 0x81, kvm_regs);
+    vmm_sys_util::ioctl_iow_nr!(KVM_SET_REGS, KVMIO, 0x82, kvm_regs);
+    vmm_sys_util::ioctl_ior_nr!(KVM_GET_SREGS, KVMIO, 0x83, kvm_sregs);
+    vmm_sys_util::ioctl_iow_nr!(KVM_SET_SREGS, KVMIO, 0x84, kvm_sregs);
+    vmm_sys_util::ioctl_ior_nr!(KVM_GET_XSAVE, KVMIO, 0xa4, kvm_xsave);
+    vmm_sys_util::ioctl_iow_nr!(KVM_SET_XSAVE, KVMIO, 0xa5, kvm_xsave);
+    vmm_sys_util::ioctl_iow_nr!(KVM_GET_DIRTY_LOG, KVMIO, 0x42, kvm_dirty_log);
+}
+
+/// Every ioctl request a KVM sandbox's vCPU thread issues (through the gate), with its name.
+pub(crate) fn vcpu_thread_ioctls() -> [(u64, &'static str); 8] {
+    use requests::*;
+    [
+        (KVM_RUN(), "KVM_RUN"),
+        (KVM_GET_REGS(), "KVM_GET_REGS"),
+        (KVM_SET_REGS(), "KVM_SET_REGS"),
+        (KVM_GET_SREGS(), "KVM_GET_SREGS"),
+        (KVM_SET_SREGS(), "KVM_SET_SREGS"),
+        (KVM_GET_XSAVE(), "KVM_GET_XSAVE"),
+        (KVM_SET_XSAVE(), "KVM_SET_XSAVE"),
+        (KVM_GET_DIRTY_LOG(), "KVM_GET_DIRTY_LOG"),
+    ]
+    .map(|(request, name)| (request as u64, name))
+}
+
 /// The default KVM device.
 pub const KVM_DEVICE: &str = "/dev/kvm";
 
