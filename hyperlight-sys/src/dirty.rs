@@ -120,7 +120,8 @@ struct Tracker {
     pagemap: File,
 }
 
-/// `ioctl(fd, request, arg)`; a failure is [`Error::Os`] for `op`.
+/// `ioctl(fd, request, arg)` through the syscall gate (`gate.rs`: the vCPU thread's filter
+/// allows write tracking's requests from there only); a failure is [`Error::Os`] for `op`.
 ///
 /// # Safety
 /// `arg` must point to the structure `request` expects, valid for reads and writes.
@@ -131,12 +132,12 @@ unsafe fn ioctl<T>(
     arg: *mut T,
 ) -> Result<libc::c_int, Error> {
     // SAFETY: the caller guarantees `arg` is what `request` reads and writes.
-    let rc = unsafe { libc::ioctl(fd.as_raw_fd(), request as libc::Ioctl, arg) };
-    if rc < 0 {
-        Err(Error::last_os(op))
-    } else {
-        Ok(rc)
-    }
+    unsafe { crate::gate::ioctl(fd.as_raw_fd(), request as libc::c_ulong, arg as usize) }.map_err(
+        |errno| Error::Os {
+            op,
+            source: std::io::Error::from_raw_os_error(errno),
+        },
+    )
 }
 
 impl Tracker {

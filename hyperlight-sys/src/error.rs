@@ -186,6 +186,11 @@ pub enum Error {
         /// Description of the exit.
         exit: String,
     },
+    /// Fatal: the guest's last exit was an access the runtime never finishes (an `in`, a string
+    /// or repeated port access, MMIO): finishing it would write guest registers or memory after
+    /// the call ended. The vCPU is not entered again; a restore gives the sandbox a new one.
+    #[error("the guest's last exit was an I/O access that is never finished (in, string I/O or MMIO); the vCPU must be rebuilt")]
+    UnfinishableExit,
     /// The guest's init did not finish in time and was killed.
     #[error("guest init did not finish within {timeout:?}")]
     InitTimeout {

@@ -128,6 +128,9 @@ impl Machine {
     /// each that differs from the snapshot is copied back.
     pub(crate) fn restore(&mut self) -> Result<(), Error> {
         let core = &mut self.core;
+        // First finish (or refuse to finish) the guest's last exit: finishing an access may
+        // write guest memory, and nothing may write it once the write log has been read.
+        core.vcpu.finish_exit()?;
         let input = (core.layout.input.start / PAGE_SIZE) as usize;
         let mut pages = core.dirty.written(&core.mem)?;
         pages.extend(input..input + core.input_written.div_ceil(PAGE_SIZE) as usize);

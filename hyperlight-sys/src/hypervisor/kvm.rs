@@ -1,15 +1,17 @@
 //! The KVM backend, on `kvm-ioctls`.
 
 use std::fs::OpenOptions;
-use std::os::fd::{FromRawFd, IntoRawFd};
+use std::os::fd::{AsRawFd, FromRawFd, IntoRawFd};
 use std::path::Path;
 use std::sync::atomic::AtomicU8;
 
 use kvm_bindings::{
-    kvm_msr_entry, kvm_regs, kvm_segment, kvm_sregs, kvm_userspace_memory_region, kvm_xsave, Msrs,
-    KVM_MEM_LOG_DIRTY_PAGES,
+    kvm_dirty_log, kvm_dirty_log__bindgen_ty_1, kvm_msr_entry, kvm_regs, kvm_segment, kvm_sregs,
+    kvm_userspace_memory_region, kvm_xsave, Msrs, KVM_EXIT_FAIL_ENTRY, KVM_EXIT_HLT,
+    KVM_EXIT_INTERNAL_ERROR, KVM_EXIT_INTR, KVM_EXIT_IO, KVM_EXIT_IO_OUT, KVM_EXIT_MMIO,
+    KVM_EXIT_SHUTDOWN, KVM_MEM_LOG_DIRTY_PAGES,
 };
-use kvm_ioctls::{Cap, Kvm, VcpuExit, VcpuFd, VmFd};
+use kvm_ioctls::{Cap, Kvm, VcpuFd, VmFd};
 
 use super::{
     bitmap_pages, DirtyLog, Exit, FaultState, Hypervisor, Registers, Segment, SpecialRegisters,
@@ -17,6 +19,7 @@ use super::{
 };
 use crate::dirty::{self, HostWriteLog};
 use crate::error::Error;
+use crate::gate;
 use crate::mem::GuestMemory;
 
 /// The KVM ioctls a running sandbox needs, all on its vCPU's fd (or, with
@@ -49,7 +52,6 @@ pub(crate) fn vcpu_thread_ioctls() -> [(u64, &'static str); 8] {
         (KVM_SET_XSAVE(), "KVM_SET_XSAVE"),
         (KVM_GET_DIRTY_LOG(), "KVM_GET_DIRTY_LOG"),
     ]
-    .map(|(request, name)| (request as u64, name))
 }
 
 /// The default KVM device.
@@ -178,7 +180,10 @@ impl Vm for KvmVm {
 
     fn create_vcpu(&mut self) -> Result<Box<dyn Vcpu>, Error> {
         let vcpu = self.vm.create_vcpu(0).map_err(kvm_err("KVM_CREATE_VCPU"))?;
-        Ok(Box::new(KvmVcpu { vcpu, ran: false }))
+        Ok(Box::new(KvmVcpu {
+            vcpu,
+            pending: Pending::Nothing,
+        }))
     }
 
     fn into_dirty_log(mut self: Box<Self>, mem: &GuestMemory) -> Result<Box<dyn DirtyLog>, Error> {
@@ -195,10 +200,32 @@ impl Vm for KvmVm {
 }
 
 impl KvmVm {
+    /// The pages of the slot the guest wrote since the last call, through the syscall gate
+    /// (the vCPU thread calls this at every restore).
     fn take_dirty_bitmap(&mut self) -> Result<Vec<u64>, Error> {
-        self.vm
-            .get_dirty_log(0, self.mapped as usize)
-            .map_err(kvm_err("KVM_GET_DIRTY_LOG"))
+        let pages = self.mapped.div_ceil(hyperlight_schema::abi::PAGE_SIZE) as usize;
+        let mut bitmap = vec![0u64; pages.div_ceil(64)];
+        let log = kvm_dirty_log {
+            slot: 0,
+            padding1: 0,
+            __bindgen_anon_1: kvm_dirty_log__bindgen_ty_1 {
+                dirty_bitmap: bitmap.as_mut_ptr().cast(),
+            },
+        };
+        // SAFETY: KVM_GET_DIRTY_LOG reads one kvm_dirty_log and writes one bit per page of slot
+        // 0 to its bitmap, which has room for every page of the slot.
+        unsafe {
+            gate::ioctl(
+                self.vm.as_raw_fd(),
+                requests::KVM_GET_DIRTY_LOG(),
+                &log as *const kvm_dirty_log as usize,
+            )
+        }
+        .map_err(|errno| Error::Hypervisor {
+            op: "KVM_GET_DIRTY_LOG",
+            errno,
+        })?;
+        Ok(bitmap)
     }
 }
 
@@ -215,31 +242,197 @@ impl DirtyLog for KvmVm {
 
 struct KvmVcpu {
     vcpu: VcpuFd,
-    /// Whether KVM_RUN was ever called: a vCPU that never ran has no pending I/O.
-    ran: bool,
+    /// What the last `KVM_RUN` left for the next one to finish.
+    pending: Pending,
+}
+
+/// The part of an instruction that KVM finishes on the next `KVM_RUN` after an exit to
+/// userspace (KVM's `complete_userspace_io`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Pending {
+    /// Nothing: the vCPU never ran, or its last exit needs no completion.
+    Nothing,
+    /// A plain `out` (one access of 1, 2 or 4 bytes): finishing it only moves RIP past the
+    /// instruction. The only exit a guest is resumed from.
+    Out,
+    /// An `in`, a string or repeated access, or MMIO: finishing it would write guest registers
+    /// or guest memory (a `rep insb` of up to a page of whatever the data area holds). The
+    /// protocol uses none of these, so this vCPU never finishes them: it refuses to run or to
+    /// be restored, and the sandbox gets a new vCPU from its snapshot.
+    Refused,
 }
 
 impl KvmVcpu {
-    /// After an I/O exit KVM completes the instruction on the next KVM_RUN. Entering with
-    /// `immediate_exit` set completes it without running the guest (KVM's documented way to make
-    /// the register state consistent), so RIP is past the `out`.
-    fn complete_pending_io(&mut self) -> Result<(), Error> {
-        if !self.ran {
-            return Ok(());
+    /// Reads a `T` with `request` through the syscall gate.
+    ///
+    /// # Safety
+    /// `request` must be a vCPU ioctl that writes exactly one `T` to its argument.
+    unsafe fn read<T: Default>(
+        &self,
+        op: &'static str,
+        request: libc::c_ulong,
+    ) -> Result<T, Error> {
+        let mut value = T::default();
+        // SAFETY: the caller guarantees that `request` writes one `T`, and `value` is one.
+        unsafe {
+            gate::ioctl(
+                self.vcpu.as_raw_fd(),
+                request,
+                &mut value as *mut T as usize,
+            )
+        }
+        .map_err(|errno| Error::Hypervisor { op, errno })?;
+        Ok(value)
+    }
+
+    /// Hands a `T` to `request` through the syscall gate.
+    ///
+    /// # Safety
+    /// `request` must be a vCPU ioctl that reads exactly one `T` from its argument.
+    unsafe fn write<T>(
+        &self,
+        op: &'static str,
+        request: libc::c_ulong,
+        value: &T,
+    ) -> Result<(), Error> {
+        // SAFETY: the caller guarantees that `request` reads one `T`, and `value` is one; the
+        // kernel does not write through the pointer.
+        unsafe { gate::ioctl(self.vcpu.as_raw_fd(), request, value as *const T as usize) }
+            .map(drop)
+            .map_err(|errno| Error::Hypervisor { op, errno })
+    }
+
+    fn get_regs(&self) -> Result<kvm_regs, Error> {
+        // SAFETY: KVM_GET_REGS writes one kvm_regs.
+        unsafe { self.read("KVM_GET_REGS", requests::KVM_GET_REGS()) }
+    }
+
+    fn set_regs(&self, regs: &kvm_regs) -> Result<(), Error> {
+        // SAFETY: KVM_SET_REGS reads one kvm_regs.
+        unsafe { self.write("KVM_SET_REGS", requests::KVM_SET_REGS(), regs) }
+    }
+
+    fn get_sregs(&self) -> Result<kvm_sregs, Error> {
+        // SAFETY: KVM_GET_SREGS writes one kvm_sregs.
+        unsafe { self.read("KVM_GET_SREGS", requests::KVM_GET_SREGS()) }
+    }
+
+    fn set_sregs(&self, sregs: &kvm_sregs) -> Result<(), Error> {
+        // SAFETY: KVM_SET_SREGS reads one kvm_sregs.
+        unsafe { self.write("KVM_SET_SREGS", requests::KVM_SET_SREGS(), sregs) }
+    }
+
+    /// Enters the guest once (through the gate) and reports why it left: the exit as KVM
+    /// describes it in the vCPU's `kvm_run` page.
+    fn enter(&mut self) -> Result<Exit, Error> {
+        // SAFETY: KVM_RUN takes no argument.
+        match unsafe { gate::ioctl(self.vcpu.as_raw_fd(), requests::KVM_RUN(), 0) } {
+            Ok(_) => {}
+            Err(libc::EINTR | libc::EAGAIN) => return Ok(Exit::Interrupted),
+            Err(errno) => {
+                return Err(Error::Hypervisor {
+                    op: "KVM_RUN",
+                    errno,
+                })
+            }
+        }
+        let run = self.vcpu.get_kvm_run();
+        Ok(match run.exit_reason {
+            KVM_EXIT_IO => {
+                // SAFETY: after an I/O exit the union holds `io`, plain integers.
+                let io = unsafe { run.__bindgen_anon_1.io };
+                let port = io.port;
+                if io.direction != KVM_EXIT_IO_OUT as u8 {
+                    return Ok(Exit::In { port });
+                }
+                let size = plain_out_width(io.count, io.size);
+                let mut le = [0u8; 4];
+                if size != 0 {
+                    let base = run as *const kvm_bindings::kvm_run as *const u8;
+                    // SAFETY: for an `out` KVM puts the `size` bytes written at `data_offset`
+                    // inside the vCPU's kvm_run mapping (the page after the kvm_run struct),
+                    // which stays mapped while `self.vcpu` lives.
+                    let data = unsafe {
+                        std::slice::from_raw_parts(base.add(io.data_offset as usize), size.into())
+                    };
+                    le[..data.len()].copy_from_slice(data);
+                }
+                Exit::Out {
+                    port,
+                    value: u32::from_le_bytes(le),
+                    size,
+                }
+            }
+            KVM_EXIT_MMIO => {
+                // SAFETY: after an MMIO exit the union holds `mmio`, plain integers.
+                let mmio = unsafe { run.__bindgen_anon_1.mmio };
+                Exit::Mmio {
+                    gpa: mmio.phys_addr,
+                    write: mmio.is_write != 0,
+                }
+            }
+            KVM_EXIT_HLT => Exit::Halt,
+            KVM_EXIT_SHUTDOWN => Exit::Shutdown,
+            KVM_EXIT_INTR => Exit::Interrupted,
+            KVM_EXIT_FAIL_ENTRY => {
+                // SAFETY: after a failed entry the union holds `fail_entry`, plain integers.
+                let fail = unsafe { run.__bindgen_anon_1.fail_entry };
+                Exit::Other {
+                    reason: format!(
+                        "FailEntry (reason {:#x})",
+                        fail.hardware_entry_failure_reason
+                    ),
+                }
+            }
+            KVM_EXIT_INTERNAL_ERROR => {
+                // SAFETY: after an internal error the union holds `internal`, plain integers.
+                let internal = unsafe { run.__bindgen_anon_1.internal };
+                Exit::Other {
+                    reason: format!("InternalError (suberror {})", internal.suberror),
+                }
+            }
+            reason => Exit::Other {
+                reason: format!("exit reason {reason}"),
+            },
+        })
+    }
+
+    /// Finishes the instruction of the last exit if it was a plain `out` (KVM's documented way:
+    /// `KVM_RUN` with `immediate_exit` set finishes it without running the guest, so RIP is past
+    /// the `out`). An exit whose finishing would write guest state is refused: see
+    /// [`Pending::Refused`].
+    fn finish_exit(&mut self) -> Result<(), Error> {
+        match self.pending {
+            Pending::Nothing => return Ok(()),
+            Pending::Refused => return Err(Error::UnfinishableExit),
+            Pending::Out => {}
         }
         self.vcpu.set_kvm_immediate_exit(1);
-        let completed = match self.vcpu.run() {
-            Err(e) if e.errno() == libc::EINTR => Ok(()),
-            Err(e) => Err(Error::Hypervisor {
-                op: "KVM_RUN (complete pending I/O)",
-                errno: e.errno(),
-            }),
+        let finished = match self.enter() {
+            Ok(Exit::Interrupted) => Ok(()),
             Ok(exit) => Err(Error::UnexpectedExit {
-                exit: format!("{exit:?} while completing pending I/O"),
+                exit: format!("{exit:?} while finishing an `out`"),
             }),
+            Err(e) => Err(e),
         };
         self.vcpu.set_kvm_immediate_exit(0);
-        completed
+        // Whatever happened, KVM no longer holds a completion: it ran it first (or the vCPU is
+        // broken, and the caller rebuilds it).
+        self.pending = Pending::Nothing;
+        finished
+    }
+}
+
+/// The width of an `out` exit of `count` elements of `size` bytes if it is a plain `out` (one
+/// access of 1, 2 or 4 bytes), else 0: a string or repeated access. KVM's emulator hands string
+/// `out`s to userspace one element per exit today, but the count is what says so: a batch of two
+/// 2-byte elements carries 4 bytes, as many as a valid `out` of a message length. A
+/// single-element `outs` is indistinguishable from a plain `out` here, and no different in
+/// effect (one value to the port; RIP, RSI and RCX move on).
+fn plain_out_width(count: u32, size: u8) -> u8 {
+    match (count, size) {
+        (1, n @ (1 | 2 | 4)) => n,
+        _ => 0,
     }
 }
 
@@ -270,7 +463,7 @@ fn to_kvm(s: &Segment) -> kvm_segment {
 
 impl Vcpu for KvmVcpu {
     fn set_special_registers(&mut self, s: &SpecialRegisters) -> Result<(), Error> {
-        let mut sregs = self.vcpu.get_sregs().map_err(kvm_err("KVM_GET_SREGS"))?;
+        let mut sregs = self.get_sregs()?;
         sregs.cs = to_kvm(&s.cs);
         sregs.ds = to_kvm(&s.ds);
         sregs.es = to_kvm(&s.es);
@@ -286,9 +479,7 @@ impl Vcpu for KvmVcpu {
         sregs.cr3 = s.cr3;
         sregs.cr4 = s.cr4;
         sregs.efer = s.efer;
-        self.vcpu
-            .set_sregs(&sregs)
-            .map_err(kvm_err("KVM_SET_SREGS"))
+        self.set_sregs(&sregs)
     }
 
     fn set_registers(&mut self, r: &Registers) -> Result<(), Error> {
@@ -299,12 +490,12 @@ impl Vcpu for KvmVcpu {
             rflags: r.rflags,
             ..Default::default()
         };
-        self.vcpu.set_regs(&regs).map_err(kvm_err("KVM_SET_REGS"))
+        self.set_regs(&regs)
     }
 
     fn fault_state(&mut self) -> Result<FaultState, Error> {
-        let regs = self.vcpu.get_regs().map_err(kvm_err("KVM_GET_REGS"))?;
-        let sregs = self.vcpu.get_sregs().map_err(kvm_err("KVM_GET_SREGS"))?;
+        let regs = self.get_regs()?;
+        let sregs = self.get_sregs()?;
         Ok(FaultState {
             regs: Registers {
                 rip: regs.rip,
@@ -318,39 +509,26 @@ impl Vcpu for KvmVcpu {
     }
 
     fn run(&mut self) -> Result<Exit, Error> {
-        self.ran = true;
-        match self.vcpu.run() {
-            Ok(VcpuExit::IoOut(port, data)) => {
-                let size = match data.len() {
-                    n @ (1 | 2 | 4) => n as u8,
-                    _ => 0,
-                };
-                let mut le = [0u8; 4];
-                let n = data.len().min(4);
-                le[..n].copy_from_slice(&data[..n]);
-                Ok(Exit::Out {
-                    port,
-                    value: u32::from_le_bytes(le),
-                    size,
-                })
-            }
-            Ok(VcpuExit::IoIn(port, _)) => Ok(Exit::In { port }),
-            Ok(VcpuExit::MmioRead(gpa, _)) => Ok(Exit::Mmio { gpa, write: false }),
-            Ok(VcpuExit::MmioWrite(gpa, _)) => Ok(Exit::Mmio { gpa, write: true }),
-            Ok(VcpuExit::Hlt) => Ok(Exit::Halt),
-            Ok(VcpuExit::Shutdown) => Ok(Exit::Shutdown),
-            Ok(VcpuExit::Intr) => Ok(Exit::Interrupted),
-            Ok(other) => Ok(Exit::Other {
-                reason: format!("{other:?}"),
-            }),
-            Err(e) if e.errno() == libc::EINTR || e.errno() == libc::EAGAIN => {
-                Ok(Exit::Interrupted)
-            }
-            Err(e) => Err(Error::Hypervisor {
-                op: "KVM_RUN",
-                errno: e.errno(),
-            }),
+        if self.pending == Pending::Refused {
+            // Entering would finish the refused access first.
+            return Err(Error::UnfinishableExit);
         }
+        let exit = self.enter()?;
+        self.pending = match exit {
+            Exit::Out {
+                size: 1 | 2 | 4, ..
+            } => Pending::Out,
+            Exit::Out { .. } | Exit::In { .. } | Exit::Mmio { .. } => Pending::Refused,
+            // An interrupted entry finished what was pending before it was interrupted.
+            Exit::Halt | Exit::Shutdown | Exit::Interrupted | Exit::Other { .. } => {
+                Pending::Nothing
+            }
+        };
+        Ok(exit)
+    }
+
+    fn finish_exit(&mut self) -> Result<(), Error> {
+        KvmVcpu::finish_exit(self)
     }
 
     fn set_msrs(&mut self, msrs: &[(u32, u64)]) -> Result<(), Error> {
@@ -378,11 +556,12 @@ impl Vcpu for KvmVcpu {
     }
 
     fn save_state(&mut self) -> Result<VcpuState, Error> {
-        self.complete_pending_io()?;
+        self.finish_exit()?;
         Ok(VcpuState::new(KvmState {
-            regs: self.vcpu.get_regs().map_err(kvm_err("KVM_GET_REGS"))?,
-            sregs: self.vcpu.get_sregs().map_err(kvm_err("KVM_GET_SREGS"))?,
-            xsave: Box::new(self.vcpu.get_xsave().map_err(kvm_err("KVM_GET_XSAVE"))?),
+            regs: self.get_regs()?,
+            sregs: self.get_sregs()?,
+            // SAFETY: KVM_GET_XSAVE writes one kvm_xsave (its legacy 4 KiB form).
+            xsave: Box::new(unsafe { self.read("KVM_GET_XSAVE", requests::KVM_GET_XSAVE())? }),
         }))
     }
 
@@ -392,23 +571,19 @@ impl Vcpu for KvmVcpu {
             .ok_or(Error::HypervisorUnsupported {
                 reason: "vCPU state saved by another backend".into(),
             })?;
-        // An I/O left pending by the last exit would otherwise be completed on the next run,
-        // on top of the restored registers (advancing RIP past an instruction it never ran).
-        self.complete_pending_io()?;
-        self.vcpu
-            .set_regs(&state.regs)
-            .map_err(kvm_err("KVM_SET_REGS"))?;
+        // An exit left unfinished would otherwise be finished on the next run, on top of the
+        // restored registers (moving RIP past an instruction it never ran). A restore finishes
+        // it before it looks at memory (`Machine::restore`); this is a no-op then.
+        self.finish_exit()?;
+        self.set_regs(&state.regs)?;
         // The guest (ring 3) can change segment selectors but not descriptor tables or control
         // registers; skip the costly KVM_SET_SREGS when nothing differs.
-        let sregs = self.vcpu.get_sregs().map_err(kvm_err("KVM_GET_SREGS"))?;
-        if sregs != state.sregs {
-            self.vcpu
-                .set_sregs(&state.sregs)
-                .map_err(kvm_err("KVM_SET_SREGS"))?;
+        if self.get_sregs()? != state.sregs {
+            self.set_sregs(&state.sregs)?;
         }
-        // SAFETY: the buffer came from KVM_GET_XSAVE on a vCPU of the same KVM, so its size and
-        // layout are what KVM_SET_XSAVE expects.
-        unsafe { self.vcpu.set_xsave(&state.xsave) }.map_err(kvm_err("KVM_SET_XSAVE"))
+        // SAFETY: KVM_SET_XSAVE reads one kvm_xsave: this buffer came from KVM_GET_XSAVE on a
+        // vCPU of the same KVM, in the same legacy 4 KiB form.
+        unsafe { self.write("KVM_SET_XSAVE", requests::KVM_SET_XSAVE(), &*state.xsave) }
     }
 
     fn immediate_exit(&mut self) -> &AtomicU8 {
@@ -418,5 +593,23 @@ impl Vcpu for KvmVcpu {
         // every access to the byte from this crate goes through this atomic (the signal handler
         // on this same thread and the vCPU loop), while the kernel reads it only inside KVM_RUN.
         unsafe { AtomicU8::from_ptr(flag) }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_single_accesses_are_plain_outs() {
+        assert_eq!(plain_out_width(1, 4), 4);
+        assert_eq!(plain_out_width(1, 2), 2);
+        assert_eq!(plain_out_width(1, 1), 1);
+        // `rep outsw` of two elements: 4 bytes of data, but not a 4-byte `out`.
+        assert_eq!(plain_out_width(2, 2), 0);
+        assert_eq!(plain_out_width(4, 1), 0);
+        assert_eq!(plain_out_width(1024, 4), 0);
+        assert_eq!(plain_out_width(0, 4), 0);
+        assert_eq!(plain_out_width(1, 8), 0);
     }
 }

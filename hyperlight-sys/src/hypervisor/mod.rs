@@ -221,8 +221,14 @@ pub trait Vcpu: Send {
     fn fault_state(&mut self) -> Result<FaultState, Error>;
     /// Sets model-specific registers (index, value).
     fn set_msrs(&mut self, msrs: &[(u32, u64)]) -> Result<(), Error>;
+    /// Finishes the instruction the last exit stopped in, if the backend leaves that to the
+    /// next run: only a plain `out`, which writes no guest memory. An exit whose finishing would
+    /// write guest memory or registers (an `in`, string I/O, MMIO) is refused with
+    /// [`Error::UnfinishableExit`]: the vCPU is then unusable, and its sandbox needs a new one.
+    /// A restore calls this before it reads the write log, so nothing writes guest memory after.
+    fn finish_exit(&mut self) -> Result<(), Error>;
     /// Saves the complete register state. Must be called only after an exit the guest is meant
-    /// to resume from (it completes any pending I/O first).
+    /// to resume from (it finishes the exit first: [`Vcpu::finish_exit`]).
     fn save_state(&mut self) -> Result<VcpuState, Error>;
     /// Restores a state saved by [`Vcpu::save_state`] of the same backend.
     fn restore_state(&mut self, state: &VcpuState) -> Result<(), Error>;

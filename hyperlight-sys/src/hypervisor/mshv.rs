@@ -517,6 +517,12 @@ impl Vcpu for MshvVcpu {
             .map_err(mshv_err("HVCALL_SET_VP_REGISTERS"))
     }
 
+    fn finish_exit(&mut self) -> Result<(), Error> {
+        // mshv finishes nothing on re-entry but the RIP move `run` makes itself after a plain
+        // `out` (string accesses are never resumed, see `io_exit`): no exit writes guest memory.
+        Ok(())
+    }
+
     fn save_state(&mut self) -> Result<VcpuState, Error> {
         let mut regs = self
             .vcpu

@@ -15,6 +15,9 @@
 //! | `port_out` | `(u32 port, u32 width, u32 value) -> ()` | `out dx, al/ax/eax` (width 1, 2, else 4) to any port |
 //! | `port_in` | `(u32 port, u32 width) -> u32` | `in al/ax/eax, dx` (width 1, 2, else 4) from any port |
 //! | `outs` | `(u32 port) -> ()` | `rep outsb` of 4 bytes of the output buffer to `port` |
+//! | `outs_message` | `(u32 port, Bytes bytes) -> ()` | `bytes` verbatim to the output buffer, then their length by `rep outsw` (two 2-byte elements) to `port` |
+//! | `ins` | `(u32 port, u64 addr, u32 count) -> ()` | `rep insb` of `count` bytes from `port` to `addr` |
+//! | `marker_page` | `() -> u64` | the address of a page of this guest's writable data, every byte [`MARKER_BYTE`] at init |
 //! | `insn` | `(u32 which) -> ()` | one instruction ring 3 may not run; see [`insn`] for the list |
 //! | `hlt_after_host_call` | `(String name) -> ()` | calls host `name() -> u64`, then `hlt` |
 //! | `hlt_after_log` | `() -> ()` | logs a record, then `hlt` |
@@ -38,6 +41,7 @@ use alloc::string::String;
 use alloc::vec;
 use alloc::vec::Vec;
 use core::hint::black_box;
+use core::sync::atomic::AtomicU8;
 
 use hyperlight_guest::schema::abi::PAGE_SIZE;
 use hyperlight_guest::schema::wire;
@@ -58,6 +62,9 @@ pub fn hyperlight_main() {
     register_fn("port_out", port_out);
     register_fn("port_in", port_in);
     register_fn("outs", outs);
+    register_fn("outs_message", outs_message);
+    register_fn("ins", ins);
+    register_fn("marker_page", || MARKER.0.as_ptr() as u64);
     register_fn("insn", insn);
     register_fn("hlt_after_host_call", |name: String| {
         let _ = black_box(call_host::<u64>(&name, ()));
@@ -182,6 +189,53 @@ fn outs(port: u32) {
             in("dx") port as u16,
             inout("rsi") source => _,
             inout("rcx") 4u64 => _,
+            options(nostack),
+        )
+    }
+}
+
+/// Every byte of [`MARKER`] after init.
+pub const MARKER_BYTE: u8 = 0xa5;
+
+/// A page of writable data (in the ELF's data segment, so in every snapshot) with known
+/// contents: what a write that should not happen would change.
+#[repr(C, align(4096))]
+struct MarkerPage([AtomicU8; PAGE_SIZE as usize]);
+
+static MARKER: MarkerPage = MarkerPage([const { AtomicU8::new(MARKER_BYTE) }; PAGE_SIZE as usize]);
+
+/// A message sent the way the protocol does not allow: its length goes out by a string `out`
+/// of two 2-byte elements (4 bytes in all, as many as a valid `out` of the length carries).
+fn outs_message(port: u32, bytes: Vec<u8>) {
+    let info = boot_info();
+    let len = bytes.len().min(info.output_size as usize);
+    // SAFETY: the output buffer is `output_size` bytes of guest memory mapped writable, and at
+    // most that many bytes are copied into it.
+    unsafe { core::ptr::copy_nonoverlapping(bytes.as_ptr(), info.output_base as *mut u8, len) };
+    let length = len as u32;
+    // SAFETY: reads the 4 bytes of `length` (two words) and writes them to a port; a string
+    // `out` is what the host must refuse.
+    unsafe {
+        core::arch::asm!(
+            "rep outsw",
+            in("dx") port as u16,
+            inout("rsi") &length as *const u32 => _,
+            inout("rcx") 2u64 => _,
+            options(nostack, readonly),
+        )
+    }
+}
+
+/// `rep insb`: `count` bytes from `port` to `addr`. The host must never finish it: finishing it
+/// writes guest memory.
+fn ins(port: u32, addr: u64, count: u32) {
+    // SAFETY: not sound in general, on purpose: a string `in` to any address the host names.
+    unsafe {
+        core::arch::asm!(
+            "rep insb",
+            in("dx") port as u16,
+            inout("rdi") addr => _,
+            inout("rcx") u64::from(count) => _,
             options(nostack),
         )
     }
