@@ -1,5 +1,7 @@
 //! One booted micro-VM: guest memory, the VM and its vCPU, and the exit loop that runs one guest
-//! call (or the guest's init) to completion. Lives on, and is used only by, its vCPU thread.
+//! call (or the guest's init) to completion. Built on a thread that may create VMs and files
+//! (the one that builds the sandbox, or an unfiltered helper thread), then run and used only by
+//! its vCPU thread, whose seccomp filter allows neither.
 
 use std::sync::atomic::Ordering;
 
@@ -15,7 +17,7 @@ use crate::error::{Access, Error};
 use crate::hypervisor::{DirtyLog, Exit, Hypervisor, Vcpu};
 use crate::kick::{ArmedVcpu, KickState};
 use crate::layout::{self, Layout};
-use crate::mem::GuestMemory;
+use crate::mem::{GuestMemory, SnapshotTarget};
 use crate::snapshot::Snapshot;
 use crate::x86;
 
@@ -48,47 +50,37 @@ struct Core {
     input_written: u64,
 }
 
+/// A VM loaded from a guest ELF with its registers set, whose guest's init has not run yet:
+/// made on the thread that builds the sandbox ([`Machine::load`]), which may create VMs and
+/// files; the init runs on the vCPU thread ([`Loaded::init`]), which may not.
+pub(crate) struct Loaded {
+    core: Core,
+    /// Where the post-init snapshot's memory will be copied.
+    target: SnapshotTarget,
+}
+
 impl Machine {
-    /// Loads the ELF, builds the tables, creates the VM and runs the guest's init.
-    pub(crate) fn boot(
+    /// Loads the ELF, builds the tables, creates the VM and its vCPU and sets its registers;
+    /// also makes the memfd the post-init snapshot will be copied into. Any thread may call it;
+    /// the guest's init then runs on the vCPU thread ([`Loaded::init`]).
+    pub(crate) fn load(
         hv: &dyn Hypervisor,
         elf: &[u8],
         config: &SandboxConfig,
-        kick: &KickState,
-    ) -> Result<Self, Error> {
+    ) -> Result<Loaded, Error> {
         let image = ElfImage::parse(elf)?;
         let layout = Layout::new(config, image.span())?;
         let mut mem = GuestMemory::new(layout.total as usize)?;
         let loaded = image.load(mem.as_mut_slice(), layout.image.start)?;
         x86::write_tables(&mut mem, &layout, &loaded)?;
+        let target = SnapshotTarget::new(mem.size())?;
         let mut core = Core::new(hv, mem, layout)?;
         let sregs = x86::initial_special_registers(&core.layout);
         let regs = x86::initial_registers(&core.layout, loaded.entry);
         core.vcpu.set_special_registers(&sregs)?;
         core.vcpu.set_registers(&regs)?;
         core.vcpu.set_msrs(&x86::syscall_msrs())?;
-        let armed = ArmedVcpu::arm(core.vcpu.immediate_exit());
-        let generation = kick.next_generation();
-        kick.begin(generation);
-        let init = core.run(generation, kick, &mut NoHostCalls);
-        kick.end();
-        if init? != Value::Void {
-            return Err(Error::Protocol {
-                reason: "guest init reported a value instead of void".into(),
-            });
-        }
-        // The post-init state becomes the snapshot that restores return to. The memory equals
-        // it now, so once the writes of the init are forgotten, copying back the pages written
-        // from here on restores it exactly. (The booted sandbox keeps its own memory: mapping
-        // the snapshot copy-on-write instead would take a new VM.)
-        let base = core.snapshot()?;
-        let written = core.dirty.written(&core.mem)?;
-        core.dirty.restored(&core.mem, &written, &written)?;
-        Ok(Machine {
-            armed: Some(armed),
-            core,
-            base,
-        })
+        Ok(Loaded { core, target })
     }
 
     /// Creates a VM in the state of `snapshot`, its memory mapped copy-on-write: no ELF loading,
@@ -118,9 +110,15 @@ impl Machine {
         &self.base
     }
 
-    /// Takes a snapshot of the current state (between calls).
-    pub(crate) fn snapshot(&mut self) -> Result<Snapshot, Error> {
-        self.core.snapshot()
+    /// Takes a snapshot of the current state (between calls), its memory copied into
+    /// `target` (made on a thread that may create files: [`SnapshotTarget::new`]).
+    pub(crate) fn snapshot(&mut self, target: SnapshotTarget) -> Result<Snapshot, Error> {
+        self.core.snapshot(target)
+    }
+
+    /// Size of the guest memory in bytes, for [`SnapshotTarget::new`].
+    pub(crate) fn memory_size(&self) -> usize {
+        self.core.mem.size()
     }
 
     /// Brings memory and registers back to [`Machine::base`] and resets every register. Only
@@ -156,6 +154,36 @@ impl Machine {
     }
 }
 
+impl Loaded {
+    /// Runs the guest's init and takes the post-init snapshot: on the thread that runs the
+    /// vCPU from now on (the kick signal is pointed at it here).
+    pub(crate) fn init(self, kick: &KickState) -> Result<Machine, Error> {
+        let Loaded { mut core, target } = self;
+        let armed = ArmedVcpu::arm(core.vcpu.immediate_exit());
+        let generation = kick.next_generation();
+        kick.begin(generation);
+        let init = core.run(generation, kick, &mut NoHostCalls);
+        kick.end();
+        if init? != Value::Void {
+            return Err(Error::Protocol {
+                reason: "guest init reported a value instead of void".into(),
+            });
+        }
+        // The post-init state becomes the snapshot that restores return to. The memory equals
+        // it now, so once the writes of the init are forgotten, copying back the pages written
+        // from here on restores it exactly. (The booted sandbox keeps its own memory: mapping
+        // the snapshot copy-on-write instead would take a new VM.)
+        let base = core.snapshot(target)?;
+        let written = core.dirty.written(&core.mem)?;
+        core.dirty.restored(&core.mem, &written, &written)?;
+        Ok(Machine {
+            armed: Some(armed),
+            core,
+            base,
+        })
+    }
+}
+
 impl Core {
     /// A VM mapping `mem` at guest address 0, with its vCPU and write log.
     fn new(hv: &dyn Hypervisor, mem: GuestMemory, layout: Layout) -> Result<Self, Error> {
@@ -175,10 +203,10 @@ impl Core {
         })
     }
 
-    fn snapshot(&mut self) -> Result<Snapshot, Error> {
+    fn snapshot(&mut self, target: SnapshotTarget) -> Result<Snapshot, Error> {
         let vcpu = self.vcpu.save_state()?;
         Ok(Snapshot::new(
-            self.mem.snapshot()?,
+            self.mem.snapshot_into(target)?,
             self.layout.clone(),
             vcpu,
         ))

@@ -1,7 +1,10 @@
 //! Guest memory: a mapping of a memfd per sandbox, and sealed snapshot memfds shared by many.
 //!
 //! A sandbox boots from its ELF in a shared mapping of a fresh memfd. Its memory after init
-//! becomes a [`SnapshotMemory`]: a sealed (immutable) memfd. From then on the sandbox, and every
+//! becomes a [`SnapshotMemory`]: a sealed (immutable) memfd. A snapshot is written through a
+//! mapping ([`SnapshotTarget`]): the memfd and its mappings are made on a thread that may create
+//! files and map them, the pages are copied in on the vCPU thread, whose seccomp filter allows
+//! neither (`docs/security.md`). From then on the sandbox, and every
 //! sandbox created from that snapshot, maps the snapshot `MAP_PRIVATE`: the host kernel shares
 //! every page the guest only reads and copies a page on the guest's first write to it. Every
 //! access from the host goes through bounds-checked copies: the host never holds a reference
@@ -85,6 +88,46 @@ fn memfd(size: usize, sealable: bool) -> Result<OwnedFd, Error> {
     Ok(fd)
 }
 
+/// Where a snapshot's memory is written: a sealed memfd with one writable mapping, through
+/// which the pages are copied, and the read-only view the snapshot keeps.
+///
+/// Made by [`SnapshotTarget::new`] on a thread that may create and map files (the one that
+/// builds the sandbox, or an unfiltered helper thread), filled by [`GuestMemory::snapshot_into`]
+/// on the vCPU thread, which may do neither. The memfd is sealed at once with
+/// `F_SEAL_FUTURE_WRITE` (and against growing, shrinking and further seals): no write, no new
+/// writable mapping, no resizing; the one writable mapping made before the seal is unmapped when
+/// the copy is done, after which nothing can change the memfd's contents.
+#[derive(Debug)]
+pub struct SnapshotTarget {
+    fd: OwnedFd,
+    writable: Mapping,
+    view: Mapping,
+}
+
+impl SnapshotTarget {
+    /// A sealed memfd of `size` bytes (all holes), mapped writable for the copy and read-only
+    /// for the snapshot's view.
+    pub fn new(size: usize) -> Result<Self, Error> {
+        let fd = memfd(size, true)?;
+        let writable = Mapping::new(
+            &fd,
+            size,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_SHARED,
+        )?;
+        let seals =
+            libc::F_SEAL_SEAL | libc::F_SEAL_SHRINK | libc::F_SEAL_GROW | libc::F_SEAL_FUTURE_WRITE;
+        // SAFETY: fd is our memfd, created with MFD_ALLOW_SEALING; F_SEAL_FUTURE_WRITE leaves
+        // the writable mapping made above usable (it forbids new ones, and write(2)).
+        if unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_ADD_SEALS, seals) } != 0 {
+            return Err(Error::last_os("fcntl(F_ADD_SEALS)"));
+        }
+        // Made after the seal, the kernel makes this shared view impossible to mprotect writable.
+        let view = Mapping::new(&fd, size, libc::PROT_READ, libc::MAP_SHARED)?;
+        Ok(Self { fd, writable, view })
+    }
+}
+
 /// A sandbox's memory as it was at a snapshot: a sealed memfd that nothing can change, and a
 /// read-only view of it for restoring pages.
 #[derive(Debug)]
@@ -102,7 +145,9 @@ impl SnapshotMemory {
     fn page(&self, index: usize) -> &[u8] {
         let start = index * PAGE_SIZE as usize;
         // SAFETY: callers pass indices below size / PAGE_SIZE; the view is a read-only mapping
-        // of a write-sealed memfd, so its bytes never change while this borrow lives.
+        // of a memfd sealed with F_SEAL_FUTURE_WRITE whose one writable mapping was unmapped
+        // before this value existed (`snapshot_into`), so its bytes never change while this
+        // borrow lives.
         unsafe { std::slice::from_raw_parts(self.view.ptr.as_ptr().add(start), PAGE_SIZE as usize) }
     }
 }
@@ -158,31 +203,43 @@ impl GuestMemory {
         Ok((0..pages).filter(|&p| residency[p] & 1 != 0).collect())
     }
 
-    /// Copies this memory into a new sealed snapshot. Pages never touched and pages that are
-    /// all zero stay holes in the snapshot's memfd and take no memory.
+    /// Copies this memory into a new sealed snapshot, on a thread that may create and map files
+    /// (the vCPU thread uses [`GuestMemory::snapshot_into`]).
     pub fn snapshot(&self) -> Result<SnapshotMemory, Error> {
-        let fd = memfd(self.size(), true)?;
+        self.snapshot_into(SnapshotTarget::new(self.size())?)
+    }
+
+    /// Copies this memory into `target` (of the same size), which becomes the snapshot: no
+    /// system call but `mincore` and `munmap`. Pages never touched and pages that are all zero
+    /// stay holes in the snapshot's memfd and take no memory.
+    pub fn snapshot_into(&self, target: SnapshotTarget) -> Result<SnapshotMemory, Error> {
+        let SnapshotTarget { fd, writable, view } = target;
+        if writable.size != self.size() {
+            return Err(Error::OutOfBounds {
+                gpa: 0,
+                len: self.size(),
+                size: writable.size,
+            });
+        }
         let page = PAGE_SIZE as usize;
         for index in self.resident_pages()? {
             let bytes = self.page(index);
             if bytes.iter().all(|&b| b == 0) {
                 continue;
             }
-            let offset = (index * page) as libc::off_t;
-            // SAFETY: `bytes` is a valid page of our mapping; the fd is ours and large enough.
-            let written =
-                unsafe { libc::pwrite(fd.as_raw_fd(), bytes.as_ptr().cast(), page, offset) };
-            if written != page as isize {
-                return Err(Error::last_os("pwrite (snapshot)"));
-            }
+            // SAFETY: `writable` maps `self.size()` bytes (checked above) and `index` is a page
+            // of this memory, so the page lies inside it; the mapping is ours alone (no other
+            // reference to it exists) and cannot overlap this memory's own mapping.
+            unsafe {
+                std::ptr::copy_nonoverlapping(
+                    bytes.as_ptr(),
+                    writable.ptr.as_ptr().add(index * page),
+                    page,
+                )
+            };
         }
-        let seals =
-            libc::F_SEAL_SEAL | libc::F_SEAL_SHRINK | libc::F_SEAL_GROW | libc::F_SEAL_WRITE;
-        // SAFETY: fd is our memfd, created with MFD_ALLOW_SEALING and not mapped writable.
-        if unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_ADD_SEALS, seals) } != 0 {
-            return Err(Error::last_os("fcntl(F_ADD_SEALS)"));
-        }
-        let view = Mapping::new(&fd, self.size(), libc::PROT_READ, libc::MAP_SHARED)?;
+        // The last writable mapping goes: from here on nothing can change the memfd.
+        drop(writable);
         Ok(SnapshotMemory { fd, view })
     }
 
@@ -326,5 +383,45 @@ mod tests {
         mem.write(PAGE_SIZE, b"original").unwrap();
         assert_eq!(b.read(PAGE_SIZE, 8).unwrap(), b"snapshot");
         assert!(a.restore_pages(&snap, &[4]).is_err());
+    }
+
+    #[test]
+    fn a_snapshot_cannot_be_changed_once_taken() {
+        let mut mem = GuestMemory::new(2 * PAGE_SIZE as usize).unwrap();
+        mem.write(0, b"sealed").unwrap();
+        let target = SnapshotTarget::new(mem.size()).unwrap();
+        let snap = mem.snapshot_into(target).unwrap();
+        let fd = snap.fd.as_raw_fd();
+        let errno = || std::io::Error::last_os_error().raw_os_error();
+        // SAFETY: plain syscalls on our own fd with valid arguments; a mapping that should not
+        // exist is unmapped if it does.
+        unsafe {
+            assert_eq!(libc::pwrite(fd, b"x".as_ptr().cast(), 1, 0), -1);
+            assert_eq!(errno(), Some(libc::EPERM), "write(2)");
+            let shared = libc::mmap(
+                std::ptr::null_mut(),
+                PAGE_SIZE as usize,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_SHARED,
+                fd,
+                0,
+            );
+            if shared != libc::MAP_FAILED {
+                libc::munmap(shared, PAGE_SIZE as usize);
+            }
+            assert_eq!(shared, libc::MAP_FAILED, "a new writable shared mapping");
+            assert_eq!(libc::ftruncate(fd, 0), -1, "shrinking");
+            assert_eq!(
+                libc::fcntl(fd, libc::F_ADD_SEALS, libc::F_SEAL_WRITE),
+                -1,
+                "changing the seals"
+            );
+        }
+        // The view has what the memory had; changing the memory changes no snapshot.
+        assert_eq!(&snap.page(0)[..6], b"sealed");
+        mem.write(0, b"later!").unwrap();
+        assert_eq!(&snap.page(0)[..6], b"sealed");
+        let wrong_size = SnapshotTarget::new(PAGE_SIZE as usize).unwrap();
+        assert!(mem.snapshot_into(wrong_size).is_err());
     }
 }

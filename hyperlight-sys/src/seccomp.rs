@@ -373,6 +373,16 @@ pub(crate) fn vcpu_threads(
     factory(filter, "hyperlight-vcpu", stack)
 }
 
+/// Stack size of helper threads: they build a VM or a memfd and return.
+const HELPER_STACK: usize = 256 << 10;
+
+/// The factory of unfiltered helper threads, which do for a vCPU thread what its filter does
+/// not allow (build a VM from a snapshot, make a snapshot's memfd). Call it first from an
+/// unfiltered thread (the one that builds a sandbox), so that its spawner is unfiltered.
+pub(crate) fn helper_threads() -> Result<&'static ThreadFactory, Error> {
+    factory(None, "hyperlight-helper", HELPER_STACK)
+}
+
 /// A worker thread running one host function under its own filter.
 struct Worker {
     calls: Option<flume::Sender<HostCall>>,

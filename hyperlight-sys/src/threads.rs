@@ -90,6 +90,24 @@ impl ThreadFactory {
             }
         }
     }
+
+    /// Runs `job` on a new thread of this factory and waits for its result: for work the
+    /// calling thread's seccomp filter does not allow, given to a factory with a wider one.
+    pub(crate) fn run_and_wait<T: Send + 'static>(
+        &self,
+        job: impl FnOnce() -> Result<T, Error> + Send + 'static,
+    ) -> Result<T, Error> {
+        let (done, result) = flume::bounded(1);
+        let thread = self.run(Box::new(move || {
+            let _ = done.send(job());
+        }))?;
+        let result = result.recv();
+        let _ = thread.join();
+        result.map_err(|_| Error::Os {
+            op: "run a job on a helper thread",
+            source: std::io::Error::other("the job panicked"),
+        })?
+    }
 }
 
 /// The spawner's loop: keeps one started thread on offer until nobody holds the factory.
@@ -160,6 +178,20 @@ mod tests {
         assert!(ran
             .iter()
             .all(|r| r.1 != spawner && r.2.as_deref() == Some("hl-test")));
+    }
+
+    #[test]
+    fn run_and_wait_returns_the_jobs_result_from_another_thread() {
+        let factory = ThreadFactory::start("hl-test-wait", 64 << 10, || Ok(())).unwrap();
+        let me = std::thread::current().id();
+        let ran_on = factory
+            .run_and_wait(|| Ok(std::thread::current().id()))
+            .unwrap();
+        assert_ne!(ran_on, me);
+        let failed = factory.run_and_wait(|| Err::<(), _>(Error::ThreadGone));
+        assert!(matches!(failed, Err(Error::ThreadGone)));
+        let panicked = factory.run_and_wait(|| -> Result<(), Error> { panic!("job bug") });
+        assert!(matches!(panicked, Err(Error::Os { .. })));
     }
 
     #[test]

@@ -1,6 +1,6 @@
-//! The vCPU thread: one dedicated OS thread per sandbox creates the VM, runs its vCPU, and talks
-//! to the sandbox's owner only through messages, so that a blocking caller and an async task can
-//! drive it alike.
+//! The vCPU thread: one dedicated OS thread per sandbox runs its vCPU (the thread that builds the
+//! sandbox creates the VM) and talks to the sandbox's owner only through messages, so that a
+//! blocking caller and an async task can drive it alike.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -13,9 +13,11 @@ use crate::error::Error;
 use crate::host_fn::{check_call, invoke, HostFunctions, Signatures};
 use crate::hypervisor::Hypervisor;
 use crate::kick::{InterruptHandle, KickState};
-use crate::machine::{HostCalls, Machine};
+use crate::machine::{HostCalls, Loaded, Machine};
+use crate::mem::SnapshotTarget;
 use crate::snapshot::Snapshot;
 use crate::spin::Spinner;
+use crate::threads::ThreadFactory;
 
 /// A message from the owner to the vCPU thread.
 #[derive(Debug)]
@@ -113,13 +115,16 @@ pub struct VcpuThread {
 
 impl VcpuThread {
     /// Starts the sandbox's vCPU thread (from the thread factory of its seccomp policy, so it
-    /// runs filtered from its first instruction). A guest ELF is loaded and its init run on that
-    /// thread, and this waits for the outcome: the init must finish within
-    /// `spec.config.init_timeout`, or it is killed and this returns [`Error::InitTimeout`]. A VM
-    /// from a snapshot runs no guest code to be created, so this thread builds it and hands it
-    /// over, and returns without waiting for the vCPU thread.
+    /// runs filtered from its first instruction). This thread creates the VM, its vCPU and its
+    /// memory, which the filter does not allow.
+    /// A guest ELF is loaded here, its init runs on the vCPU thread, and this waits for the
+    /// outcome: the init must finish within `spec.config.init_timeout`, or it is killed and this
+    /// returns [`Error::InitTimeout`]. A VM from a snapshot runs no guest code to be created, so
+    /// this returns without waiting for the vCPU thread.
     pub fn spawn(spec: VcpuSpec) -> Result<Self, Error> {
         let config = &spec.config;
+        // Started from this (unfiltered) thread, so that its threads are unfiltered too.
+        let helpers = crate::seccomp::helper_threads()?;
         let factory = crate::seccomp::vcpu_threads(&config.seccomp, config.thread_stack_size)?;
         // Host functions with extra syscalls get worker threads of their own.
         let inline = crate::seccomp::start_host_workers(
@@ -147,13 +152,13 @@ impl VcpuThread {
                 (Start::Built(machine), Home::Known(snapshot.clone()))
             }
             GuestSource::Elf(elf) => {
+                let loaded = Machine::load(&*spec.hypervisor, elf, &spec.config)?;
                 let (ready, init) = flume::bounded(1);
-                let elf = elf.clone();
-                (Start::Boot { elf, ready }, Home::AfterInit(init))
+                (Start::Boot { loaded, ready }, Home::AfterInit(init))
             }
         };
         let thread = factory.run(Box::new(move || {
-            thread_main(spec, state, start, req_rx, ev_tx)
+            thread_main(spec, helpers, state, start, req_rx, ev_tx)
         }))?;
         let home = match home {
             Home::Known(snapshot) => Ok(snapshot),
@@ -298,6 +303,9 @@ impl HostCalls for Channels<'_> {
 /// The vCPU thread's state between requests.
 struct Worker {
     hypervisor: Arc<dyn Hypervisor>,
+    /// Unfiltered threads, for what the vCPU thread's filter does not allow: building a VM,
+    /// making a snapshot's memfd.
+    helpers: &'static ThreadFactory,
     /// `None` only after a failed rebuild.
     machine: Option<Machine>,
     /// The post-init snapshot.
@@ -310,7 +318,7 @@ impl Worker {
     /// Restores `to`: the fast path copies back the pages written since the last restore, for
     /// the snapshot the machine restores to anyway; for another snapshot, or if the fast path
     /// fails (the vCPU is in a state the hypervisor will not restore from), a new VM is built
-    /// from the snapshot.
+    /// from the snapshot on a helper thread.
     fn restore(&mut self, to: Option<Snapshot>) -> Result<(), Error> {
         let target = to.unwrap_or_else(|| self.home.clone());
         if target.data.layout != self.home.data.layout {
@@ -333,12 +341,24 @@ impl Worker {
         };
         if !restored {
             self.machine = None;
-            let mut machine = Machine::from_snapshot(&*self.hypervisor, &target)?;
+            let hypervisor = self.hypervisor.clone();
+            let mut machine = self
+                .helpers
+                .run_and_wait(move || Machine::from_snapshot(&*hypervisor, &target))?;
             machine.arm();
             self.machine = Some(machine);
         }
         self.poisoned = None;
         Ok(())
+    }
+
+    /// Takes a snapshot of the machine, into a memfd a helper thread makes.
+    fn snapshot(&mut self) -> Result<Snapshot, Error> {
+        let helpers = self.helpers;
+        let machine = self.machine()?;
+        let size = machine.memory_size();
+        let target = helpers.run_and_wait(move || SnapshotTarget::new(size))?;
+        machine.snapshot(target)
     }
 
     fn machine(&mut self) -> Result<&mut Machine, Error> {
@@ -363,9 +383,9 @@ enum Home {
 
 /// How a vCPU thread gets its machine.
 enum Start {
-    /// Boot this ELF (running the guest's init) and send the post-init snapshot, or the error.
+    /// Run the guest's init of this loaded VM and send the post-init snapshot, or the error.
     Boot {
-        elf: Arc<[u8]>,
+        loaded: Loaded,
         ready: Sender<Result<Snapshot, Error>>,
     },
     /// Take over a machine built from a snapshot by the creating thread.
@@ -374,6 +394,7 @@ enum Start {
 
 fn thread_main(
     spec: VcpuSpec,
+    helpers: &'static ThreadFactory,
     kick: Arc<KickState>,
     start: Start,
     requests: Receiver<Request>,
@@ -385,22 +406,21 @@ fn thread_main(
             machine.arm();
             machine
         }
-        Start::Boot { elf, ready } => {
-            match Machine::boot(&*spec.hypervisor, &elf, &spec.config, &kick) {
-                Ok(machine) => {
-                    let _ = ready.send(Ok(machine.base().clone()));
-                    machine
-                }
-                Err(e) => {
-                    let _ = ready.send(Err(e));
-                    kick.thread_exiting();
-                    return;
-                }
+        Start::Boot { loaded, ready } => match loaded.init(&kick) {
+            Ok(machine) => {
+                let _ = ready.send(Ok(machine.base().clone()));
+                machine
             }
-        }
+            Err(e) => {
+                let _ = ready.send(Err(e));
+                kick.thread_exiting();
+                return;
+            }
+        },
     };
     let mut worker = Worker {
         hypervisor: spec.hypervisor.clone(),
+        helpers,
         home: machine.base().clone(),
         machine: Some(machine),
         poisoned: None,
@@ -449,7 +469,7 @@ fn thread_main(
                 let _ = done.send(worker.restore(to));
             }
             Request::Snapshot(done) => {
-                let _ = done.send(worker.machine().and_then(Machine::snapshot));
+                let _ = done.send(worker.snapshot());
             }
             Request::HostReply { .. } | Request::Wake => {}
         }
