@@ -49,6 +49,19 @@ pub struct SandboxConfig {
     /// `docs/security.md`). Default [`SeccompPolicy::enabled`]; [`SeccompPolicy::Disabled`]
     /// opts out.
     pub seccomp: SeccompPolicy,
+    /// Which signal kicks vCPU threads out of the guest (timeouts, cancellation): the
+    /// real-time signal `SIGRTMIN + kick_signal_offset`. Default 0; at most `SIGRTMAX -
+    /// SIGRTMIN` (checked by [`SandboxConfig::validate`]).
+    ///
+    /// The signal is **one per process**: the first sandbox built installs its handler, for
+    /// the life of the process, and a later sandbox asking for another offset fails with
+    /// [`Error::KickSignalMismatch`]. A signal that already has a disposition other than
+    /// `SIG_DFL` (the application's own handler, a library's, or `SIG_IGN`) is never replaced:
+    /// building fails with [`Error::KickSignalInUse`], naming the signal; choose an offset the
+    /// application does not use. The handler is installed on the building thread before any
+    /// filtered thread of the sandbox exists; filtered threads cannot install signal handlers
+    /// (`docs/security.md`).
+    pub kick_signal_offset: u8,
 }
 
 impl SandboxConfig {
@@ -105,6 +118,7 @@ impl SandboxConfig {
             }
         };
         check_duration("spin_wait (µs)", self.spin_wait, Self::MAX_SPIN_WAIT)?;
+        crate::kick::signal_at(self.kick_signal_offset)?;
         if self.thread_stack_size < Self::MIN_THREAD_STACK {
             return Err(Error::InvalidConfig {
                 field: "thread_stack_size",
@@ -134,6 +148,7 @@ impl Default for SandboxConfig {
             hypervisor_paths: HypervisorPaths::default(),
             thread_stack_size: 256 << 10,
             seccomp: SeccompPolicy::default(),
+            kick_signal_offset: 0,
         }
     }
 }
@@ -171,5 +186,21 @@ mod tests {
                 ..
             })
         ));
+        let past_sigrtmax = SandboxConfig {
+            kick_signal_offset: (libc::SIGRTMAX() - libc::SIGRTMIN() + 1) as u8,
+            ..SandboxConfig::default()
+        };
+        assert!(matches!(
+            past_sigrtmax.validate(),
+            Err(Error::InvalidConfig {
+                field: "kick_signal_offset",
+                ..
+            })
+        ));
+        let last = SandboxConfig {
+            kick_signal_offset: (libc::SIGRTMAX() - libc::SIGRTMIN()) as u8,
+            ..SandboxConfig::default()
+        };
+        last.validate().unwrap();
     }
 }

@@ -72,6 +72,32 @@ pub enum Error {
         /// Why it is rejected.
         reason: &'static str,
     },
+    // The kick signal (one per process; see `SandboxConfig::kick_signal_offset`).
+    /// The kick signal a sandbox asked for already has a disposition (a handler of the
+    /// application or of a library, or `SIG_IGN`) that is not hyperlight's. It was left in
+    /// place; nothing was built.
+    #[error(
+        "kick signal {signal} (SIGRTMIN+{offset}) already has a handler that is not hyperlight's; \
+         it was left in place: choose another SandboxConfig::kick_signal_offset"
+    )]
+    KickSignalInUse {
+        /// The signal number.
+        signal: i32,
+        /// Its offset from `SIGRTMIN`, as configured.
+        offset: u8,
+    },
+    /// A sandbox asked for another kick signal than the one the process already uses (the
+    /// first sandbox of the process chose it).
+    #[error(
+        "this process kicks vCPUs with SIGRTMIN+{installed}; a sandbox asked for \
+         SIGRTMIN+{requested}, but the kick signal is one per process"
+    )]
+    KickSignalMismatch {
+        /// The offset from `SIGRTMIN` of the signal in use.
+        installed: u8,
+        /// The offset the sandbox's configuration asked for.
+        requested: u8,
+    },
     /// The guest file could not be read.
     #[error("cannot read guest binary {path}: {source}")]
     GuestFile {

@@ -8,18 +8,39 @@
 
 use std::cell::Cell;
 use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
-use std::sync::{Arc, Mutex, Once};
+use std::sync::{Arc, Mutex, OnceLock};
+
+use crate::error::Error;
 
 thread_local! {
     /// The running vCPU's `immediate_exit` flag, or null when this thread runs no vCPU.
     static IMMEDIATE_EXIT: Cell<*const AtomicU8> = const { Cell::new(std::ptr::null()) };
 }
 
-static INSTALL: Once = Once::new();
+/// The kick signal of the process once its handler is installed: the offset from `SIGRTMIN`
+/// it was asked for, and the signal number.
+static INSTALLED: OnceLock<(u8, libc::c_int)> = OnceLock::new();
 
-/// The signal used to kick vCPU threads: the first real-time signal (`SIGRTMIN`).
+/// The signal used to kick vCPU threads: `SIGRTMIN +`
+/// [`SandboxConfig::kick_signal_offset`](crate::SandboxConfig::kick_signal_offset) of the first
+/// sandbox of the process (`SIGRTMIN` until one was built).
 pub fn kick_signal() -> libc::c_int {
-    libc::SIGRTMIN()
+    INSTALLED
+        .get()
+        .map_or_else(|| libc::SIGRTMIN(), |&(_, signal)| signal)
+}
+
+/// The signal `SIGRTMIN + offset`, if it is a real-time signal (at most `SIGRTMAX`).
+pub(crate) fn signal_at(offset: u8) -> Result<libc::c_int, Error> {
+    let signal = libc::SIGRTMIN() + libc::c_int::from(offset);
+    if signal > libc::SIGRTMAX() {
+        return Err(Error::InvalidConfig {
+            field: "kick_signal_offset",
+            value: offset.into(),
+            reason: "SIGRTMIN + offset is above SIGRTMAX",
+        });
+    }
+    Ok(signal)
 }
 
 extern "C" fn on_kick(_: libc::c_int, _: *mut libc::siginfo_t, _: *mut libc::c_void) {
@@ -32,19 +53,60 @@ extern "C" fn on_kick(_: libc::c_int, _: *mut libc::siginfo_t, _: *mut libc::c_v
     }
 }
 
-fn install_handler() {
-    INSTALL.call_once(|| {
-        // SAFETY: a zeroed sigaction is a valid starting value; we set a handler with the
-        // SA_SIGINFO signature and no SA_RESTART, so blocking ioctls return EINTR.
-        unsafe {
-            let mut action: libc::sigaction = std::mem::zeroed();
-            action.sa_sigaction = on_kick as *const () as usize;
-            action.sa_flags = libc::SA_SIGINFO;
-            libc::sigemptyset(&mut action.sa_mask);
-            let rc = libc::sigaction(kick_signal(), &action, std::ptr::null_mut());
-            assert_eq!(rc, 0, "installing the vCPU kick signal handler failed");
+/// Makes `SIGRTMIN + offset` the kick signal of the process and installs its handler, once per
+/// process: called by every sandbox build, on the building thread, before any vCPU thread or
+/// seccomp filter of the sandbox exists (so no filtered thread ever needs to install a
+/// handler). Returns the signal.
+///
+/// Fails with [`Error::KickSignalMismatch`] if the process already kicks with another signal,
+/// and with [`Error::KickSignalInUse`] if the signal has a disposition other than `SIG_DFL`
+/// that is not ours (an application's handler, or `SIG_IGN`): that disposition is left as it
+/// was. (An application installing a handler for the same signal at the same moment, from
+/// another thread, can still lose that race.)
+pub(crate) fn install_handler(offset: u8) -> Result<libc::c_int, Error> {
+    static INSTALLING: Mutex<()> = Mutex::new(());
+    let _one_at_a_time = INSTALLING.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(&(installed, signal)) = INSTALLED.get() {
+        return if installed == offset {
+            Ok(signal)
+        } else {
+            Err(Error::KickSignalMismatch {
+                installed,
+                requested: offset,
+            })
+        };
+    }
+    let signal = signal_at(offset)?;
+    let failed = |op| Error::Os {
+        op,
+        source: std::io::Error::last_os_error(),
+    };
+    // SAFETY: sigaction with a null new action only reads the current one into `current`, a
+    // zeroed (valid) sigaction.
+    let current = unsafe {
+        let mut current: libc::sigaction = std::mem::zeroed();
+        if libc::sigaction(signal, std::ptr::null(), &mut current) != 0 {
+            return Err(failed("sigaction (read the kick signal's disposition)"));
         }
-    });
+        current
+    };
+    if current.sa_sigaction != libc::SIG_DFL {
+        return Err(Error::KickSignalInUse { signal, offset });
+    }
+    // SAFETY: a zeroed sigaction is a valid starting value; we set a handler with the
+    // SA_SIGINFO signature and no SA_RESTART, so blocking ioctls return EINTR.
+    unsafe {
+        let mut action: libc::sigaction = std::mem::zeroed();
+        action.sa_sigaction = on_kick as *const () as usize;
+        action.sa_flags = libc::SA_SIGINFO;
+        libc::sigemptyset(&mut action.sa_mask);
+        if libc::sigaction(signal, &action, std::ptr::null_mut()) != 0 {
+            return Err(failed("sigaction (install the kick signal handler)"));
+        }
+    }
+    // Only set here, under the lock, after the check above found it unset.
+    let _ = INSTALLED.set((offset, signal));
+    Ok(signal)
 }
 
 /// Registers the current thread's vCPU flag with the signal handler for as long as it lives.
@@ -53,12 +115,12 @@ pub(crate) struct ArmedVcpu;
 impl ArmedVcpu {
     /// Points the handler at `flag` and unblocks the kick signal on this thread (a thread
     /// inherits the signal mask of the thread that created it, which may block it); the caller
-    /// keeps the vCPU alive until this guard drops.
+    /// keeps the vCPU alive until this guard drops. The handler was installed when the sandbox
+    /// was built ([`install_handler`]).
     pub(crate) fn arm(flag: &AtomicU8) -> Self {
-        install_handler();
         // SAFETY: a sigset_t initialized by sigemptyset and filled by sigaddset; pthread_sigmask
         // changes only the calling thread's mask. Both fail only for an invalid signal number,
-        // and SIGRTMIN is valid.
+        // and the kick signal is a valid real-time signal (`signal_at`).
         unsafe {
             let mut set: libc::sigset_t = std::mem::zeroed();
             libc::sigemptyset(&mut set);

@@ -116,13 +116,14 @@ pub struct VcpuThread {
 impl VcpuThread {
     /// Starts the sandbox's vCPU thread (from the thread factory of its seccomp policy, so it
     /// runs filtered from its first instruction). This thread creates the VM, its vCPU and its
-    /// memory, which the filter does not allow.
+    /// memory, and installs the process's kick signal handler, none of which the filter allows.
     /// A guest ELF is loaded here, its init runs on the vCPU thread, and this waits for the
     /// outcome: the init must finish within `spec.config.init_timeout`, or it is killed and this
     /// returns [`Error::InitTimeout`]. A VM from a snapshot runs no guest code to be created, so
     /// this returns without waiting for the vCPU thread.
     pub fn spawn(spec: VcpuSpec) -> Result<Self, Error> {
         let config = &spec.config;
+        crate::kick::install_handler(config.kick_signal_offset)?;
         // Started from this (unfiltered) thread, so that its threads are unfiltered too.
         let helpers = crate::seccomp::helper_threads()?;
         let factory = crate::seccomp::vcpu_threads(&config.seccomp, config.thread_stack_size)?;
