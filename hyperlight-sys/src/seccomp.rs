@@ -4,19 +4,29 @@
 //!
 //! A filter applies to one thread and to threads it creates, and can never be removed or widened:
 //! if host code on a filtered thread is made to misbehave (a bug in a host function, in the
-//! exit loop, in the FlatBuffers verifier), it still cannot open a file, create a socket, start a
-//! process or map executable memory. See `docs/security.md` for the threat model.
+//! exit loop, in the FlatBuffers verifier), it still cannot open or map a file, create a socket,
+//! start a process, map executable memory, install a signal handler, signal another thread with
+//! anything but the kick signal, or issue a hypervisor ioctl of its own. See `docs/security.md`
+//! for the threat model, and for what a filter does not give: every sandbox and the application
+//! share one address space, and a filter limits system calls, not what memory code can reach.
 //!
 //! - **vCPU threads** run under [`vcpu_allowlist`] (plus the policy's `extra`) from their first
 //!   instruction: they are started by a spawner thread that installed the filter once
-//!   (`threads.rs`) and inherit it, before they create the VM (or take over one built from
-//!   a snapshot), so before the guest's first instruction. Inheriting shares one kernel copy of
-//!   the program among all of them; attaching it per thread cost ~115 µs of kernel time each
-//!   and one JIT'd program per live thread.
+//!   (`threads.rs`) and inherit it. The thread that builds the sandbox (not filtered) creates
+//!   the VM, its vCPU and memory and installs the kick signal's handler; the vCPU thread runs
+//!   the guest, its init included. What it may not do itself (build a new VM for a restore,
+//!   make a snapshot's memfd) it hands to an unfiltered helper thread ([`helper_threads`]).
+//!   Inheriting shares one kernel copy of the program among all vCPU threads; attaching it per
+//!   thread cost ~115 µs of kernel time each and one JIT'd program per live thread.
+//! - **The gate.** The hypervisor and write-tracking ioctls of a running sandbox are allowed
+//!   only from one `syscall` instruction of the runtime (`gate.rs`), checked on
+//!   `seccomp_data.instruction_pointer` by instructions put before seccompiler's program
+//!   ([`gate_prelude`]): a sync host function that calls `ioctl` itself gets the denial, and
+//!   still runs inline, with no thread hop.
 //! - A **host function registered with extra syscalls**
 //!   ([`crate::SandboxBuilder::host_fn_with_syscalls`]) runs on a worker thread of its own, from
-//!   a spawner whose filter is the same allowlist plus those syscalls. Workers are not started by
-//!   the vCPU thread, so they do not inherit its narrower filter.
+//!   a spawner whose filter is [`host_fn_allowlist`] (no ioctl at all) plus those syscalls.
+//!   Workers are not started by the vCPU thread, so they do not inherit its filter.
 //! - Threads so started may start threads themselves (`clone` with `CLONE_THREAD`: threads of
 //!   this process, under the same filter), nothing else: `fork`, `vfork` and `clone` without
 //!   `CLONE_THREAD` are denied, and `clone3`, whose flags a filter cannot read, fails with
@@ -25,7 +35,7 @@
 //!   an ordinary error. Killing instead would take down every sandbox of the process.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex, Once, OnceLock};
 
 use hyperlight_schema::Value;
 use seccompiler::{
@@ -33,7 +43,7 @@ use seccompiler::{
     SeccompFilter, SeccompRule, TargetArch,
 };
 
-use crate::dirty::{PAGEMAP_SCAN, UFFDIO_REGISTER, UFFDIO_WRITEPROTECT};
+use crate::dirty::{PAGEMAP_SCAN, UFFDIO_WRITEPROTECT};
 use crate::error::Error;
 use crate::host_fn::{DynHostFn, HostFunctions};
 use crate::threads::ThreadFactory;
@@ -43,12 +53,13 @@ use crate::threads::ThreadFactory;
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum SeccompPolicy {
     /// The vCPU thread runs under [`vcpu_allowlist`] plus `extra`; host functions registered
-    /// with extra syscalls run on worker threads under the same list plus their own.
+    /// with extra syscalls run on worker threads under [`host_fn_allowlist`] plus `extra` plus
+    /// their own.
     Enabled {
         /// Syscall numbers (`libc::SYS_*`) allowed on the vCPU thread beyond the default list,
-        /// and so to every sync host function that runs inline there. Prefer
-        /// [`crate::SandboxBuilder::host_fn_with_syscalls`], which widens the filter of one
-        /// function only.
+        /// with any arguments, and so to every sync host function that runs inline there.
+        /// Prefer [`crate::SandboxBuilder::host_fn_with_syscalls`], which widens the filter of
+        /// one function only.
         extra: Vec<i64>,
         /// What a syscall outside the list does.
         on_denied: OnDenied,
@@ -72,7 +83,8 @@ impl SeccompPolicy {
 /// Environment variable an operator sets to `off` to make the *default* policy
 /// [`SeccompPolicy::Disabled`]: for hosts whose kernel cannot attach filters (no seccomp, or a
 /// kernel whose BPF JIT is stuck, where every attach would block forever). Policies set
-/// explicitly are not affected.
+/// explicitly are not affected. The first sandbox built without a filter because of it logs a
+/// warning.
 pub const SECCOMP_ENV: &str = "HYPERLIGHT_SECCOMP";
 
 /// Whether the operator turned the default filter off with [`SECCOMP_ENV`]`=off`.
@@ -88,6 +100,20 @@ impl Default for SeccompPolicy {
         } else {
             Self::enabled()
         }
+    }
+}
+
+/// Logs one warning per process when a sandbox is built without a filter while
+/// [`SECCOMP_ENV`]`=off` is in effect (so the default policy is off because of it).
+pub(crate) fn warn_if_disabled_by_env(policy: &SeccompPolicy) {
+    static WARNED: Once = Once::new();
+    if *policy == SeccompPolicy::Disabled && default_disabled_by_env() {
+        WARNED.call_once(|| {
+            tracing::warn!(
+                "{SECCOMP_ENV}=off: sandboxes with the default seccomp policy run without a \
+                 filter; their vCPU threads and host functions are not confined"
+            );
+        });
     }
 }
 
@@ -112,13 +138,27 @@ impl Default for OnDenied {
     }
 }
 
-/// `ioctl` type of KVM (`KVMIO`): every `/dev/kvm`, VM and vCPU ioctl has it in bits 8..16.
-const KVMIO: u64 = 0xae;
-/// `ioctl` type of mshv (`MSHV_IOCTL`).
-const MSHV_IOCTL: u64 = 0xb8;
+impl From<OnDenied> for SeccompAction {
+    fn from(on_denied: OnDenied) -> Self {
+        match on_denied {
+            OnDenied::Errno(errno) => SeccompAction::Errno(errno as u32),
+            OnDenied::Log => SeccompAction::Log,
+            OnDenied::KillProcess => SeccompAction::KillProcess,
+        }
+    }
+}
 
-/// A syscall on the default list: its number, its name, the argument condition (if any) and
-/// why the vCPU thread needs it.
+/// The two filters of the runtime.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Filter {
+    /// A vCPU thread's: [`vcpu_allowlist`].
+    VcpuThread,
+    /// A host-function worker's: [`host_fn_allowlist`].
+    HostFunction,
+}
+
+/// A syscall on a default list: its number, its name, the argument condition (if any) and
+/// why the runtime needs it.
 #[derive(Clone, Debug)]
 pub struct Allowed {
     /// `libc::SYS_*`.
@@ -131,9 +171,9 @@ pub struct Allowed {
     pub why: &'static str,
 }
 
-/// Every syscall the vCPU thread may make: the default allowlist, measured with `strace -f` on
-/// the test suite's vCPU threads (see `docs/security.md`). Host-function workers get the same
-/// list plus their own extras.
+/// Every syscall a vCPU thread may make: the default allowlist, measured with `strace -f` on
+/// the test suite's vCPU threads (see `docs/security.md`, which lists it, and a test that keeps
+/// the two equal).
 pub fn vcpu_allowlist() -> Vec<Allowed> {
     macro_rules! allow {
         ($($nr:ident $(if $only:literal)? => $why:literal,)*) => {
@@ -146,19 +186,16 @@ pub fn vcpu_allowlist() -> Vec<Allowed> {
         };
     }
     allow! {
-        SYS_ioctl if "KVM (type 0xAE) and mshv (type 0xB8) ioctls; UFFDIO_REGISTER, UFFDIO_WRITEPROTECT, PAGEMAP_SCAN" =>
-            "create the VM, map its memory, run the vCPU, registers, write tracking, restore",
-        SYS_memfd_create => "guest memory and snapshots are memfds (creation and restore)",
-        SYS_ftruncate => "sizing those memfds",
-        SYS_fcntl if "F_GETFD, F_SETFD, F_GETFL, F_ADD_SEALS, F_GET_SEALS" =>
-            "kvm-ioctls checks the fds it wraps; snapshots seal their memfd",
-        SYS_pwrite64 => "writing a snapshot's pages into its memfd",
-        SYS_close => "dropping a VM, a vCPU, guest memory",
-        SYS_mmap if "not PROT_EXEC" => "guest memory, the vCPU's kvm_run page, the allocator",
-        SYS_mprotect if "not PROT_EXEC" => "the allocator (glibc grows thread arenas with it)",
-        SYS_munmap => "dropping guest memory, the allocator, thread exit",
-        SYS_mremap => "the allocator (realloc of large blocks)",
-        SYS_madvise => "the allocator, resetting guest memory, thread exit",
+        SYS_ioctl if "only the requests of a running sandbox (KVM_RUN, KVM_GET/SET_REGS, KVM_GET/SET_SREGS, KVM_GET/SET_XSAVE, KVM_GET_DIRTY_LOG, UFFDIO_WRITEPROTECT, PAGEMAP_SCAN), and only from the syscall gate; with the mshv feature also MSHV_RUN_VP, MSHV_ROOT_HVCALL, MSHV_GET/SET_VP_STATE, MSHV_GET_GPAP_ACCESS_BITMAP, from anywhere" =>
+            "run the vCPU, read and write its registers, list and protect written pages (restore, snapshots)",
+        SYS_close => "dropping a VM, a vCPU, a snapshot's memfd",
+        SYS_fcntl if "F_GETFD only" =>
+            "std checks that an OwnedFd it drops is open (debug builds)",
+        SYS_mmap if "MAP_ANONYMOUS without MAP_FIXED, not PROT_EXEC" =>
+            "the allocator, thread stacks",
+        SYS_mprotect if "not PROT_EXEC" => "the allocator (glibc grows thread arenas with it), stack guard pages",
+        SYS_munmap => "dropping guest memory, the allocator, thread exit, a snapshot's writable mapping",
+        SYS_madvise if "MADV_DONTNEED only" => "the allocator, thread exit (glibc frees stacks and arenas)",
         SYS_brk => "the allocator (main arena)",
         SYS_mincore => "snapshots: which pages of guest memory were ever touched",
         SYS_futex => "channels to the owner, mutexes, thread parking and join",
@@ -173,11 +210,10 @@ pub fn vcpu_allowlist() -> Vec<Allowed> {
         SYS_getpid => "std::process::id, abort",
         SYS_rt_sigreturn => "return from the kick signal handler",
         SYS_restart_syscall => "a wait interrupted by the kick signal resumes",
-        SYS_rt_sigprocmask => "glibc at thread exit and in abort",
-        SYS_rt_sigaction if "the kick signal (SIGRTMIN) only" =>
-            "the first vCPU of the process installs the kick handler",
+        SYS_rt_sigprocmask => "unblocking the kick signal; glibc at thread exit and in abort",
         SYS_sigaltstack => "Rust's stack-overflow handler, torn down at thread exit",
-        SYS_tgkill if "to this process only" => "abort (raise) after a panic in a panic",
+        SYS_tgkill if "to this process, with the kick signal or SIGABRT" =>
+            "InterruptHandle::kill from a host function; abort (raise) after a panic in a panic",
         SYS_write => "tracing subscribers, panic messages, waking an async runtime (eventfd)",
         SYS_writev => "the same, vectored",
         SYS_clone if "CLONE_THREAD set: a thread of this process, under this filter" =>
@@ -188,6 +224,40 @@ pub fn vcpu_allowlist() -> Vec<Allowed> {
         SYS_exit => "thread exit",
         SYS_exit_group => "process exit (abort)",
     }
+}
+
+/// Every syscall a host-function worker may make besides its function's own: the vCPU list
+/// without `ioctl` (a worker runs no vCPU, and tracks no writes).
+pub fn host_fn_allowlist() -> Vec<Allowed> {
+    vcpu_allowlist()
+        .into_iter()
+        .filter(|a| a.nr != libc::SYS_ioctl)
+        .collect()
+}
+
+/// The ioctl requests a vCPU thread issues through the gate, each allowed from there only.
+fn gated_ioctls() -> Vec<u64> {
+    crate::hypervisor::kvm::vcpu_thread_ioctls()
+        .iter()
+        .map(|&(request, _)| request)
+        .chain([UFFDIO_WRITEPROTECT, PAGEMAP_SCAN])
+        .collect()
+}
+
+/// The ioctl requests a vCPU thread issues without the gate (mshv's go through the mshv-ioctls
+/// crate, which calls `libc::ioctl`): allowed from anywhere.
+#[cfg(feature = "mshv")]
+fn ungated_ioctls() -> Vec<u64> {
+    crate::hypervisor::mshv::vcpu_thread_ioctls()
+        .iter()
+        .map(|&(request, _)| request)
+        .collect()
+}
+
+/// Without the mshv backend, none: every ioctl of a vCPU thread goes through the gate.
+#[cfg(not(feature = "mshv"))]
+fn ungated_ioctls() -> Vec<u64> {
+    Vec::new()
 }
 
 fn cond(arg: u8, len: SeccompCmpArgLen, op: SeccompCmpOp, value: u64) -> SeccompCondition {
@@ -204,16 +274,13 @@ fn rule(conditions: Vec<SeccompCondition>) -> SeccompRule {
 fn conditional_rules(nr: i64) -> Vec<SeccompRule> {
     use SeccompCmpArgLen::{Dword, Qword};
     use SeccompCmpOp::{Eq, MaskedEq};
-    let prot_not_exec = || rule(vec![cond(2, Qword, MaskedEq(libc::PROT_EXEC as u64), 0)]);
+    let prot_not_exec = || cond(2, Qword, MaskedEq(libc::PROT_EXEC as u64), 0);
     match nr {
-        libc::SYS_ioctl => [KVMIO, MSHV_IOCTL]
-            .iter()
-            .map(|kind| rule(vec![cond(1, Dword, MaskedEq(0xff00), kind << 8)]))
-            .chain(
-                [UFFDIO_REGISTER, UFFDIO_WRITEPROTECT, PAGEMAP_SCAN]
-                    .iter()
-                    .map(|&request| rule(vec![cond(1, Dword, Eq, request)])),
-            )
+        // The kernel reads the request as an unsigned int: compare the low 32 bits only.
+        libc::SYS_ioctl => gated_ioctls()
+            .into_iter()
+            .chain(ungated_ioctls())
+            .map(|request| rule(vec![cond(1, Dword, Eq, request)]))
             .collect(),
         libc::SYS_clone => vec![rule(vec![cond(
             0,
@@ -222,34 +289,44 @@ fn conditional_rules(nr: i64) -> Vec<SeccompRule> {
             libc::CLONE_THREAD as u64,
         )])],
         libc::SYS_prctl => vec![rule(vec![cond(0, Dword, Eq, libc::PR_SET_NAME as u64)])],
-        libc::SYS_fcntl => [
-            libc::F_GETFD,
-            libc::F_SETFD,
-            libc::F_GETFL,
-            libc::F_ADD_SEALS,
-            libc::F_GET_SEALS,
-        ]
-        .iter()
-        .map(|&cmd| rule(vec![cond(1, Dword, Eq, cmd as u64)]))
-        .collect(),
-        libc::SYS_mmap | libc::SYS_mprotect => vec![prot_not_exec()],
-        libc::SYS_rt_sigaction => {
-            vec![rule(vec![cond(
-                0,
+        // No file: the kernel ignores the fd of an anonymous mapping. No MAP_FIXED: nothing
+        // is mapped over what exists (glibc uses it only to shrink a thread arena under
+        // vm.overcommit_memory = 2, and keeps the memory when that fails).
+        libc::SYS_mmap => vec![rule(vec![
+            prot_not_exec(),
+            cond(
+                3,
                 Dword,
-                Eq,
-                crate::kick::kick_signal() as u64,
-            )])]
-        }
-        libc::SYS_tgkill => vec![rule(vec![cond(0, Dword, Eq, std::process::id().into())])],
+                MaskedEq((libc::MAP_ANONYMOUS | libc::MAP_FIXED) as u64),
+                libc::MAP_ANONYMOUS as u64,
+            ),
+        ])],
+        libc::SYS_mprotect => vec![rule(vec![prot_not_exec()])],
+        libc::SYS_fcntl => vec![rule(vec![cond(1, Dword, Eq, libc::F_GETFD as u64)])],
+        libc::SYS_madvise => vec![rule(vec![cond(2, Dword, Eq, libc::MADV_DONTNEED as u64)])],
+        libc::SYS_tgkill => [crate::kick::kick_signal(), libc::SIGABRT]
+            .into_iter()
+            .map(|signal| {
+                rule(vec![
+                    cond(0, Dword, Eq, std::process::id().into()),
+                    cond(2, Dword, Eq, signal as u64),
+                ])
+            })
+            .collect(),
         _ => Vec::new(),
     }
 }
 
-/// Compiles the filter of a thread: the default list plus `extra` (syscalls in `extra` are
-/// allowed with any arguments), with `clone3` answered `ENOSYS` (see the module docs).
-pub fn compile(on_denied: OnDenied, extra: &[i64]) -> Result<BpfProgram, Error> {
-    let mut rules: BTreeMap<i64, Vec<SeccompRule>> = vcpu_allowlist()
+/// Compiles `filter` for a thread: its default list plus `extra` (syscalls in `extra` are
+/// allowed with any arguments), with `clone3` answered `ENOSYS` and the gated ioctls allowed
+/// from the gate only, even if `extra` allows `ioctl` (see the module docs). (No gated ioctl
+/// is on a worker's list; its prelude only keeps an `extra` ioctl off the vCPUs.)
+pub fn compile(filter: Filter, on_denied: OnDenied, extra: &[i64]) -> Result<BpfProgram, Error> {
+    let list = match filter {
+        Filter::VcpuThread => vcpu_allowlist(),
+        Filter::HostFunction => host_fn_allowlist(),
+    };
+    let mut rules: BTreeMap<i64, Vec<SeccompRule>> = list
         .into_iter()
         .map(|a| (a.nr, conditional_rules(a.nr)))
         .collect();
@@ -263,18 +340,78 @@ pub fn compile(on_denied: OnDenied, extra: &[i64]) -> Result<BpfProgram, Error> 
         }
         rules.insert(nr, Vec::new());
     }
-    let mismatch = match on_denied {
-        OnDenied::Errno(errno) => SeccompAction::Errno(errno as u32),
-        OnDenied::Log => SeccompAction::Log,
-        OnDenied::KillProcess => SeccompAction::KillProcess,
-    };
-    let filter = SeccompFilter::new(rules, mismatch, SeccompAction::Allow, TargetArch::x86_64)
-        .and_then(BpfProgram::try_from)
-        .map_err(|e| Error::Os {
-            op: "compile seccomp filter",
-            source: std::io::Error::other(e.to_string()),
-        })?;
-    Ok(clone3_enosys().into_iter().chain(filter).collect())
+    let denied = SeccompAction::from(on_denied);
+    let program = SeccompFilter::new(
+        rules,
+        denied.clone(),
+        SeccompAction::Allow,
+        TargetArch::x86_64,
+    )
+    .and_then(BpfProgram::try_from)
+    .map_err(|e| Error::Os {
+        op: "compile seccomp filter",
+        source: std::io::Error::other(e.to_string()),
+    })?;
+    Ok(gate_prelude(&gated_ioctls(), u32::from(denied))
+        .into_iter()
+        .chain(clone3_enosys())
+        .chain(program)
+        .collect())
+}
+
+const LD_W_ABS: u16 = 0x20; // BPF_LD | BPF_W | BPF_ABS
+const JEQ_K: u16 = 0x15; // BPF_JMP | BPF_JEQ | BPF_K
+const JA: u16 = 0x05; // BPF_JMP | BPF_JA
+const RET_K: u16 = 0x06; // BPF_RET | BPF_K
+
+fn insn(code: u16, jt: u8, jf: u8, k: u32) -> sock_filter {
+    sock_filter { code, jt, jf, k }
+}
+
+/// Instructions that answer an `ioctl` whose request (its low 32 bits, all the kernel reads) is
+/// one of `gated` with `denied` (the policy's action) unless it was made by the gate's `syscall`
+/// instruction (`seccomp_data.instruction_pointer == gate::return_address()`); every other
+/// system call, and a gated request from the gate, go on to the rest of the filter, which allows
+/// exactly the requests the runtime makes. seccompiler cannot express a condition on the
+/// instruction pointer, hence these.
+///
+/// The prelude only ever denies: a system call of another architecture whose number happens to
+/// be `ioctl`'s is denied here or by seccompiler's architecture check after it.
+fn gate_prelude(gated: &[u64], denied: u32) -> Vec<sock_filter> {
+    // seccomp_data: nr at 0, arch at 4, instruction_pointer at 8, args[i] at 16 + 8 i
+    // (little-endian: the low word first).
+    const NR: u32 = 0;
+    const IP_LOW: u32 = 8;
+    const IP_HIGH: u32 = 12;
+    const REQUEST_LOW: u32 = 24;
+    let gate = crate::gate::return_address();
+    let n = u8::try_from(gated.len()).expect("fewer than 256 gated requests");
+    assert!(n < 240, "the prelude's jumps must fit a byte");
+    // Instruction indices: 0..=6 below, 7..7+n the request checks, 7+n the jump past the
+    // denial, 8+n the denial, 9+n the first instruction after the prelude. A jump offset
+    // counts from the next instruction.
+    let mut prelude = vec![
+        insn(LD_W_ABS, 0, 0, NR),
+        // 1: not an ioctl -> past the prelude.
+        insn(JEQ_K, 0, 7 + n, libc::SYS_ioctl as u32),
+        insn(LD_W_ABS, 0, 0, IP_LOW),
+        // 3: another instruction -> check the request (6).
+        insn(JEQ_K, 0, 2, gate as u32),
+        insn(LD_W_ABS, 0, 0, IP_HIGH),
+        // 5: the gate -> past the prelude; another instruction -> check the request.
+        insn(JEQ_K, 3 + n, 0, (gate >> 32) as u32),
+        insn(LD_W_ABS, 0, 0, REQUEST_LOW),
+    ];
+    // 7 + i: a gated request -> the denial (8 + n).
+    prelude.extend(
+        gated
+            .iter()
+            .zip(0..n)
+            .map(|(&request, i)| insn(JEQ_K, n - i, 0, request as u32)),
+    );
+    prelude.push(insn(JA, 0, 0, 1));
+    prelude.push(insn(RET_K, 0, 0, denied));
+    prelude
 }
 
 /// Instructions that make `clone3` fail with `ENOSYS` whatever the rest of the filter says
@@ -282,11 +419,7 @@ pub fn compile(on_denied: OnDenied, extra: &[i64]) -> Result<BpfProgram, Error> 
 /// glibc's `pthread_create` falls back to `clone` on `ENOSYS` and on nothing else). Put before
 /// the program seccompiler generates, which begins by loading what it checks itself.
 fn clone3_enosys() -> [sock_filter; 3] {
-    const LD_W_ABS: u16 = 0x20; // BPF_LD | BPF_W | BPF_ABS
-    const JEQ_K: u16 = 0x15; // BPF_JMP | BPF_JEQ | BPF_K
-    const RET_K: u16 = 0x06; // BPF_RET | BPF_K
     const SECCOMP_RET_ERRNO: u32 = 0x0005_0000;
-    let insn = |code, jt, jf, k| sock_filter { code, jt, jf, k };
     [
         // seccomp_data.nr is at offset 0.
         insn(LD_W_ABS, 0, 0, 0),
@@ -310,22 +443,25 @@ fn apply(program: &BpfProgram) -> Result<(), Error> {
 /// spawner thread and one waiting thread for the life of the process.
 const MAX_FACTORIES: usize = 64;
 
-/// The factory of threads named `name` with `stack` bytes of stack that run under the default
-/// list plus `extra` with `on_denied` (`None`: unfiltered): one per distinct combination per
+/// The factory of threads named `name` with `stack` bytes of stack that run under `filter`
+/// plus `extra` with `on_denied` (`None`: unfiltered): one per distinct combination per
 /// process, started on first use and kept for the life of the process. Compiling and
-/// installing the filter happen once, on the factory's spawner thread.
+/// installing the filter happen once, on the factory's spawner thread, which inherits the
+/// filter of the thread that calls this first: call it for an unfiltered factory from an
+/// unfiltered thread. The kick signal's handler must be installed before (a filtered thread
+/// can install none, and the filter allows signalling with the kick signal of that moment).
 fn factory(
-    filter: Option<(OnDenied, &[i64])>,
+    filter: Option<(Filter, OnDenied, &[i64])>,
     name: &'static str,
     stack: usize,
 ) -> Result<&'static ThreadFactory, Error> {
-    type Key = (Option<(OnDenied, Vec<i64>)>, &'static str, usize);
+    type Key = (Option<(Filter, OnDenied, Vec<i64>)>, &'static str, usize);
     static FACTORIES: OnceLock<Mutex<HashMap<Key, &'static ThreadFactory>>> = OnceLock::new();
-    let filter = filter.map(|(on_denied, extra)| {
+    let filter = filter.map(|(filter, on_denied, extra)| {
         let mut extra = extra.to_vec();
         extra.sort_unstable();
         extra.dedup();
-        (on_denied, extra)
+        (filter, on_denied, extra)
     });
     let key = (filter, name, stack);
     let mut factories = FACTORIES
@@ -343,7 +479,7 @@ fn factory(
         });
     }
     let program = match &key.0 {
-        Some((on_denied, extra)) => Some(compile(*on_denied, extra)?),
+        Some((filter, on_denied, extra)) => Some(compile(*filter, *on_denied, extra)?),
         None => None,
     };
     let factory = ThreadFactory::start(name, stack, move || {
@@ -367,7 +503,9 @@ pub(crate) fn vcpu_threads(
     stack: usize,
 ) -> Result<&'static ThreadFactory, Error> {
     let filter = match policy {
-        SeccompPolicy::Enabled { extra, on_denied } => Some((*on_denied, extra.as_slice())),
+        SeccompPolicy::Enabled { extra, on_denied } => {
+            Some((Filter::VcpuThread, *on_denied, extra.as_slice()))
+        }
         SeccompPolicy::Disabled => None,
     };
     factory(filter, "hyperlight-vcpu", stack)
@@ -462,7 +600,11 @@ pub(crate) fn start_host_workers(
             continue;
         };
         let all: Vec<i64> = extra.iter().chain(&own).copied().collect();
-        let workers = factory(Some((*on_denied, &all)), "hyperlight-hfn", stack)?;
+        let workers = factory(
+            Some((Filter::HostFunction, *on_denied, &all)),
+            "hyperlight-hfn",
+            stack,
+        )?;
         let worker = Worker::spawn(f.clone(), workers)?;
         let stub: DynHostFn = Arc::new(move |args| worker.call(args));
         started.replace_runner(&name, stub);
@@ -486,13 +628,131 @@ mod tests {
 
     #[test]
     fn default_filter_compiles_and_rejects_bad_extras() {
-        let program = compile(OnDenied::default(), &[]).unwrap();
-        assert!(!program.is_empty() && program.len() < 4096);
-        assert!(compile(OnDenied::KillProcess, &[libc::SYS_openat]).is_ok());
-        assert!(matches!(
-            compile(OnDenied::default(), &[-1]),
-            Err(Error::InvalidConfig { .. })
-        ));
+        for filter in [Filter::VcpuThread, Filter::HostFunction] {
+            let program = compile(filter, OnDenied::default(), &[]).unwrap();
+            assert!(!program.is_empty() && program.len() < 4096);
+            assert!(compile(filter, OnDenied::KillProcess, &[libc::SYS_openat]).is_ok());
+            assert!(matches!(
+                compile(filter, OnDenied::default(), &[-1]),
+                Err(Error::InvalidConfig { .. })
+            ));
+        }
+    }
+
+    /// Runs a classic-BPF program of the instructions the preludes use on a `seccomp_data`.
+    fn run_prelude(program: &[sock_filter], nr: i32, ip: u64, request: u64) -> Option<u32> {
+        let mut data = [0u8; 64];
+        data[0..4].copy_from_slice(&nr.to_le_bytes());
+        data[8..16].copy_from_slice(&ip.to_le_bytes());
+        data[24..32].copy_from_slice(&request.to_le_bytes());
+        let (mut pc, mut acc) = (0usize, 0u32);
+        while let Some(i) = program.get(pc) {
+            pc += 1;
+            match i.code {
+                LD_W_ABS => {
+                    let at = i.k as usize;
+                    acc = u32::from_le_bytes(data[at..at + 4].try_into().unwrap());
+                }
+                JEQ_K => pc += usize::from(if acc == i.k { i.jt } else { i.jf }),
+                JA => pc += i.k as usize,
+                RET_K => return Some(i.k),
+                other => panic!("instruction {other:#x} not in the prelude"),
+            }
+        }
+        // Fell off the end: on to the rest of the filter.
+        None
+    }
+
+    #[test]
+    fn the_gate_prelude_denies_gated_requests_from_anywhere_else() {
+        let gate = crate::gate::return_address();
+        let (denied, gated, other) = (0x0005_0001, 0xc008_ae81_u64, 0x5401);
+        let prelude = gate_prelude(&[0x1234, gated, 0x5678], denied);
+        let ioctl = libc::SYS_ioctl as i32;
+        // From the gate: on to seccompiler's rules (which allow exactly the runtime's requests).
+        assert_eq!(run_prelude(&prelude, ioctl, gate, gated), None);
+        // From anywhere else, with any of the gated requests: the policy's denial.
+        for request in [0x1234, gated, 0x5678] {
+            assert_eq!(
+                run_prelude(&prelude, ioctl, gate + 1, request),
+                Some(denied)
+            );
+        }
+        // Same low half, another high half of the address: denied too.
+        assert_eq!(
+            run_prelude(&prelude, ioctl, gate ^ (1 << 40), gated),
+            Some(denied)
+        );
+        // The kernel reads a request's low 32 bits only, and so does the prelude.
+        assert_eq!(
+            run_prelude(&prelude, ioctl, 0, gated | 0xffff_ffff_0000_0000),
+            Some(denied)
+        );
+        // Other requests, and other system calls, are left to the rest of the filter.
+        assert_eq!(run_prelude(&prelude, ioctl, 0, other), None);
+        assert_eq!(
+            run_prelude(&prelude, libc::SYS_write as i32, 0, gated),
+            None
+        );
+        // The policy's action is what a denial returns.
+        let kill = compile(Filter::VcpuThread, OnDenied::KillProcess, &[]).unwrap();
+        let real_prelude = &kill[..gate_prelude(&gated_ioctls(), 0).len()];
+        assert_eq!(
+            run_prelude(real_prelude, ioctl, 0, gated_ioctls()[0]),
+            Some(u32::from(SeccompAction::KillProcess))
+        );
+    }
+
+    #[test]
+    fn gated_ioctls_are_allowed_from_the_gate_only_on_a_filtered_thread() {
+        if default_disabled_by_env() {
+            eprintln!("{SECCOMP_ENV}=off: this kernel cannot attach filters; not attaching one");
+            return;
+        }
+        // fd -1: a call the filter lets through fails with EBADF, before any effect.
+        fn direct(request: u64) -> Result<i32, i32> {
+            // SAFETY: no fd is -1, so the kernel fails the call without reading `arg`.
+            match unsafe { libc::ioctl(-1, request as libc::Ioctl, 0) } {
+                -1 => Err(std::io::Error::last_os_error().raw_os_error().unwrap_or(0)),
+                rc => Ok(rc),
+            }
+        }
+        fn gated(request: u64) -> Result<i32, i32> {
+            // SAFETY: as in `direct`.
+            unsafe { crate::gate::ioctl(-1, request, 0) }
+        }
+        let vcpu = compile(Filter::VcpuThread, OnDenied::default(), &[]).unwrap();
+        std::thread::spawn(move || {
+            apply(&vcpu).unwrap();
+            for request in gated_ioctls() {
+                assert_eq!(
+                    gated(request),
+                    Err(libc::EBADF),
+                    "{request:#x} from the gate"
+                );
+                assert_eq!(direct(request), Err(libc::EPERM), "{request:#x}");
+            }
+            // Requests the running sandbox never makes are denied even from the gate.
+            for request in [0xae01 /* KVM_CREATE_VM */, libc::TCGETS] {
+                assert_eq!(gated(request), Err(libc::EPERM), "{request:#x}");
+            }
+        })
+        .join()
+        .unwrap();
+        // A policy that allows every ioctl still keeps the gated ones to the gate, on a vCPU
+        // thread and on a worker.
+        for filter in [Filter::VcpuThread, Filter::HostFunction] {
+            let program = compile(filter, OnDenied::default(), &[libc::SYS_ioctl]).unwrap();
+            std::thread::spawn(move || {
+                apply(&program).unwrap();
+                assert_eq!(direct(libc::TCGETS), Err(libc::EBADF), "{filter:?}");
+                for request in gated_ioctls() {
+                    assert_eq!(direct(request), Err(libc::EPERM), "{filter:?} {request:#x}");
+                }
+            })
+            .join()
+            .unwrap();
+        }
     }
 
     #[test]
@@ -514,11 +774,36 @@ mod tests {
             libc::SYS_kill,
             libc::SYS_read,
             libc::SYS_seccomp,
+            // Files the process holds: no reading them by mapping, no writing at an offset, no
+            // resizing, no new memfds (snapshots are written through a mapping instead).
+            libc::SYS_memfd_create,
+            libc::SYS_ftruncate,
+            libc::SYS_pwrite64,
+            libc::SYS_mremap,
+            // No signal handlers (the kick handler is installed before any filter), and no
+            // signals but the kick signal and SIGABRT, to this process only.
+            libc::SYS_rt_sigaction,
+            libc::SYS_tkill,
+            libc::SYS_rt_tgsigqueueinfo,
         ] {
             assert!(list.iter().all(|a| a.nr != forbidden), "{forbidden}");
         }
-        // Allowed only with arguments that keep to this process: new threads, thread names.
-        for conditional in [libc::SYS_clone, libc::SYS_prctl, libc::SYS_ioctl] {
+        // A worker has the same list without any ioctl.
+        let worker = host_fn_allowlist();
+        assert_eq!(worker.len(), list.len() - 1);
+        assert!(worker.iter().all(|a| a.nr != libc::SYS_ioctl));
+        // Allowed only with arguments that keep to this process: new threads, thread names,
+        // the runtime's ioctls, anonymous memory, no signal handlers, only the kick signal.
+        for conditional in [
+            libc::SYS_clone,
+            libc::SYS_prctl,
+            libc::SYS_ioctl,
+            libc::SYS_mmap,
+            libc::SYS_mprotect,
+            libc::SYS_madvise,
+            libc::SYS_fcntl,
+            libc::SYS_tgkill,
+        ] {
             let entry = list.iter().find(|a| a.nr == conditional).unwrap();
             assert!(entry.only.is_some(), "{}", entry.name);
             assert!(!conditional_rules(conditional).is_empty(), "{}", entry.name);
@@ -531,6 +816,7 @@ mod tests {
             eprintln!("{SECCOMP_ENV}=off: this kernel cannot attach filters; not attaching one");
             return;
         }
+        crate::kick::install_handler(0).unwrap();
         let factory = vcpu_threads(&SeccompPolicy::enabled(), 256 << 10).unwrap();
         let gettid = || {
             // SAFETY: gettid has no preconditions.

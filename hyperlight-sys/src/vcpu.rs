@@ -124,6 +124,7 @@ impl VcpuThread {
     pub fn spawn(spec: VcpuSpec) -> Result<Self, Error> {
         let config = &spec.config;
         crate::kick::install_handler(config.kick_signal_offset)?;
+        crate::seccomp::warn_if_disabled_by_env(&config.seccomp);
         // Started from this (unfiltered) thread, so that its threads are unfiltered too.
         let helpers = crate::seccomp::helper_threads()?;
         let factory = crate::seccomp::vcpu_threads(&config.seccomp, config.thread_stack_size)?;

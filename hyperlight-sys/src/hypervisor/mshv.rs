@@ -59,6 +59,25 @@ pub use super::select::MSHV_DEVICE;
 /// Guest page size of mshv memory regions (`guest_pfn` counts these).
 const PAGE_SIZE: u64 = 4096;
 
+/// Every ioctl request an mshv sandbox's vCPU thread issues (through `mshv-ioctls`, so not
+/// through the syscall gate), with its name: running the vCPU, its registers (one generic
+/// hypercall ioctl, `MSHV_ROOT_HVCALL`), its XSAVE state, and the partition's dirty bitmap.
+/// Creating partitions and vCPUs, mapping memory and setting MSRs happen on the threads that
+/// build sandboxes.
+pub(crate) fn vcpu_thread_ioctls() -> [(u64, &'static str); 5] {
+    use mshv_ioctls::{
+        MSHV_GET_GPAP_ACCESS_BITMAP, MSHV_GET_VP_STATE, MSHV_ROOT_HVCALL, MSHV_RUN_VP,
+        MSHV_SET_VP_STATE,
+    };
+    [
+        (MSHV_RUN_VP(), "MSHV_RUN_VP"),
+        (MSHV_ROOT_HVCALL(), "MSHV_ROOT_HVCALL"),
+        (MSHV_GET_VP_STATE(), "MSHV_GET_VP_STATE"),
+        (MSHV_SET_VP_STATE(), "MSHV_SET_VP_STATE"),
+        (MSHV_GET_GPAP_ACCESS_BITMAP(), "MSHV_GET_GPAP_ACCESS_BITMAP"),
+    ]
+}
+
 /// mshv opened from a device path.
 #[derive(Debug)]
 pub struct MshvHypervisor {
