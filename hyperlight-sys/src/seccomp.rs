@@ -755,6 +755,54 @@ mod tests {
         }
     }
 
+    /// The rows (cells) of the first table after the line that starts with `heading` in
+    /// `docs/security.md`.
+    fn documented(heading: &str) -> Vec<Vec<String>> {
+        let doc = include_str!("../../docs/security.md");
+        let at = doc
+            .lines()
+            .position(|line| line.starts_with(heading))
+            .unwrap_or_else(|| panic!("docs/security.md has no heading {heading:?}"));
+        doc.lines()
+            .skip(at)
+            .skip_while(|line| !line.starts_with('|'))
+            .take_while(|line| line.starts_with('|'))
+            .skip(2) // the header and its rule
+            .map(|row| {
+                let cells = row.trim_matches('|').split(" | ");
+                cells.map(|cell| cell.trim().to_string()).collect()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn security_md_lists_exactly_the_syscalls_of_each_filter() {
+        for (heading, list) in [
+            ("#### vCPU thread", vcpu_allowlist()),
+            ("#### Host-function worker", host_fn_allowlist()),
+        ] {
+            let rows = documented(heading);
+            let mut in_doc: Vec<&str> = rows.iter().map(|r| r[0].trim_matches('`')).collect();
+            let mut in_code: Vec<&str> = list.iter().map(|a| a.name).collect();
+            in_doc.sort_unstable();
+            in_code.sort_unstable();
+            assert_eq!(
+                in_doc, in_code,
+                "{heading}: the table and the code disagree"
+            );
+            // A syscall allowed only with some arguments says which, and why it is needed.
+            for row in &rows {
+                let name = row[0].trim_matches('`');
+                let conditional = list.iter().any(|a| a.name == name && a.only.is_some());
+                assert_eq!(row.len(), 3, "{heading}: {row:?}");
+                if conditional {
+                    assert!(!["—", "any"].contains(&row[1].as_str()), "{name}: {row:?}");
+                }
+                assert!(!row[2].is_empty(), "{name}: no reason");
+            }
+        }
+    }
+
     #[test]
     fn allowlist_excludes_what_a_subverted_thread_would_want() {
         let list = vcpu_allowlist();
