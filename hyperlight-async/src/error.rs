@@ -24,13 +24,26 @@ pub enum Error {
     Cancelled,
     /// The blocking task that creates a sandbox did not complete (it panicked, or the runtime is
     /// shutting down).
-    #[error("sandbox {task} task failed: {reason}")]
+    #[error("sandbox {task} task failed")]
     Task {
         /// Which task.
         task: &'static str,
-        /// The join error.
-        reason: String,
+        /// Why it did not complete.
+        #[source]
+        source: tokio::task::JoinError,
     },
+    /// A pool had lost a sandbox (one that could not be restored after a failed call) and could
+    /// not build its replacement from the pool's snapshot. The pool stays usable: the next call
+    /// that finds the slot empty tries again.
+    #[error("the pool could not rebuild a lost sandbox")]
+    PoolRebuild {
+        /// Why the new sandbox could not be built.
+        #[source]
+        source: Box<Error>,
+    },
+    /// The pool's semaphore was closed. `SandboxPool` never closes it, so this is a bug.
+    #[error("the sandbox pool is closed")]
+    PoolClosed,
 }
 
 impl From<hyperlight_sys::Error> for Error {
@@ -48,7 +61,7 @@ impl Error {
         match self {
             Error::Sandbox(e) => e.is_fatal(),
             Error::Timeout { .. } | Error::Cancelled => true,
-            Error::Task { .. } => false,
+            Error::Task { .. } | Error::PoolRebuild { .. } | Error::PoolClosed => false,
         }
     }
 }

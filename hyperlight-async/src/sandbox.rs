@@ -126,9 +126,9 @@ impl SandboxBuilder {
         let thread =
             tokio::task::spawn_blocking(move || VcpuThread::spawn(sys.into_spec(signatures)?))
                 .await
-                .map_err(|e| Error::Task {
+                .map_err(|source| Error::Task {
                     task: "build",
-                    reason: e.to_string(),
+                    source,
                 })??;
         Ok(Sandbox {
             inner: Arc::new(Inner {
