@@ -148,7 +148,7 @@ pub struct LoadedImage {
 
 /// A validated, non-empty `PT_LOAD` segment (link-time addresses).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-struct Segment {
+struct LoadSegment {
     /// Program header index.
     index: usize,
     /// `p_offset`; with `filesz`, known to lie inside the file.
@@ -183,7 +183,7 @@ pub struct ElfImage<'a> {
     /// Link-time entry point, inside the file data of an executable segment.
     entry: u64,
     /// Non-empty `PT_LOAD` segments, sorted by address, non-overlapping.
-    segments: Vec<Segment>,
+    segments: Vec<LoadSegment>,
     /// Lowest page of the image (link-time).
     min_page: u64,
     /// Page-rounded size of the image.
@@ -404,7 +404,7 @@ impl<'a> ElfImage<'a> {
         }
         let phoff = to_usize(phoff, "program header offset")?;
 
-        let mut segments: Vec<Segment> = Vec::new();
+        let mut segments: Vec<LoadSegment> = Vec::new();
         let mut dynamic: Option<(usize, usize)> = None;
         let mut align = PAGE_SIZE;
         for index in 0..usize::from(phnum) {
@@ -503,7 +503,11 @@ impl<'a> ElfImage<'a> {
     }
 
     /// Validates one `PT_LOAD`; returns `None` for an (ignored) empty segment.
-    fn check_load(ph: &Phdr, index: usize, file_len: usize) -> Result<Option<Segment>, ElfError> {
+    fn check_load(
+        ph: &Phdr,
+        index: usize,
+        file_len: usize,
+    ) -> Result<Option<LoadSegment>, ElfError> {
         let perms = SegmentPerms::from_flags(ph.flags);
         if perms.write && perms.execute {
             return Err(ElfError::WritableAndExecutable { index });
@@ -541,7 +545,7 @@ impl<'a> ElfImage<'a> {
         if ph.memsz == 0 {
             return Ok(None);
         }
-        Ok(Some(Segment {
+        Ok(Some(LoadSegment {
             index,
             offset,
             filesz,
