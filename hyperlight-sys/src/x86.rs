@@ -50,7 +50,8 @@ pub fn has_error_code(vector: u8) -> bool {
     matches!(vector, 8 | 10..=14 | 17 | 21 | 29 | 30)
 }
 
-/// The rights of one guest page: who may read it (supervisor or user), and whether it is writable or executable.
+/// The rights of one guest page: who may use it (supervisor or user), and whether it is
+/// writable or executable.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum PageRights {
     SupervisorData,
