@@ -46,6 +46,9 @@ impl Error {
     /// Whether the sandbox is restored before its next call because of this error.
     pub fn poisons(&self) -> bool {
         match self {
+            // The vCPU thread poisoned the sandbox without a call seeing why (host code panicked
+            // on it after the call was answered): restore, as after a fatal error.
+            Error::Sandbox(hyperlight_sys::Error::Poisoned { .. }) => true,
             Error::Sandbox(e) => e.is_fatal(),
             Error::Timeout { .. } | Error::Cancelled => true,
             Error::Task { .. } => false,

@@ -441,6 +441,57 @@ impl Drop for Exiting<'_> {
     }
 }
 
+/// Who waits for the answer to a request: kept apart from the request, so that a request whose
+/// serving panicked is still answered.
+enum Pending {
+    Call(u64),
+    Restore(Sender<Result<(), Error>>),
+    Snapshot(Sender<Result<Snapshot, Error>>),
+    /// Answered already, or nobody waits.
+    Nobody,
+}
+
+impl Pending {
+    fn of(request: &Request) -> Self {
+        match request {
+            Request::Call { generation, .. } => Pending::Call(*generation),
+            Request::Restore { done, .. } => Pending::Restore(done.clone()),
+            Request::Snapshot(done) => Pending::Snapshot(done.clone()),
+            Request::HostReply { .. } | Request::Wake => Pending::Nobody,
+        }
+    }
+
+    /// What the thread was doing, for [`Error::HostPanic`].
+    fn during(&self) -> &'static str {
+        match self {
+            Pending::Call(_) => "serving a guest call",
+            Pending::Restore(_) => "serving a restore",
+            Pending::Snapshot(_) => "serving a snapshot",
+            Pending::Nobody => "after answering a request",
+        }
+    }
+
+    /// Answers with `error`, if anyone still waits.
+    fn fail(self, events: &Sender<Event>, error: Error) {
+        match self {
+            Pending::Call(generation) => {
+                let result = Err(error);
+                let _ = events.send(Event::Done { generation, result });
+            }
+            Pending::Restore(done) => drop(done.send(Err(error))),
+            Pending::Snapshot(done) => drop(done.send(Err(error))),
+            Pending::Nobody => {}
+        }
+    }
+}
+
+/// What the request loop does after a request.
+enum Served {
+    Next,
+    /// The owner stopped listening: end the thread.
+    OwnerGone,
+}
+
 fn thread_main(
     spec: VcpuSpec,
     kick: Arc<KickState>,
@@ -483,48 +534,77 @@ fn thread_main(
     // whoever is still building sandboxes); between calls, the next one often is.
     let mut first = Some(requests.recv());
     while let Ok(request) = first.take().unwrap_or_else(|| spinner.recv(requests)) {
-        match request {
-            Request::Call {
-                generation,
-                call,
-                span,
-                restore_after,
-            } => {
-                kick.begin(generation);
-                let result = worker.machine().and_then(|m| {
-                    let mut host = Channels {
-                        generation,
-                        kick: &kick,
-                        signatures: &spec.signatures,
-                        inline: &spec.inline,
-                        requests,
-                        events: &events,
-                        spinner: &mut spinner,
-                    };
-                    span.in_scope(|| m.call(generation, &call, &kick, &mut host))
-                });
+        // Host code runs while a request is served (tracing subscribers for the call's span and
+        // guest logs, host functions, which catch their own panics): a panic that escapes it
+        // fails the request, not the thread.
+        let mut pending = Pending::of(&request);
+        let served = crate::contain::run(|| {
+            match request {
+                Request::Call {
+                    generation,
+                    call,
+                    span,
+                    restore_after,
+                } => {
+                    kick.begin(generation);
+                    let result = worker.machine().and_then(|m| {
+                        let mut host = Channels {
+                            generation,
+                            kick: &kick,
+                            signatures: &spec.signatures,
+                            inline: &spec.inline,
+                            requests,
+                            events: &events,
+                            spinner: &mut spinner,
+                        };
+                        span.in_scope(|| m.call(generation, &call, &kick, &mut host))
+                    });
+                    kick.end();
+                    if let Err(e) = &result {
+                        if e.is_fatal() && worker.poisoned.is_none() {
+                            worker.poisoned = Some(e.to_string());
+                        }
+                    }
+                    pending = Pending::Nobody;
+                    if events.send(Event::Done { generation, result }).is_err() {
+                        return Served::OwnerGone;
+                    }
+                    if restore_after {
+                        if let Err(e) = worker.restore(None) {
+                            worker.poisoned = Some(format!("restore after the call failed: {e}"));
+                        }
+                    }
+                }
+                Request::Restore { to, done } => {
+                    let restored = worker.restore(to);
+                    pending = Pending::Nobody;
+                    let _ = done.send(restored);
+                }
+                Request::Snapshot(done) => {
+                    let snapshot = worker.machine().and_then(Machine::snapshot);
+                    pending = Pending::Nobody;
+                    let _ = done.send(snapshot);
+                }
+                Request::HostReply { .. } | Request::Wake => {}
+            }
+            Served::Next
+        });
+        match served {
+            Ok(Served::Next) => {}
+            Ok(Served::OwnerGone) => break,
+            Err(message) => {
                 kick.end();
-                if let Err(e) = &result {
-                    if e.is_fatal() && worker.poisoned.is_none() {
-                        worker.poisoned = Some(e.to_string());
-                    }
-                }
-                if events.send(Event::Done { generation, result }).is_err() {
-                    break;
-                }
-                if restore_after {
-                    if let Err(e) = worker.restore(None) {
-                        worker.poisoned = Some(format!("restore after the call failed: {e}"));
-                    }
-                }
+                // The machine may be mid-change (a call, a restore): drop it, so that the next
+                // restore builds a new VM from the snapshot.
+                let machine = worker.machine.take();
+                let _ = crate::contain::run(move || drop(machine));
+                let error = Error::HostPanic {
+                    during: pending.during(),
+                    message,
+                };
+                worker.poisoned = Some(error.to_string());
+                pending.fail(&events, error);
             }
-            Request::Restore { to, done } => {
-                let _ = done.send(worker.restore(to));
-            }
-            Request::Snapshot(done) => {
-                let _ = done.send(worker.machine().and_then(Machine::snapshot));
-            }
-            Request::HostReply { .. } | Request::Wake => {}
         }
     }
 }
