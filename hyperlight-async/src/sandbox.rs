@@ -234,7 +234,9 @@ impl Sandbox {
     }
 
     /// A handle that cancels the call running now from any thread or task (see
-    /// [`InterruptHandle::kill`]); the cancelled call returns [`Error::Cancelled`].
+    /// [`InterruptHandle::kill`]); the cancelled call returns [`Error::Cancelled`] at once, also
+    /// while its guest awaits an async host function, whose future is then dropped (as when the
+    /// call's future is dropped). The sandbox is restored before its next call.
     pub fn interrupt_handle(&self) -> InterruptHandle {
         self.inner.thread.interrupt.clone()
     }
@@ -444,23 +446,60 @@ async fn drive(inner: &Inner, generation: u64, spinner: &mut Spinner) -> Result<
                 generation: g,
                 call,
             } if g == generation => {
-                // The vCPU thread checked the call against the declared signatures, which are
-                // exactly the registered sync (run inline there) and async functions.
-                let result = match inner.async_fns.get(&call.name) {
-                    Some(f) => invoke(f, call).await,
-                    None => Err(GuestError {
-                        code: ErrorCode::UnknownFunction,
-                        message: format!("no async host function named {:?}", call.name),
-                    }),
-                };
+                if let Some(done) = host_call(inner, generation, call).await {
+                    return done;
+                }
+            }
+            // Events of an earlier, abandoned call.
+            _ => {}
+        }
+    }
+}
+
+/// Runs the async host function the guest called and sends its result to the vCPU thread;
+/// `None` when it did. Meanwhile it watches the thread's events: if the call ends first (it was
+/// killed through the interrupt handle, whose kick the thread's wait for the reply sees), the
+/// host function's future is dropped at once and the call's result returned.
+async fn host_call(
+    inner: &Inner,
+    generation: u64,
+    call: FunctionCall,
+) -> Option<Result<Value, Error>> {
+    // The vCPU thread checked the call against the declared signatures, which are exactly the
+    // registered sync (run inline there) and async functions.
+    let host = async {
+        match inner.async_fns.get(&call.name) {
+            Some(f) => invoke(f, call).await,
+            None => Err(GuestError {
+                code: ErrorCode::UnknownFunction,
+                message: format!("no async host function named {:?}", call.name),
+            }),
+        }
+    };
+    tokio::pin!(host);
+    loop {
+        // Events first: a call that is over does not poll its host function again. Both
+        // branches are cancel safe: an event stays queued unless `recv_async` returns it, and
+        // the host future, pinned here, is polled again on the next turn.
+        tokio::select! {
+            biased;
+            event = inner.thread.events.recv_async() => match event {
+                Ok(Event::Done { generation: g, result }) if g == generation => {
+                    return Some(result.map_err(Error::from));
+                }
+                // Events of an earlier, abandoned call; the thread sends no other event of
+                // this call while it waits for the reply.
+                Ok(_) => {}
+                Err(_) => return Some(Err(Error::Sandbox(SandboxError::ThreadGone))),
+            },
+            result = &mut host => {
                 // If the vCPU thread is gone, the next event says why.
                 let _ = inner
                     .thread
                     .requests
                     .send(Request::HostReply { generation, result });
+                return None;
             }
-            // Events of an earlier, abandoned call.
-            _ => {}
         }
     }
 }
