@@ -34,6 +34,7 @@
 
 pub mod boundary;
 pub mod config;
+mod contain;
 pub mod dirty;
 pub mod elf;
 pub mod error;
