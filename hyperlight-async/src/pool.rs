@@ -79,10 +79,12 @@ impl SandboxPool {
     /// others from the first one's post-init snapshot, concurrently.
     ///
     /// # Errors
+    ///
     /// The first error of a sandbox build ([`SandboxBuilder::build`]), or [`Error::Task`] if a
     /// build task did not complete.
     ///
     /// # Cancel safety
+    ///
     /// Dropping the future drops the sandboxes built so far; builds still running on the
     /// blocking pool finish there and their sandboxes are dropped as soon as they are ready.
     pub async fn new(builder: SandboxBuilder, size: usize) -> Result<Self, Error> {
@@ -148,9 +150,17 @@ impl SandboxPool {
 
 /// A call through a [`SandboxPool`], awaitable (it implements [`IntoFuture`]).
 ///
-/// Cancel safety: dropped while waiting for a sandbox, it leaves the queue; dropped while its
+/// # Cancel safety
+///
+/// dropped while waiting for a sandbox, it leaves the queue; dropped while its
 /// call runs, the call is cancelled as [`crate::Call`]'s is, and the sandbox goes back to the
 /// pool to be restored before its next call.
+///
+/// # Errors
+///
+/// As [`crate::Call`]'s, plus [`Error::Timeout`] while still waiting for a sandbox, and
+/// [`Error::PoolRebuild`] when the sandbox of the slot it got had been lost and could not be
+/// rebuilt.
 #[must_use = "a call does nothing until it is awaited"]
 pub struct PoolCall<R> {
     pool: SandboxPool,

@@ -133,8 +133,16 @@ impl SandboxBuilder {
     /// maps the snapshot. The blocking work (file I/O, KVM ioctls, the guest's init) runs on
     /// Tokio's blocking thread pool, never on a worker thread.
     ///
-    /// Cancel safety: dropping the future before it completes drops the sandbox being built as
+    /// # Cancel safety
+    ///
+    /// dropping the future before it completes drops the sandbox being built as
     /// soon as it is ready; nothing leaks.
+    ///
+    /// # Errors
+    ///
+    /// What building the VM reports ([`Error::Sandbox`]): an invalid configuration, an
+    /// unreadable or invalid guest ELF, no usable hypervisor, a guest init that failed or timed
+    /// out; [`Error::Task`] if the blocking task did not complete.
     pub async fn build(self) -> Result<Sandbox, Error> {
         let SandboxBuilder {
             sys,
@@ -269,7 +277,9 @@ impl Sandbox {
     /// one. Calls do this by themselves after a fatal error, timeout or cancellation. Only the
     /// pages written since the last restore are copied back, and every register is reset.
     ///
-    /// Cancel safety: if dropped while it waits for its turn, nothing happens; once sent, the
+    /// # Cancel safety
+    ///
+    /// if dropped while it waits for its turn, nothing happens; once sent, the
     /// restore completes on the vCPU thread even if the future is dropped.
     ///
     /// # Errors
@@ -283,8 +293,16 @@ impl Sandbox {
     }
 
     /// Brings the sandbox back to `snapshot` (of a sandbox of the same guest and memory
-    /// configuration), after the calls queued before this one. Cancel safety and errors as
-    /// [`Sandbox::restore`].
+    /// configuration), after the calls queued before this one.
+    ///
+    /// # Cancel safety
+    ///
+    /// As [`Sandbox::restore`].
+    ///
+    /// # Errors
+    ///
+    /// As [`Sandbox::restore`], and [`SandboxError::InvalidConfig`] for a snapshot of a sandbox
+    /// with another memory layout.
     pub async fn restore_to(&self, snapshot: &Snapshot) -> Result<(), Error> {
         check_reentry(&self.inner)?;
         let _turn = self.inner.queue.lock().await;
@@ -294,7 +312,9 @@ impl Sandbox {
     /// Takes a snapshot of the sandbox's state after the calls queued before this one: memory
     /// and every vCPU register. Sandboxes built from it start in exactly this state.
     ///
-    /// Cancel safety: dropping the future while it waits for its turn does nothing; once sent,
+    /// # Cancel safety
+    ///
+    /// dropping the future while it waits for its turn does nothing; once sent,
     /// the snapshot is taken and discarded.
     ///
     /// # Errors
@@ -343,7 +363,9 @@ async fn restore(inner: &Inner, to: Option<Snapshot>) -> Result<(), Error> {
 
 /// A guest call, awaitable (it implements [`IntoFuture`]); made by [`Sandbox::call`].
 ///
-/// Cancel safety: dropping the future (the caller gave up, `tokio::time::timeout`, `select!`,
+/// # Cancel safety
+///
+/// dropping the future (the caller gave up, `tokio::time::timeout`, `select!`,
 /// a client disconnect) before it completes cancels the call. A call still waiting for its turn
 /// just leaves the queue. A running call is kicked out of the guest through the interrupt
 /// handle, an async host function it is awaiting is dropped with it, and the sandbox is restored
