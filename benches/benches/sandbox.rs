@@ -3,9 +3,9 @@
 //! `sandbox/*` is what a sandbox costs on top of it.
 
 use criterion::{criterion_group, criterion_main, Criterion};
-use hyperlight_benches::simple_sandbox;
+use hyperlight_benches::{host_add, simple_sandbox};
 use hyperlight_sys::floor::FloorVm;
-use hyperlight_sys::{hypervisor_for, SandboxConfig};
+use hyperlight_sys::{hypervisor_for, Sandbox, SandboxConfig};
 
 fn floor(c: &mut Criterion) {
     let hv = hypervisor_for(&SandboxConfig::default()).unwrap();
@@ -29,6 +29,16 @@ fn sandbox(c: &mut Criterion) {
     });
     group.bench_function("guest_host_guest_call", |b| {
         b.iter(|| sb.call::<i32>("call_host_add", (1i32, 2i32)).unwrap())
+    });
+    // The same host function on a worker thread of its own (what `host_fn_with_syscalls` does):
+    // what running sync host functions off the vCPU thread would cost every host call, the
+    // design the syscall gate avoids (docs/security.md).
+    let mut worker = Sandbox::builder(hyperlight_testing::simple_guest())
+        .host_fn_with_syscalls("host_add", &[], host_add)
+        .build()
+        .unwrap();
+    group.bench_function("guest_host_guest_call_on_a_worker", |b| {
+        b.iter(|| worker.call::<i32>("call_host_add", (1i32, 2i32)).unwrap())
     });
     group.finish();
 }

@@ -22,15 +22,40 @@ pub enum Error {
     /// before its next call.
     #[error("guest call cancelled")]
     Cancelled,
+    /// A call (or restore, or snapshot) into a sandbox from within one of its own async host
+    /// functions, directly or through other sandboxes (A's host function calls B, whose host
+    /// function calls A): it would wait for the call that awaits it, for ever. Nothing ran; the
+    /// sandbox is not poisoned. Detected for futures awaited in the host function's own task,
+    /// not for ones it hands to another task (`tokio::spawn`) and waits for.
+    #[error("re-entrant call into sandbox {sandbox} from its own async host function {function:?}: it would wait for itself")]
+    Reentrant {
+        /// The sandbox called.
+        sandbox: u64,
+        /// Its async host function that the calling task is awaiting.
+        function: String,
+    },
     /// The blocking task that creates a sandbox did not complete (it panicked, or the runtime is
     /// shutting down).
-    #[error("sandbox {task} task failed: {reason}")]
+    #[error("sandbox {task} task failed")]
     Task {
         /// Which task.
         task: &'static str,
-        /// The join error.
-        reason: String,
+        /// Why it did not complete.
+        #[source]
+        source: tokio::task::JoinError,
     },
+    /// A pool had lost a sandbox (one that could not be restored after a failed call) and could
+    /// not build its replacement from the pool's snapshot. The pool stays usable: the next call
+    /// that finds the slot empty tries again.
+    #[error("the pool could not rebuild a lost sandbox")]
+    PoolRebuild {
+        /// Why the new sandbox could not be built.
+        #[source]
+        source: Box<Error>,
+    },
+    /// The pool's semaphore was closed. `SandboxPool` never closes it, so this is a bug.
+    #[error("the sandbox pool is closed")]
+    PoolClosed,
 }
 
 impl From<hyperlight_sys::Error> for Error {
@@ -46,9 +71,15 @@ impl Error {
     /// Whether the sandbox is restored before its next call because of this error.
     pub fn poisons(&self) -> bool {
         match self {
+            // The vCPU thread poisoned the sandbox without a call seeing why (host code panicked
+            // on it after the call was answered): restore, as after a fatal error.
+            Error::Sandbox(hyperlight_sys::Error::Poisoned { .. }) => true,
             Error::Sandbox(e) => e.is_fatal(),
             Error::Timeout { .. } | Error::Cancelled => true,
-            Error::Task { .. } => false,
+            Error::Task { .. }
+            | Error::PoolRebuild { .. }
+            | Error::PoolClosed
+            | Error::Reentrant { .. } => false,
         }
     }
 }

@@ -23,7 +23,7 @@ pub struct PoolStats {
     pub busy: usize,
     /// Callers waiting for a sandbox.
     pub waiting: usize,
-    /// Sandboxes replaced because they could not be restored.
+    /// Sandboxes built to replace ones that could not be restored.
     pub replaced: usize,
 }
 
@@ -34,8 +34,9 @@ pub struct PoolStats {
 /// The first sandbox is built from the builder (loading the guest and running its init); the
 /// others are created from its post-init snapshot and share its memory copy-on-write. Callers
 /// beyond the pool's size wait in FIFO order, each with its own timeout. A sandbox whose call
-/// failed fatally is restored; one that cannot be restored is replaced by a new one from the
-/// snapshot. `SandboxPool` is a cheap, cloneable handle.
+/// failed fatally is restored; one that cannot be restored is dropped (with a warning) and
+/// replaced by a new one from the snapshot when its slot is next taken. `SandboxPool` is a
+/// cheap, cloneable handle.
 ///
 /// ```no_run
 /// use std::time::Duration;
@@ -76,6 +77,16 @@ impl std::fmt::Debug for SandboxPool {
 impl SandboxPool {
     /// Builds `size` sandboxes (at least one) from `builder`: the first from its source, the
     /// others from the first one's post-init snapshot, concurrently.
+    ///
+    /// # Errors
+    ///
+    /// The first error of a sandbox build ([`SandboxBuilder::build`]), or [`Error::Task`] if a
+    /// build task did not complete.
+    ///
+    /// # Cancel safety
+    ///
+    /// Dropping the future drops the sandboxes built so far; builds still running on the
+    /// blocking pool finish there and their sandboxes are dropped as soon as they are ready.
     pub async fn new(builder: SandboxBuilder, size: usize) -> Result<Self, Error> {
         let size = size.max(1);
         let builder = builder.fresh_per_call(true);
@@ -87,9 +98,9 @@ impl SandboxPool {
             .collect();
         let mut sandboxes = vec![first];
         for task in rest {
-            sandboxes.push(task.await.map_err(|e| Error::Task {
+            sandboxes.push(task.await.map_err(|source| Error::Task {
                 task: "build",
-                reason: e.to_string(),
+                source,
             })??);
         }
         Ok(SandboxPool {
@@ -139,9 +150,17 @@ impl SandboxPool {
 
 /// A call through a [`SandboxPool`], awaitable (it implements [`IntoFuture`]).
 ///
-/// Cancel safety: dropped while waiting for a sandbox, it leaves the queue; dropped while its
+/// # Cancel safety
+///
+/// dropped while waiting for a sandbox, it leaves the queue; dropped while its
 /// call runs, the call is cancelled as [`crate::Call`]'s is, and the sandbox goes back to the
 /// pool to be restored before its next call.
+///
+/// # Errors
+///
+/// As [`crate::Call`]'s, plus [`Error::Timeout`] while still waiting for a sandbox, and
+/// [`Error::PoolRebuild`] when the sandbox of the slot it got had been lost and could not be
+/// rebuilt.
 #[must_use = "a call does nothing until it is awaited"]
 pub struct PoolCall<R> {
     pool: SandboxPool,
@@ -223,30 +242,45 @@ impl PoolInner {
             self.permits
                 .acquire()
                 .await
-                .map_err(|_| Error::Sandbox(hyperlight_sys::Error::ThreadGone))?
+                .map_err(|_| Error::PoolClosed)?
         };
         // The lease hands the permit back when the sandbox returns to the pool.
         permit.forget();
         self.busy.fetch_add(1, Ordering::Relaxed);
-        let sandbox = self.idle.lock().unwrap_or_else(|e| e.into_inner()).pop();
+        let idle = self.idle.lock().unwrap_or_else(|e| e.into_inner()).pop();
         let mut lease = Lease {
             pool: &self,
-            sandbox,
+            sandbox: idle,
         };
-        let Some(sandbox) = lease.sandbox.as_ref() else {
-            return Err(Error::Sandbox(hyperlight_sys::Error::ThreadGone));
+        let sandbox = match &lease.sandbox {
+            Some(sandbox) => sandbox.clone(),
+            // A permit without an idle sandbox: the sandbox of this slot was lost (see below).
+            None => {
+                let fresh = self
+                    .builder
+                    .clone()
+                    .build()
+                    .await
+                    .map_err(|e| Error::PoolRebuild {
+                        source: Box::new(e),
+                    })?;
+                self.replaced.fetch_add(1, Ordering::Relaxed);
+                lease.sandbox.insert(fresh).clone()
+            }
         };
         let result = sandbox
             .call_value(&call.name, call.args, call.return_type)
             .await;
         if matches!(&result, Err(e) if e.poisons()) {
-            // Restore now rather than on the next call; replace the sandbox if it cannot be.
-            if sandbox.restore().await.is_err() {
-                let fresh = self.builder.clone().build().await;
-                if let Ok(fresh) = fresh {
-                    lease.sandbox = Some(fresh);
-                    self.replaced.fetch_add(1, Ordering::Relaxed);
-                }
+            // Restore now rather than on the next call. A sandbox that cannot be restored is
+            // dropped; the next call that finds its slot empty builds a new one.
+            if let Err(error) = sandbox.restore().await {
+                tracing::warn!(
+                    sandbox.id = sandbox.id(),
+                    %error,
+                    "a pooled sandbox could not be restored and is dropped"
+                );
+                lease.sandbox = None;
             }
         }
         result

@@ -26,6 +26,30 @@ use crate::host::{invoke, AsyncHostFunction, DynAsyncHostFn};
 
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 
+tokio::task_local! {
+    /// The async host functions this task is awaiting, outermost first: (sandbox id, function
+    /// name). A call into one of those sandboxes would wait for itself ([`Error::Reentrant`]).
+    static AWAITING: Vec<(u64, String)>;
+}
+
+/// Fails a call, restore or snapshot of `inner` made from within one of its own async host
+/// functions (directly, or through other sandboxes' host functions), before it takes the
+/// sandbox's turn: that turn is held by the call awaiting the host function.
+fn check_reentry(inner: &Inner) -> Result<(), Error> {
+    AWAITING
+        .try_with(
+            |awaiting| match awaiting.iter().find(|(sandbox, _)| *sandbox == inner.id) {
+                Some((sandbox, function)) => Err(Error::Reentrant {
+                    sandbox: *sandbox,
+                    function: function.clone(),
+                }),
+                None => Ok(()),
+            },
+        )
+        // Not inside any host function of this crate.
+        .unwrap_or(Ok(()))
+}
+
 /// Builds a [`Sandbox`]. See [`Sandbox::builder`]. Cloneable, to build several alike.
 ///
 /// It wraps the blocking API's builder ([`hyperlight_sys::SandboxBuilder`]) for everything but
@@ -109,8 +133,16 @@ impl SandboxBuilder {
     /// maps the snapshot. The blocking work (file I/O, KVM ioctls, the guest's init) runs on
     /// Tokio's blocking thread pool, never on a worker thread.
     ///
-    /// Cancel safety: dropping the future before it completes drops the sandbox being built as
+    /// # Cancel safety
+    ///
+    /// dropping the future before it completes drops the sandbox being built as
     /// soon as it is ready; nothing leaks.
+    ///
+    /// # Errors
+    ///
+    /// What building the VM reports ([`Error::Sandbox`]): an invalid configuration, an
+    /// unreadable or invalid guest ELF, no usable hypervisor, a guest init that failed or timed
+    /// out; [`Error::Task`] if the blocking task did not complete.
     pub async fn build(self) -> Result<Sandbox, Error> {
         let SandboxBuilder {
             sys,
@@ -126,9 +158,9 @@ impl SandboxBuilder {
         let thread =
             tokio::task::spawn_blocking(move || VcpuThread::spawn(sys.into_spec(signatures)?))
                 .await
-                .map_err(|e| Error::Task {
+                .map_err(|source| Error::Task {
                     task: "build",
-                    reason: e.to_string(),
+                    source,
                 })??;
         Ok(Sandbox {
             inner: Arc::new(Inner {
@@ -234,7 +266,9 @@ impl Sandbox {
     }
 
     /// A handle that cancels the call running now from any thread or task (see
-    /// [`InterruptHandle::kill`]); the cancelled call returns [`Error::Cancelled`].
+    /// [`InterruptHandle::kill`]); the cancelled call returns [`Error::Cancelled`] at once, also
+    /// while its guest awaits an async host function, whose future is then dropped (as when the
+    /// call's future is dropped). The sandbox is restored before its next call.
     pub fn interrupt_handle(&self) -> InterruptHandle {
         self.inner.thread.interrupt.clone()
     }
@@ -243,16 +277,34 @@ impl Sandbox {
     /// one. Calls do this by themselves after a fatal error, timeout or cancellation. Only the
     /// pages written since the last restore are copied back, and every register is reset.
     ///
-    /// Cancel safety: if dropped while it waits for its turn, nothing happens; once sent, the
+    /// # Cancel safety
+    ///
+    /// if dropped while it waits for its turn, nothing happens; once sent, the
     /// restore completes on the vCPU thread even if the future is dropped.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Reentrant`] from within one of this sandbox's async host functions; otherwise
+    /// what the restore reports ([`SandboxError::ThreadGone`] at once if the vCPU thread is gone).
     pub async fn restore(&self) -> Result<(), Error> {
+        check_reentry(&self.inner)?;
         let _turn = self.inner.queue.lock().await;
         restore(&self.inner, None).await
     }
 
     /// Brings the sandbox back to `snapshot` (of a sandbox of the same guest and memory
-    /// configuration), after the calls queued before this one. Cancel safety as [`Sandbox::restore`].
+    /// configuration), after the calls queued before this one.
+    ///
+    /// # Cancel safety
+    ///
+    /// As [`Sandbox::restore`].
+    ///
+    /// # Errors
+    ///
+    /// As [`Sandbox::restore`], and [`SandboxError::InvalidConfig`] for a snapshot of a sandbox
+    /// with another memory layout.
     pub async fn restore_to(&self, snapshot: &Snapshot) -> Result<(), Error> {
+        check_reentry(&self.inner)?;
         let _turn = self.inner.queue.lock().await;
         restore(&self.inner, Some(snapshot.clone())).await
     }
@@ -260,9 +312,16 @@ impl Sandbox {
     /// Takes a snapshot of the sandbox's state after the calls queued before this one: memory
     /// and every vCPU register. Sandboxes built from it start in exactly this state.
     ///
-    /// Cancel safety: dropping the future while it waits for its turn does nothing; once sent,
+    /// # Cancel safety
+    ///
+    /// dropping the future while it waits for its turn does nothing; once sent,
     /// the snapshot is taken and discarded.
+    ///
+    /// # Errors
+    ///
+    /// As [`Sandbox::restore`].
     pub async fn snapshot(&self) -> Result<Snapshot, Error> {
+        check_reentry(&self.inner)?;
         let _turn = self.inner.queue.lock().await;
         if self.inner.poisoned.load(Ordering::SeqCst) {
             restore(&self.inner, None).await?;
@@ -304,11 +363,22 @@ async fn restore(inner: &Inner, to: Option<Snapshot>) -> Result<(), Error> {
 
 /// A guest call, awaitable (it implements [`IntoFuture`]); made by [`Sandbox::call`].
 ///
-/// Cancel safety: dropping the future (the caller gave up, `tokio::time::timeout`, `select!`,
+/// # Cancel safety
+///
+/// dropping the future (the caller gave up, `tokio::time::timeout`, `select!`,
 /// a client disconnect) before it completes cancels the call. A call still waiting for its turn
 /// just leaves the queue. A running call is kicked out of the guest through the interrupt
 /// handle, an async host function it is awaiting is dropped with it, and the sandbox is restored
 /// to its post-init state before the next call runs. Dropping it after it completed does nothing.
+///
+/// # Errors
+///
+/// [`Error::Timeout`] past its timeout, [`Error::Cancelled`] when killed through the
+/// [`Sandbox::interrupt_handle`], [`Error::Reentrant`] (at once, before it queues) when awaited
+/// within one of the same sandbox's async host functions, and [`Error::Sandbox`] for what the
+/// guest or the runtime reports: among them [`SandboxError::HostPanic`] when host code (a
+/// `tracing` subscriber) panicked on the vCPU thread, and [`SandboxError::ThreadGone`] at once
+/// if that thread is gone.
 #[must_use = "a call does nothing until it is awaited"]
 pub struct Call<R> {
     sandbox: Sandbox,
@@ -400,6 +470,7 @@ async fn exclusive_call(
     span: tracing::Span,
 ) -> Result<Value, Error> {
     async {
+        check_reentry(inner)?;
         let mut turn = inner.queue.lock().await;
         if inner.poisoned.load(Ordering::SeqCst) {
             restore(inner, None).await?;
@@ -444,23 +515,63 @@ async fn drive(inner: &Inner, generation: u64, spinner: &mut Spinner) -> Result<
                 generation: g,
                 call,
             } if g == generation => {
-                // The vCPU thread checked the call against the declared signatures, which are
-                // exactly the registered sync (run inline there) and async functions.
-                let result = match inner.async_fns.get(&call.name) {
-                    Some(f) => invoke(f, call).await,
-                    None => Err(GuestError {
-                        code: ErrorCode::UnknownFunction,
-                        message: format!("no async host function named {:?}", call.name),
-                    }),
-                };
+                if let Some(done) = host_call(inner, generation, call).await {
+                    return done;
+                }
+            }
+            // Events of an earlier, abandoned call.
+            _ => {}
+        }
+    }
+}
+
+/// Runs the async host function the guest called and sends its result to the vCPU thread;
+/// `None` when it did. Meanwhile it watches the thread's events: if the call ends first (it was
+/// killed through the interrupt handle, whose kick the thread's wait for the reply sees), the
+/// host function's future is dropped at once and the call's result returned.
+async fn host_call(
+    inner: &Inner,
+    generation: u64,
+    call: FunctionCall,
+) -> Option<Result<Value, Error>> {
+    // The vCPU thread checked the call against the declared signatures, which are exactly the
+    // registered sync (run inline there) and async functions.
+    let mut awaiting = AWAITING.try_with(Vec::clone).unwrap_or_default();
+    awaiting.push((inner.id, call.name.clone()));
+    let host = async {
+        match inner.async_fns.get(&call.name) {
+            Some(f) => invoke(f, call).await,
+            None => Err(GuestError {
+                code: ErrorCode::UnknownFunction,
+                message: format!("no async host function named {:?}", call.name),
+            }),
+        }
+    };
+    let host = AWAITING.scope(awaiting, host);
+    tokio::pin!(host);
+    loop {
+        // Events first: a call that is over does not poll its host function again. Both
+        // branches are cancel safe: an event stays queued unless `recv_async` returns it, and
+        // the host future, pinned here, is polled again on the next turn.
+        tokio::select! {
+            biased;
+            event = inner.thread.events.recv_async() => match event {
+                Ok(Event::Done { generation: g, result }) if g == generation => {
+                    return Some(result.map_err(Error::from));
+                }
+                // Events of an earlier, abandoned call; the thread sends no other event of
+                // this call while it waits for the reply.
+                Ok(_) => {}
+                Err(_) => return Some(Err(Error::Sandbox(SandboxError::ThreadGone))),
+            },
+            result = &mut host => {
                 // If the vCPU thread is gone, the next event says why.
                 let _ = inner
                     .thread
                     .requests
                     .send(Request::HostReply { generation, result });
+                return None;
             }
-            // Events of an earlier, abandoned call.
-            _ => {}
         }
     }
 }

@@ -235,6 +235,18 @@ pub enum Error {
     /// The vCPU thread is gone (it panicked, or the sandbox is shutting down).
     #[error("sandbox vCPU thread is gone")]
     ThreadGone,
+    // Host code that panics on a vCPU thread (issue 12, finding 6).
+    /// Fatal: host code panicked on the vCPU thread while it served the sandbox: a `tracing`
+    /// subscriber called for a guest log record or a call's span, or other host code outside a
+    /// host function (a host function's panic becomes the error the guest receives instead).
+    /// The thread lives on; the sandbox is poisoned until restored.
+    #[error("host code panicked on the vCPU thread ({during}): {message}")]
+    HostPanic {
+        /// What the thread was doing: `"a guest log record"`, `"a request"`.
+        during: &'static str,
+        /// The panic's message (its `&str` or `String` payload).
+        message: String,
+    },
 }
 
 /// Why one hypervisor backend could not be used: the device path and the reason.

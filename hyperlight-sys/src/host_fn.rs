@@ -87,7 +87,8 @@ pub fn invoke(f: &DynHostFn, call: FunctionCall) -> FunctionCallResult {
 }
 
 /// What the guest receives for a host function's outcome: its value, or a
-/// [`ErrorCode::HostFunctionFailed`] error that says whether it failed or panicked.
+/// [`ErrorCode::HostFunctionFailed`] error that says whether it failed or panicked. A panic's
+/// payload is dropped here, and a payload whose `Drop` panics too does not unwind out of it.
 pub fn host_result(
     name: &str,
     outcome: std::thread::Result<Result<Value, String>>,
@@ -99,7 +100,10 @@ pub fn host_result(
     match outcome {
         Ok(Ok(value)) => Ok(value),
         Ok(Err(message)) => Err(failed(format!("host function {name:?} failed: {message}"))),
-        Err(_) => Err(failed(format!("host function {name:?} panicked"))),
+        Err(payload) => {
+            crate::contain::discard(payload);
+            Err(failed(format!("host function {name:?} panicked")))
+        }
     }
 }
 

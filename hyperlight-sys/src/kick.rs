@@ -139,16 +139,34 @@ impl Drop for ArmedVcpu {
 }
 
 /// State shared between a vCPU thread and its interrupt handles.
+///
+/// A cancel of the call that runs is recorded in `stop`, which is only ever set to the running
+/// generation: a cancel aimed at any other generation cannot hide it (nor can a later kill
+/// record nothing). A cancel of a call handed out but not started yet waits in `queued` until
+/// the call starts.
 #[derive(Debug, Default)]
 pub(crate) struct KickState {
-    /// The last generation handed out; every call, init and restore gets a new one.
+    /// The last generation handed out; every call and init gets a new one.
     last: AtomicU64,
     /// Generation of the call the vCPU thread is executing, 0 when idle.
     running: AtomicU64,
-    /// The highest generation anyone asked to cancel.
-    pub(crate) cancelled: AtomicU64,
+    /// The running call's generation once it has been cancelled.
+    stop: AtomicU64,
+    /// The calls that started, and the cancels of calls handed out but not started yet.
+    starts: Mutex<Starts>,
     /// The vCPU thread while it lives.
     thread: Mutex<Option<libc::pthread_t>>,
+}
+
+/// What [`KickState::cancel`] and [`KickState::begin`] decide under one lock, so that a cancel
+/// of a call that is just starting is seen by one of them.
+#[derive(Debug, Default)]
+struct Starts {
+    /// The highest generation started (every generation below it is over or never ran).
+    started: u64,
+    /// Generations above `started`, handed out, whose cancel came before they started: at most
+    /// one entry per generation handed out and not started.
+    queued: Vec<u64>,
 }
 
 impl KickState {
@@ -167,14 +185,25 @@ impl KickState {
         self.thread.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    fn starts(&self) -> std::sync::MutexGuard<'_, Starts> {
+        self.starts.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
     /// A new generation, greater than every earlier one (never 0).
     pub(crate) fn next_generation(&self) -> u64 {
         self.last.fetch_add(1, Ordering::SeqCst) + 1
     }
 
-    /// The vCPU thread starts running `generation`.
+    /// The vCPU thread starts running `generation` (handed out by
+    /// [`KickState::next_generation`], greater than every generation started before).
     pub(crate) fn begin(&self, generation: u64) {
+        let mut starts = self.starts();
         self.running.store(generation, Ordering::SeqCst);
+        starts.started = generation;
+        if starts.queued.contains(&generation) {
+            self.stop.store(generation, Ordering::SeqCst);
+        }
+        starts.queued.retain(|&g| g > generation);
     }
 
     /// The vCPU thread is idle again.
@@ -184,17 +213,28 @@ impl KickState {
 
     /// Whether the call of `generation` has been cancelled.
     pub(crate) fn is_cancelled(&self, generation: u64) -> bool {
-        self.cancelled.load(Ordering::SeqCst) == generation
+        self.stop.load(Ordering::SeqCst) == generation
     }
 
     fn cancel(&self, generation: u64, wake: &dyn Fn()) {
-        if generation == 0 {
+        if generation == 0 || generation > self.last.load(Ordering::SeqCst) {
+            // Never handed out: nothing to cancel.
             return;
         }
-        self.cancelled.fetch_max(generation, Ordering::SeqCst);
-        if self.running.load(Ordering::SeqCst) != generation {
-            // Not started yet (it checks `cancelled` when it starts) or already over.
-            return;
+        {
+            let mut starts = self.starts();
+            if generation > starts.started {
+                // Handed out, not started: `begin` sees it.
+                if !starts.queued.contains(&generation) {
+                    starts.queued.push(generation);
+                }
+                return;
+            }
+            if self.running.load(Ordering::SeqCst) != generation {
+                // Over.
+                return;
+            }
+            self.stop.store(generation, Ordering::SeqCst);
         }
         if let Some(thread) = *self.lock() {
             // SAFETY: the thread is alive: it clears this slot under the same lock before it
@@ -242,5 +282,55 @@ impl InterruptHandle {
     /// Generation of the call running now, 0 when idle.
     pub fn running_generation(&self) -> u64 {
         self.state.running.load(Ordering::SeqCst)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cancel(state: &KickState, generation: u64) {
+        state.cancel(generation, &|| {});
+    }
+
+    #[test]
+    fn a_cancel_before_the_start_stops_the_call_when_it_starts() {
+        let state = KickState::default();
+        let first = state.next_generation();
+        let second = state.next_generation();
+        cancel(&state, second);
+        state.begin(first);
+        assert!(
+            !state.is_cancelled(first),
+            "the cancel was for the next call"
+        );
+        state.end();
+        state.begin(second);
+        assert!(state.is_cancelled(second));
+        state.end();
+        // Nothing stays queued once the call started.
+        assert!(state.starts().queued.is_empty());
+    }
+
+    #[test]
+    fn cancels_of_other_generations_never_hide_the_running_calls() {
+        let state = KickState::default();
+        let over = state.next_generation();
+        state.begin(over);
+        state.end();
+        let running = state.next_generation();
+        let queued = state.next_generation();
+        state.begin(running);
+        for other in [over, queued, queued + 1, u64::MAX, 0] {
+            cancel(&state, other);
+            assert!(!state.is_cancelled(running));
+        }
+        cancel(&state, running);
+        for other in [over, queued, u64::MAX] {
+            cancel(&state, other);
+            assert!(state.is_cancelled(running));
+        }
+        // Never-handed-out generations queue nothing; the handed-out one is queued once.
+        assert_eq!(state.starts().queued, vec![queued]);
     }
 }

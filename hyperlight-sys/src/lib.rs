@@ -26,13 +26,15 @@
 //! # }
 //! ```
 //!
-//! The async API (`hyperlight-async`) builds on this crate. `unsafe` code lives in this crate
-//! only (memory mapping, ioctls, signals); every block says why it holds.
+//! The async API (`hyperlight-async`) builds on this crate. The host's hand-written `unsafe`
+//! code lives in this crate only (memory mapping, ioctls, signals); every block says why it
+//! holds.
 
 #![deny(missing_docs)]
 
 pub mod boundary;
 pub mod config;
+mod contain;
 pub mod dirty;
 pub mod elf;
 pub mod error;

@@ -274,7 +274,7 @@ impl Core {
                             };
                             self.write_reply(&reply)?;
                         }
-                        GuestMessage::Log(record) => emit_log(&record),
+                        GuestMessage::Log(record) => emit_log(&record)?,
                         GuestMessage::Abort(GuestError { code, message }) => {
                             return Err(match code {
                                 ErrorCode::OutOfMemory => Error::GuestOutOfMemory { message },
@@ -392,8 +392,10 @@ impl HostCalls for NoHostCalls {
     }
 }
 
-/// Emits a guest log record as a `tracing` event, inside whatever span the call runs in.
-fn emit_log(record: &LogRecord) {
+/// Emits a guest log record as a `tracing` event, inside whatever span the call runs in. A
+/// subscriber that panics on it (the guest chooses when records come) fails the call with
+/// [`Error::HostPanic`]; the machine is left as it was, between two exits.
+fn emit_log(record: &LogRecord) -> Result<(), Error> {
     macro_rules! emit {
         ($level:expr) => {
             tracing::event!(
@@ -407,11 +409,15 @@ fn emit_log(record: &LogRecord) {
             )
         };
     }
-    match record.level {
+    crate::contain::run(|| match record.level {
         LogLevel::Trace => emit!(tracing::Level::TRACE),
         LogLevel::Debug => emit!(tracing::Level::DEBUG),
         LogLevel::Info => emit!(tracing::Level::INFO),
         LogLevel::Warn => emit!(tracing::Level::WARN),
         LogLevel::Error => emit!(tracing::Level::ERROR),
-    }
+    })
+    .map_err(|message| Error::HostPanic {
+        during: "a guest log record",
+        message,
+    })
 }

@@ -551,7 +551,11 @@ impl Worker {
         let thread = factory.run(Box::new(move || {
             while let Ok(HostCall { args, reply }) = queue.recv() {
                 let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(args)));
-                let _ = reply.send(outcome);
+                // Nobody waits (the sandbox is gone): a panic's payload is dropped here, where
+                // its `Drop` must not end the worker.
+                if let Err(Err(payload)) = reply.send(outcome).map_err(|e| e.into_inner()) {
+                    crate::contain::discard(payload);
+                }
             }
         }))?;
         Ok(Worker {

@@ -2,7 +2,7 @@
 //! sandbox creates the VM) and talks to the sandbox's owner only through messages, so that a
 //! blocking caller and an async task can drive it alike.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use flume::{Receiver, Sender};
@@ -100,11 +100,61 @@ pub struct VcpuSpec {
     pub inline: Arc<HostFunctions>,
 }
 
+/// The owner's end of a vCPU thread's request channel: an unbounded queue whose sends fail once
+/// the thread has exited.
+///
+/// A request that was queued is answered, or, if the thread exits first (a panic ended it, or
+/// the sandbox is shutting down), dropped as the thread exits, which disconnects the channel its
+/// answer would come on: a wait for an answer (a restore, a snapshot, a call's events) never
+/// outlives the thread.
+#[derive(Debug)]
+pub struct Requests {
+    tx: Sender<Request>,
+    /// `true` while the thread takes requests; the thread clears it as it exits, under the lock,
+    /// so that no send slips in between its last look at the queue and its exit.
+    open: Arc<Mutex<bool>>,
+}
+
+impl Requests {
+    /// Queues `request` for the thread; gives it back if the thread has exited.
+    pub fn send(&self, request: Request) -> Result<(), flume::SendError<Request>> {
+        let open = self.open.lock().unwrap_or_else(|e| e.into_inner());
+        if !*open {
+            return Err(flume::SendError(request));
+        }
+        self.tx.send(request)
+    }
+
+    /// Stops sending: once every `Requests` of the channel is closed or dropped, the thread
+    /// sees the channel disconnect and ends.
+    fn close(&mut self) {
+        let (closed, _) = flume::bounded(0);
+        drop(std::mem::replace(&mut self.tx, closed));
+    }
+}
+
+/// The thread's end of the request channel.
+struct Inbox {
+    rx: Receiver<Request>,
+    open: Arc<Mutex<bool>>,
+}
+
+/// A request channel: the owner's end and the thread's.
+fn request_channel() -> (Requests, Inbox) {
+    let (tx, rx) = flume::unbounded();
+    let open = Arc::new(Mutex::new(true));
+    let inbox = Inbox {
+        rx,
+        open: open.clone(),
+    };
+    (Requests { tx, open }, inbox)
+}
+
 /// The owner's end of a running vCPU thread.
 #[derive(Debug)]
 pub struct VcpuThread {
     /// Send requests here.
-    pub requests: Sender<Request>,
+    pub requests: Requests,
     /// Receive events here.
     pub events: Receiver<Event>,
     /// Kicks the vCPU.
@@ -135,10 +185,11 @@ impl VcpuThread {
             config.thread_stack_size,
         )?;
         let spec = VcpuSpec { inline, ..spec };
-        let (req_tx, req_rx) = flume::unbounded();
+        let (req_tx, req_rx) = request_channel();
         let (ev_tx, ev_rx) = flume::unbounded();
         let state = Arc::new(KickState::default());
-        let weak = req_tx.downgrade();
+        // A wake-up carries no answer channel: it may bypass the exit gate of `Requests`.
+        let weak = req_tx.tx.downgrade();
         let interrupt = InterruptHandle {
             state: state.clone(),
             wake: Arc::new(move || {
@@ -220,8 +271,7 @@ impl VcpuThread {
     /// The thread ends as soon as the call or host function it runs is over.
     pub fn shutdown(&mut self) -> Option<std::thread::JoinHandle<()>> {
         self.interrupt.kill();
-        let (closed, _) = flume::bounded(0);
-        drop(std::mem::replace(&mut self.requests, closed));
+        self.requests.close();
         self.thread.take()
     }
 
@@ -394,15 +444,90 @@ enum Start {
     Built(Machine),
 }
 
+/// Ends a vCPU thread's service however the thread ends, by returning or by unwinding: no kick
+/// signals it after this, no request can be queued any more, and the requests still queued are
+/// dropped, so that every owner waiting for an answer sees its channel disconnect
+/// ([`Error::ThreadGone`]) at once. (A flume channel keeps its queued messages while any sender
+/// lives: a request queued after the thread's last receive would otherwise keep its answer
+/// channel open for ever, and its owner waiting.)
+struct Exiting<'a> {
+    kick: &'a KickState,
+    inbox: &'a Inbox,
+}
+
+impl Drop for Exiting<'_> {
+    fn drop(&mut self) {
+        self.kick.thread_exiting();
+        *self.inbox.open.lock().unwrap_or_else(|e| e.into_inner()) = false;
+        drop(self.inbox.rx.drain());
+    }
+}
+
+/// Who waits for the answer to a request: kept apart from the request, so that a request whose
+/// serving panicked is still answered.
+enum Pending {
+    Call(u64),
+    Restore(Sender<Result<(), Error>>),
+    Snapshot(Sender<Result<Snapshot, Error>>),
+    /// Answered already, or nobody waits.
+    Nobody,
+}
+
+impl Pending {
+    fn of(request: &Request) -> Self {
+        match request {
+            Request::Call { generation, .. } => Pending::Call(*generation),
+            Request::Restore { done, .. } => Pending::Restore(done.clone()),
+            Request::Snapshot(done) => Pending::Snapshot(done.clone()),
+            Request::HostReply { .. } | Request::Wake => Pending::Nobody,
+        }
+    }
+
+    /// What the thread was doing, for [`Error::HostPanic`].
+    fn during(&self) -> &'static str {
+        match self {
+            Pending::Call(_) => "serving a guest call",
+            Pending::Restore(_) => "serving a restore",
+            Pending::Snapshot(_) => "serving a snapshot",
+            Pending::Nobody => "after answering a request",
+        }
+    }
+
+    /// Answers with `error`, if anyone still waits.
+    fn fail(self, events: &Sender<Event>, error: Error) {
+        match self {
+            Pending::Call(generation) => {
+                let result = Err(error);
+                let _ = events.send(Event::Done { generation, result });
+            }
+            Pending::Restore(done) => drop(done.send(Err(error))),
+            Pending::Snapshot(done) => drop(done.send(Err(error))),
+            Pending::Nobody => {}
+        }
+    }
+}
+
+/// What the request loop does after a request.
+enum Served {
+    Next,
+    /// The owner stopped listening: end the thread.
+    OwnerGone,
+}
+
 fn thread_main(
     spec: VcpuSpec,
     helpers: &'static ThreadFactory,
     kick: Arc<KickState>,
     start: Start,
-    requests: Receiver<Request>,
+    inbox: Inbox,
     events: Sender<Event>,
 ) {
     kick.thread_started();
+    let _exiting = Exiting {
+        kick: &kick,
+        inbox: &inbox,
+    };
+    let requests = &inbox.rx;
     let machine = match start {
         Start::Built(mut machine) => {
             machine.arm();
@@ -415,7 +540,6 @@ fn thread_main(
             }
             Err(e) => {
                 let _ = ready.send(Err(e));
-                kick.thread_exiting();
                 return;
             }
         },
@@ -431,51 +555,108 @@ fn thread_main(
     // Nothing is imminent before the first request (polling then would only take CPU from
     // whoever is still building sandboxes); between calls, the next one often is.
     let mut first = Some(requests.recv());
-    while let Ok(request) = first.take().unwrap_or_else(|| spinner.recv(&requests)) {
-        match request {
-            Request::Call {
-                generation,
-                call,
-                span,
-                restore_after,
-            } => {
-                kick.begin(generation);
-                let result = worker.machine().and_then(|m| {
-                    let mut host = Channels {
-                        generation,
-                        kick: &kick,
-                        signatures: &spec.signatures,
-                        inline: &spec.inline,
-                        requests: &requests,
-                        events: &events,
-                        spinner: &mut spinner,
-                    };
-                    span.in_scope(|| m.call(generation, &call, &kick, &mut host))
-                });
+    while let Ok(request) = first.take().unwrap_or_else(|| spinner.recv(requests)) {
+        // Host code runs while a request is served (tracing subscribers for the call's span and
+        // guest logs, host functions, which catch their own panics): a panic that escapes it
+        // fails the request, not the thread.
+        let mut pending = Pending::of(&request);
+        let served = crate::contain::run(|| {
+            match request {
+                Request::Call {
+                    generation,
+                    call,
+                    span,
+                    restore_after,
+                } => {
+                    kick.begin(generation);
+                    let result = worker.machine().and_then(|m| {
+                        let mut host = Channels {
+                            generation,
+                            kick: &kick,
+                            signatures: &spec.signatures,
+                            inline: &spec.inline,
+                            requests,
+                            events: &events,
+                            spinner: &mut spinner,
+                        };
+                        span.in_scope(|| m.call(generation, &call, &kick, &mut host))
+                    });
+                    kick.end();
+                    if let Err(e) = &result {
+                        if e.is_fatal() && worker.poisoned.is_none() {
+                            worker.poisoned = Some(e.to_string());
+                        }
+                    }
+                    pending = Pending::Nobody;
+                    if events.send(Event::Done { generation, result }).is_err() {
+                        return Served::OwnerGone;
+                    }
+                    if restore_after {
+                        if let Err(e) = worker.restore(None) {
+                            worker.poisoned = Some(format!("restore after the call failed: {e}"));
+                        }
+                    }
+                }
+                Request::Restore { to, done } => {
+                    let restored = worker.restore(to);
+                    pending = Pending::Nobody;
+                    let _ = done.send(restored);
+                }
+                Request::Snapshot(done) => {
+                    let snapshot = worker.snapshot();
+                    pending = Pending::Nobody;
+                    let _ = done.send(snapshot);
+                }
+                Request::HostReply { .. } | Request::Wake => {}
+            }
+            Served::Next
+        });
+        match served {
+            Ok(Served::Next) => {}
+            Ok(Served::OwnerGone) => break,
+            Err(message) => {
                 kick.end();
-                if let Err(e) = &result {
-                    if e.is_fatal() && worker.poisoned.is_none() {
-                        worker.poisoned = Some(e.to_string());
-                    }
-                }
-                if events.send(Event::Done { generation, result }).is_err() {
-                    break;
-                }
-                if restore_after {
-                    if let Err(e) = worker.restore(None) {
-                        worker.poisoned = Some(format!("restore after the call failed: {e}"));
-                    }
-                }
+                // The machine may be mid-change (a call, a restore): drop it, so that the next
+                // restore builds a new VM from the snapshot.
+                let machine = worker.machine.take();
+                let _ = crate::contain::run(move || drop(machine));
+                let error = Error::HostPanic {
+                    during: pending.during(),
+                    message,
+                };
+                worker.poisoned = Some(error.to_string());
+                pending.fail(&events, error);
             }
-            Request::Restore { to, done } => {
-                let _ = done.send(worker.restore(to));
-            }
-            Request::Snapshot(done) => {
-                let _ = done.send(worker.snapshot());
-            }
-            Request::HostReply { .. } | Request::Wake => {}
         }
     }
-    drop(worker);
-    kick.thread_exiting();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_thread_that_dies_fails_its_queued_and_later_requests_at_once() {
+        let (requests, inbox) = request_channel();
+        let kick = Arc::new(KickState::default());
+        let (done, answer) = flume::bounded(1);
+        requests.send(Request::Restore { to: None, done }).unwrap();
+        let on_thread = kick.clone();
+        let died = std::thread::spawn(move || {
+            on_thread.thread_started();
+            let _exiting = Exiting {
+                kick: &on_thread,
+                inbox: &inbox,
+            };
+            panic!("the vCPU thread dies with a request queued");
+        })
+        .join();
+        assert!(died.is_err());
+        // The owner still holds its sender: only the drain drops the queued request.
+        assert!(matches!(
+            answer.recv_timeout(Duration::from_secs(10)),
+            Err(flume::RecvTimeoutError::Disconnected)
+        ));
+        assert!(requests.send(Request::Wake).is_err(), "later requests fail");
+    }
 }

@@ -50,23 +50,24 @@ pub fn has_error_code(vector: u8) -> bool {
     matches!(vector, 8 | 10..=14 | 17 | 21 | 29 | 30)
 }
 
-/// Access rights of one guest page.
+/// The rights of one guest page: who may use it (supervisor or user), and whether it is
+/// writable or executable.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Access {
+enum PageRights {
     SupervisorData,
     SupervisorReadOnly,
     SupervisorCode,
     User(SegmentPerms),
 }
 
-impl Access {
+impl PageRights {
     fn pte(self, addr: u64) -> u64 {
         let base = addr | PTE_PRESENT | PTE_ACCESSED;
         let (user, write, exec) = match self {
-            Access::SupervisorData => (false, true, false),
-            Access::SupervisorReadOnly => (false, false, false),
-            Access::SupervisorCode => (false, false, true),
-            Access::User(p) => (true, p.write, p.execute),
+            PageRights::SupervisorData => (false, true, false),
+            PageRights::SupervisorReadOnly => (false, false, false),
+            PageRights::SupervisorCode => (false, false, true),
+            PageRights::User(p) => (true, p.write, p.execute),
         };
         // Accessed and dirty are preset so the CPU never writes page tables.
         base | if user { PTE_USER } else { 0 }
@@ -100,12 +101,12 @@ pub fn write_tables(
         start,
         end: start + PAGE_SIZE,
     };
-    let mut mapped: Vec<(Region, Access)> = vec![
-        (page(layout::GDT), Access::SupervisorData),
-        (page(layout::IDT), Access::SupervisorReadOnly),
-        (page(layout::STUBS), Access::SupervisorCode),
-        (page(layout::RING0_STACK), Access::SupervisorData),
-        (page(layout::BOOT_INFO), Access::User(USER_RO)),
+    let mut mapped: Vec<(Region, PageRights)> = vec![
+        (page(layout::GDT), PageRights::SupervisorData),
+        (page(layout::IDT), PageRights::SupervisorReadOnly),
+        (page(layout::STUBS), PageRights::SupervisorCode),
+        (page(layout::RING0_STACK), PageRights::SupervisorData),
+        (page(layout::BOOT_INFO), PageRights::User(USER_RO)),
     ];
     mapped.extend(image.segments.iter().map(|s| {
         (
@@ -113,14 +114,14 @@ pub fn write_tables(
                 start: s.start,
                 end: s.end,
             },
-            Access::User(s.perms),
+            PageRights::User(s.perms),
         )
     }));
     mapped.extend([
-        (layout.heap, Access::User(USER_RW)),
-        (layout.stack, Access::User(USER_RW)),
-        (layout.input, Access::User(USER_RO)),
-        (layout.output, Access::User(USER_RW)),
+        (layout.heap, PageRights::User(USER_RW)),
+        (layout.stack, PageRights::User(USER_RW)),
+        (layout.input, PageRights::User(USER_RO)),
+        (layout.output, PageRights::User(USER_RW)),
     ]);
     write_page_tables(mem, layout, &mapped)
 }
@@ -231,7 +232,7 @@ fn write_boot_info(mem: &mut GuestMemory, layout: &Layout) -> Result<(), Error> 
 fn write_page_tables(
     mem: &mut GuestMemory,
     layout: &Layout,
-    mapped: &[(Region, Access)],
+    mapped: &[(Region, PageRights)],
 ) -> Result<(), Error> {
     let pml4 = layout.page_tables.start;
     let pdpt = pml4 + PAGE_SIZE;

@@ -68,3 +68,56 @@ fn stale_kicks_during_a_call_are_ignored() {
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     assert!(kicker.join().unwrap() > 0);
 }
+
+/// Runs `infinite_loop` on a thread of its own, waits until it runs, and hands `interfere` its
+/// interrupt handle and generation; then kills it. The call must end with `Cancelled` (issue 12,
+/// finding 4: a cancel of a later generation recorded with `fetch_max` once hid the kill).
+fn kill_after(interfere: impl FnOnce(&hyperlight_sys::InterruptHandle, u64)) {
+    let mut sb = common::simple().build().unwrap();
+    let handle = sb.interrupt_handle();
+    let (done_tx, done) = std::sync::mpsc::channel();
+    let caller = std::thread::spawn(move || {
+        let _ = done_tx.send(sb.call::<()>("infinite_loop", ()));
+        sb
+    });
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let running = loop {
+        match handle.running_generation() {
+            0 if std::time::Instant::now() < deadline => std::thread::yield_now(),
+            0 => panic!("the call never started"),
+            g => break g,
+        }
+    };
+    interfere(&handle, running);
+    assert_eq!(handle.kill(), running, "kill stops the call that runs");
+    match done.recv_timeout(Duration::from_secs(10)) {
+        Ok(result) => assert!(matches!(result, Err(Error::Cancelled)), "{result:?}"),
+        Err(_) => panic!("the kill was lost: the call still runs 10 s later"),
+    }
+    let mut sb = caller.join().unwrap();
+    sb.restore().unwrap();
+    assert_eq!(sb.call::<i32>("echo_i32", (4i32,)).unwrap(), 4);
+}
+
+#[test]
+fn a_cancel_of_a_later_generation_does_not_hide_a_kill() {
+    kill_after(|handle, running| {
+        for later in [running + 1, running + 1000, u64::MAX] {
+            handle.cancel(later);
+        }
+    });
+}
+
+#[test]
+fn cancels_of_other_generations_racing_a_kill_do_not_hide_it() {
+    kill_after(|handle, running| {
+        let handle = handle.clone();
+        // Fires while the kill below lands, and ends by itself.
+        std::thread::spawn(move || {
+            for n in 0..10_000 {
+                handle.cancel(running + 1 + n % 7);
+                handle.cancel(running.saturating_sub(1 + n % 3));
+            }
+        });
+    });
+}

@@ -11,6 +11,9 @@
 //! ```
 #![no_std]
 #![deny(missing_docs)]
+// The flatc output (`wire::generated`) is the one module allowed `unsafe`: its accessors read
+// tables the verifier has checked. The hand-written code has none.
+#![deny(unsafe_code)]
 
 extern crate alloc;
 

@@ -36,6 +36,7 @@ use crate::types::{
 #[path = "generated/mod.rs"]
 #[rustfmt::skip]
 #[allow(
+    unsafe_code,
     missing_docs,
     dead_code,
     unused_imports,
@@ -541,54 +542,82 @@ fn log_level_from_fb(level: fb::LogLevel) -> Result<LogLevel, DecodeError> {
     })
 }
 
-/// Reads a verified `Value` union of tag `tag`. `table` reads the union's value: it is called
-/// only for a known tag, since the verifier does not check the value of an unknown tag (not even
-/// that its offset is inside the buffer).
-fn read_value<'a>(
-    tag: fb::Value,
-    table: impl FnOnce() -> flatbuffers::Table<'a>,
-) -> Result<Value, DecodeError> {
-    // Safety of the `init_from_table` calls: the verifier checked the union value as the
-    // table type its tag names, and each arm builds exactly that type.
-    Ok(match tag {
+/// A table holding a `Value` union (`Parameter`, `ReturnValue`): the union's tag and the
+/// generated accessor of each member, which checks the tag before it reads the member's table.
+trait ValueUnion<'a> {
+    fn tag(&self) -> fb::Value;
+    fn i32(&self) -> Option<fb::I32Value<'a>>;
+    fn u32(&self) -> Option<fb::U32Value<'a>>;
+    fn i64(&self) -> Option<fb::I64Value<'a>>;
+    fn u64(&self) -> Option<fb::U64Value<'a>>;
+    fn f32(&self) -> Option<fb::F32Value<'a>>;
+    fn f64(&self) -> Option<fb::F64Value<'a>>;
+    fn bool(&self) -> Option<fb::BoolValue<'a>>;
+    fn string(&self) -> Option<fb::StringValue<'a>>;
+    fn bytes(&self) -> Option<fb::BytesValue<'a>>;
+}
+
+macro_rules! value_union {
+    ($($table:ident),*) => {$(
+        impl<'a> ValueUnion<'a> for fb::$table<'a> {
+            fn tag(&self) -> fb::Value { self.value_type() }
+            fn i32(&self) -> Option<fb::I32Value<'a>> { self.value_as_i32_value() }
+            fn u32(&self) -> Option<fb::U32Value<'a>> { self.value_as_u32_value() }
+            fn i64(&self) -> Option<fb::I64Value<'a>> { self.value_as_i64_value() }
+            fn u64(&self) -> Option<fb::U64Value<'a>> { self.value_as_u64_value() }
+            fn f32(&self) -> Option<fb::F32Value<'a>> { self.value_as_f32_value() }
+            fn f64(&self) -> Option<fb::F64Value<'a>> { self.value_as_f64_value() }
+            fn bool(&self) -> Option<fb::BoolValue<'a>> { self.value_as_bool_value() }
+            fn string(&self) -> Option<fb::StringValue<'a>> { self.value_as_string_value() }
+            fn bytes(&self) -> Option<fb::BytesValue<'a>> { self.value_as_bytes_value() }
+        }
+    )*};
+}
+
+value_union!(Parameter, ReturnValue);
+
+/// Reads a verified `Value` union. Each member is read through the generated accessor of its
+/// tag, and only for a known tag, since the verifier does not check the value of an unknown tag
+/// (not even that its offset is inside the buffer).
+fn read_value<'a>(union: &impl ValueUnion<'a>) -> Result<Value, DecodeError> {
+    let member = || DecodeError::MissingField { field: "value" };
+    Ok(match union.tag() {
         fb::Value::VoidValue => Value::Void,
-        fb::Value::I32Value => {
-            let t = unsafe { fb::I32Value::init_from_table(table()) };
-            Value::I32(required(t.value(), "I32Value.value")?)
-        }
-        fb::Value::U32Value => {
-            let t = unsafe { fb::U32Value::init_from_table(table()) };
-            Value::U32(required(t.value(), "U32Value.value")?)
-        }
-        fb::Value::I64Value => {
-            let t = unsafe { fb::I64Value::init_from_table(table()) };
-            Value::I64(required(t.value(), "I64Value.value")?)
-        }
-        fb::Value::U64Value => {
-            let t = unsafe { fb::U64Value::init_from_table(table()) };
-            Value::U64(required(t.value(), "U64Value.value")?)
-        }
-        fb::Value::F32Value => {
-            let t = unsafe { fb::F32Value::init_from_table(table()) };
-            Value::F32(required(t.value(), "F32Value.value")?)
-        }
-        fb::Value::F64Value => {
-            let t = unsafe { fb::F64Value::init_from_table(table()) };
-            Value::F64(required(t.value(), "F64Value.value")?)
-        }
-        fb::Value::BoolValue => {
-            let t = unsafe { fb::BoolValue::init_from_table(table()) };
-            Value::Bool(required(t.value(), "BoolValue.value")?)
-        }
+        fb::Value::I32Value => Value::I32(required(
+            union.i32().ok_or_else(member)?.value(),
+            "I32Value.value",
+        )?),
+        fb::Value::U32Value => Value::U32(required(
+            union.u32().ok_or_else(member)?.value(),
+            "U32Value.value",
+        )?),
+        fb::Value::I64Value => Value::I64(required(
+            union.i64().ok_or_else(member)?.value(),
+            "I64Value.value",
+        )?),
+        fb::Value::U64Value => Value::U64(required(
+            union.u64().ok_or_else(member)?.value(),
+            "U64Value.value",
+        )?),
+        fb::Value::F32Value => Value::F32(required(
+            union.f32().ok_or_else(member)?.value(),
+            "F32Value.value",
+        )?),
+        fb::Value::F64Value => Value::F64(required(
+            union.f64().ok_or_else(member)?.value(),
+            "F64Value.value",
+        )?),
+        fb::Value::BoolValue => Value::Bool(required(
+            union.bool().ok_or_else(member)?.value(),
+            "BoolValue.value",
+        )?),
         fb::Value::StringValue => {
-            let t = unsafe { fb::StringValue::init_from_table(table()) };
-            Value::String(t.value().to_string())
+            Value::String(union.string().ok_or_else(member)?.value().to_string())
         }
         fb::Value::BytesValue => {
-            let t = unsafe { fb::BytesValue::init_from_table(table()) };
-            Value::Bytes(t.value().bytes().to_vec())
+            Value::Bytes(union.bytes().ok_or_else(member)?.value().bytes().to_vec())
         }
-        fb::Value::NONE => return Err(DecodeError::MissingField { field: "value" }),
+        fb::Value::NONE => return Err(member()),
         other => return Err(DecodeError::UnknownValueType { tag: other.0 }),
     })
 }
@@ -612,7 +641,7 @@ pub fn decode_function_call(buf: &[u8]) -> Result<FunctionCall, DecodeError> {
     }
     let mut args = Vec::with_capacity(params.len());
     for (index, param) in params.iter().enumerate() {
-        let value = read_value(param.value_type(), || param.value())?;
+        let value = read_value(&param)?;
         if value == Value::Void {
             return Err(DecodeError::VoidArgument { index });
         }
@@ -633,20 +662,22 @@ pub fn decode_function_call(buf: &[u8]) -> Result<FunctionCall, DecodeError> {
 pub fn decode_function_call_result(buf: &[u8]) -> Result<FunctionCallResult, DecodeError> {
     let result = verified_root::<fb::FunctionCallResult<'_>>(buf, FUNCTION_CALL_RESULT_IDENTIFIER)?;
     match result.outcome_type() {
-        fb::Outcome::ReturnValue => {
-            // Safety: the verifier checked the union value as a `ReturnValue`.
-            let rv = unsafe { fb::ReturnValue::init_from_table(result.outcome()) };
-            Ok(Ok(read_value(rv.value_type(), || rv.value())?))
-        }
-        fb::Outcome::GuestError => {
-            // Safety: the verifier checked the union value as a `GuestError`.
-            let error = unsafe { fb::GuestError::init_from_table(result.outcome()) };
-            Ok(Err(read_guest_error(error)?))
-        }
-        fb::Outcome::NONE => Err(DecodeError::MissingField {
-            field: "FunctionCallResult.outcome",
-        }),
+        fb::Outcome::ReturnValue => match result.outcome_as_return_value() {
+            Some(rv) => Ok(Ok(read_value(&rv)?)),
+            None => Err(missing_outcome()),
+        },
+        fb::Outcome::GuestError => match result.outcome_as_guest_error() {
+            Some(error) => Ok(Err(read_guest_error(error)?)),
+            None => Err(missing_outcome()),
+        },
+        fb::Outcome::NONE => Err(missing_outcome()),
         other => Err(DecodeError::UnknownOutcome { tag: other.0 }),
+    }
+}
+
+fn missing_outcome() -> DecodeError {
+    DecodeError::MissingField {
+        field: "FunctionCallResult.outcome",
     }
 }
 
