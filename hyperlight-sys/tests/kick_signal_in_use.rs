@@ -4,10 +4,8 @@
 
 mod common;
 
+use hyperlight_sys::Error;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::{Duration, Instant};
-
-use hyperlight_sys::{Error, SandboxConfig};
 
 /// How often the application's own handler ran.
 static APP_HANDLER_RAN: AtomicUsize = AtomicUsize::new(0);
@@ -26,22 +24,6 @@ fn set_handler(signal: libc::c_int, handler: libc::sighandler_t) {
     }
 }
 
-fn handler_of(signal: libc::c_int) -> libc::sighandler_t {
-    // SAFETY: a null new action only reads the current one into a zeroed sigaction.
-    unsafe {
-        let mut current: libc::sigaction = std::mem::zeroed();
-        assert_eq!(libc::sigaction(signal, std::ptr::null(), &mut current), 0);
-        current.sa_sigaction
-    }
-}
-
-fn with_offset(offset: u8) -> SandboxConfig {
-    SandboxConfig {
-        kick_signal_offset: offset,
-        ..SandboxConfig::default()
-    }
-}
-
 #[test]
 fn a_kick_signal_the_application_handles_is_refused_and_left_alone() {
     let app = app_handler as *const () as libc::sighandler_t;
@@ -57,36 +39,31 @@ fn a_kick_signal_the_application_handles_is_refused_and_left_alone() {
     );
     assert!(err.to_string().contains(&rtmin.to_string()), "{err}");
     assert_eq!(
-        handler_of(rtmin),
+        common::handler_of(rtmin),
         app,
         "the application's handler was replaced"
     );
     // SIG_IGN is a disposition too.
-    let err = common::simple().config(with_offset(1)).build().err();
+    let err = common::simple()
+        .config(common::with_kick_offset(1))
+        .build()
+        .err();
     assert!(
         matches!(err, Some(Error::KickSignalInUse { offset: 1, .. })),
         "{err:?}"
     );
-    assert_eq!(handler_of(rtmin + 1), libc::SIG_IGN);
+    assert_eq!(common::handler_of(rtmin + 1), libc::SIG_IGN);
 
     // A free signal is taken, and kicks go there: an endless guest call is killed.
-    let mut sb = common::simple().config(with_offset(2)).build().unwrap();
-    assert_ne!(handler_of(rtmin + 2), libc::SIG_DFL);
-    let handle = sb.interrupt_handle();
-    let killer = std::thread::spawn(move || {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while handle.running_generation() == 0 && Instant::now() < deadline {
-            std::thread::yield_now();
-        }
-        handle.kill()
-    });
-    let err = sb.call::<()>("infinite_loop", ()).unwrap_err();
-    assert!(matches!(err, Error::Cancelled), "{err:?}");
-    assert_ne!(killer.join().unwrap(), 0);
-    sb.restore().unwrap();
+    let mut sb = common::simple()
+        .config(common::with_kick_offset(2))
+        .build()
+        .unwrap();
+    assert_ne!(common::handler_of(rtmin + 2), libc::SIG_DFL);
+    common::kill_an_endless_call(&mut sb);
     assert_eq!(sb.call::<i32>("echo_i32", (4i32,)).unwrap(), 4);
     // The application's handler never saw a kick, and is still in place.
     assert_eq!(APP_HANDLER_RAN.load(Ordering::SeqCst), 0);
-    assert_eq!(handler_of(rtmin), app);
-    assert_eq!(handler_of(rtmin + 1), libc::SIG_IGN);
+    assert_eq!(common::handler_of(rtmin), app);
+    assert_eq!(common::handler_of(rtmin + 1), libc::SIG_IGN);
 }

@@ -138,16 +138,6 @@ extern "C" fn attacker_handler(_: libc::c_int) {
     ATTACKER_HANDLER_RAN.fetch_add(1, Ordering::SeqCst);
 }
 
-/// The handler address of `signal`'s current disposition.
-fn handler_of(signal: libc::c_int) -> libc::sighandler_t {
-    // SAFETY: a null new action only reads the current one into a zeroed sigaction.
-    unsafe {
-        let mut current: libc::sigaction = std::mem::zeroed();
-        assert_eq!(libc::sigaction(signal, std::ptr::null(), &mut current), 0);
-        current.sa_sigaction
-    }
-}
-
 /// Finding 2, the proven escape: a host function installed a handler for the kick signal and
 /// sent that signal to an unfiltered thread, which ran the handler (and with it, code the
 /// filter would have denied). Installing any handler is denied now.
@@ -178,9 +168,9 @@ fn a_host_function_cannot_install_a_signal_handler() {
     }
     // The kick handler is the runtime's still: kicks work, and the attacker's never runs.
     let attacker = attacker_handler as *const () as libc::sighandler_t;
-    assert_ne!(handler_of(kick), attacker);
-    assert_ne!(handler_of(kick), libc::SIG_DFL);
-    assert_ne!(handler_of(libc::SIGUSR2), attacker);
+    assert_ne!(common::handler_of(kick), attacker);
+    assert_ne!(common::handler_of(kick), libc::SIG_DFL);
+    assert_ne!(common::handler_of(libc::SIGUSR2), attacker);
     assert_eq!(ATTACKER_HANDLER_RAN.load(Ordering::SeqCst), 0);
 }
 

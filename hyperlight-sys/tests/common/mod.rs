@@ -56,3 +56,38 @@ pub fn kvm_write_trackings() -> Vec<std::sync::Arc<dyn hyperlight_sys::hyperviso
         })
         .collect()
 }
+
+/// The handler address (or `SIG_DFL`, `SIG_IGN`) of `signal`'s current disposition.
+pub fn handler_of(signal: libc::c_int) -> libc::sighandler_t {
+    // SAFETY: a null new action only reads the current one into a zeroed sigaction.
+    unsafe {
+        let mut current: libc::sigaction = std::mem::zeroed();
+        assert_eq!(libc::sigaction(signal, std::ptr::null(), &mut current), 0);
+        current.sa_sigaction
+    }
+}
+
+/// The default configuration with the kick signal `SIGRTMIN + offset`.
+pub fn with_kick_offset(offset: u8) -> hyperlight_sys::SandboxConfig {
+    hyperlight_sys::SandboxConfig {
+        kick_signal_offset: offset,
+        ..Default::default()
+    }
+}
+
+/// Runs the `simple` guest's `infinite_loop` in `sb` and kills it from another thread once it
+/// runs (polling, with a deadline): the call must end `Cancelled`, and `sb` is restored.
+pub fn kill_an_endless_call(sb: &mut Sandbox) {
+    let handle = sb.interrupt_handle();
+    let killer = std::thread::spawn(move || {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while handle.running_generation() == 0 && std::time::Instant::now() < deadline {
+            std::thread::yield_now();
+        }
+        handle.kill()
+    });
+    let err = sb.call::<()>("infinite_loop", ()).unwrap_err();
+    assert!(matches!(err, hyperlight_sys::Error::Cancelled), "{err:?}");
+    assert_ne!(killer.join().unwrap(), 0, "the kill found no call running");
+    sb.restore().unwrap();
+}
