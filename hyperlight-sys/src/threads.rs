@@ -99,14 +99,22 @@ impl ThreadFactory {
     ) -> Result<T, Error> {
         let (done, result) = flume::bounded(1);
         let thread = self.run(Box::new(move || {
-            let _ = done.send(job());
+            let _ = done.send(crate::contain::run(job));
         }))?;
         let result = result.recv();
+        // The job's panic, if any, was caught on its thread: joining cannot bring one here.
         let _ = thread.join();
-        result.map_err(|_| Error::Os {
-            op: "run a job on a helper thread",
-            source: std::io::Error::other("the job panicked"),
-        })?
+        match result {
+            Ok(Ok(result)) => result,
+            Ok(Err(panic)) => Err(Error::Os {
+                op: "a job on a helper thread",
+                source: std::io::Error::other(format!("it panicked: {panic}")),
+            }),
+            Err(_) => Err(Error::Os {
+                op: "a job on a helper thread",
+                source: std::io::Error::other("the thread ended without an answer"),
+            }),
+        }
     }
 }
 
