@@ -15,13 +15,13 @@
 //!   (`threads.rs`) and inherit it. The thread that builds the sandbox (not filtered) creates
 //!   the VM, its vCPU and memory and installs the kick signal's handler; the vCPU thread runs
 //!   the guest, its init included. What it may not do itself (build a new VM for a restore,
-//!   make a snapshot's memfd) it hands to an unfiltered helper thread ([`helper_threads`]).
+//!   make a snapshot's memfd) it hands to an unfiltered helper thread (`helper_threads`).
 //!   Inheriting shares one kernel copy of the program among all vCPU threads; attaching it per
 //!   thread cost ~115 µs of kernel time each and one JIT'd program per live thread.
 //! - **The gate.** The hypervisor and write-tracking ioctls of a running sandbox are allowed
 //!   only from one `syscall` instruction of the runtime (`gate.rs`), checked on
 //!   `seccomp_data.instruction_pointer` by instructions put before seccompiler's program
-//!   ([`gate_prelude`]): a sync host function that calls `ioctl` itself gets the denial, and
+//!   (`gate_prelude`): a sync host function that calls `ioctl` itself gets the denial, and
 //!   still runs inline, with no thread hop.
 //! - A **host function registered with extra syscalls**
 //!   ([`crate::SandboxBuilder::host_fn_with_syscalls`]) runs on a worker thread of its own, from
