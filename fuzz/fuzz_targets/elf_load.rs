@@ -1,4 +1,4 @@
-//! The ELF loader on raw bytes, as `Machine::boot` uses it: `ElfImage::parse`, the layout check
+//! The ELF loader on raw bytes, as `Machine::load` uses it: `ElfImage::parse`, the layout check
 //! of the image span, then `load` at the image base into a bounded buffer. Checks what the loader
 //! documents: `load` of a parsed image fails only for its own arguments (base alignment, memory
 //! size), the loaded image is `[base, base + span)` with sorted, disjoint, page-aligned, W^X
