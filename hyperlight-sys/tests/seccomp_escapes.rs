@@ -367,11 +367,13 @@ fn a_host_function_cannot_issue_hypervisor_or_write_tracking_ioctls() {
         }
         tried
     });
-    assert!(tried.len() >= 6, "{tried:?}");
     for (what, result) in &tried {
         assert_eq!(*result, Err(libc::EPERM), "{what}");
     }
-    assert!(tried.iter().any(|(what, _)| *what == "KVM_CREATE_VM"));
+    // Every attempt was made (the write-tracking ones where this kernel has it).
+    for what in ["KVM_GET_REGS", "KVM_SET_REGS", "KVM_RUN", "KVM_CREATE_VM"] {
+        assert!(tried.iter().any(|(w, _)| *w == what), "{what}: {tried:?}");
+    }
     // The bystander, whose vCPU the probe aimed at, is intact.
     assert_eq!(bystander.call::<u64>("counter", ()).unwrap(), 2);
     drop(kvm);
