@@ -71,8 +71,11 @@ fn stale_kicks_during_a_call_are_ignored() {
 
 /// Runs `infinite_loop` on a thread of its own, waits until it runs, and hands `interfere` its
 /// interrupt handle and generation; then kills it. The call must end with `Cancelled` (issue 12,
-/// finding 4: a cancel of a later generation recorded with `fetch_max` once hid the kill).
-fn kill_after(interfere: impl FnOnce(&hyperlight_sys::InterruptHandle, u64)) {
+/// finding 4: a cancel of a later generation recorded with `fetch_max` once hid the kill). A
+/// thread `interfere` returns is joined after the kill, before the sandbox is used again.
+fn kill_after(
+    interfere: impl FnOnce(&hyperlight_sys::InterruptHandle, u64) -> Option<std::thread::JoinHandle<()>>,
+) {
     let mut sb = common::simple().build().unwrap();
     let handle = sb.interrupt_handle();
     let (done_tx, done) = std::sync::mpsc::channel();
@@ -88,8 +91,11 @@ fn kill_after(interfere: impl FnOnce(&hyperlight_sys::InterruptHandle, u64)) {
             g => break g,
         }
     };
-    interfere(&handle, running);
+    let interferer = interfere(&handle, running);
     assert_eq!(handle.kill(), running, "kill stops the call that runs");
+    if let Some(thread) = interferer {
+        thread.join().unwrap();
+    }
     match done.recv_timeout(Duration::from_secs(10)) {
         Ok(result) => assert!(matches!(result, Err(Error::Cancelled)), "{result:?}"),
         Err(_) => panic!("the kill was lost: the call still runs 10 s later"),
@@ -105,6 +111,7 @@ fn a_cancel_of_a_later_generation_does_not_hide_a_kill() {
         for later in [running + 1, running + 1000, u64::MAX] {
             handle.cancel(later);
         }
+        None
     });
 }
 
@@ -112,12 +119,13 @@ fn a_cancel_of_a_later_generation_does_not_hide_a_kill() {
 fn cancels_of_other_generations_racing_a_kill_do_not_hide_it() {
     kill_after(|handle, running| {
         let handle = handle.clone();
-        // Fires while the kill below lands, and ends by itself.
-        std::thread::spawn(move || {
+        // Fires while the kill lands: generations long over, and generations far beyond any
+        // this test hands out (the calls after the kill get running + 1, + 2, ...).
+        Some(std::thread::spawn(move || {
             for n in 0..10_000 {
-                handle.cancel(running + 1 + n % 7);
+                handle.cancel(running + 1_000 + n % 7);
                 handle.cancel(running.saturating_sub(1 + n % 3));
             }
-        });
+        }))
     });
 }
