@@ -354,6 +354,7 @@ pub fn compile(filter: Filter, on_denied: OnDenied, extra: &[i64]) -> Result<Bpf
     })?;
     Ok(gate_prelude(&gated_ioctls(), u32::from(denied))
         .into_iter()
+        .chain(fault_reset_kills(on_denied))
         .chain(clone3_enosys())
         .chain(program)
         .collect())
@@ -412,6 +413,52 @@ fn gate_prelude(gated: &[u64], denied: u32) -> Vec<sock_filter> {
     prelude.push(insn(JA, 0, 0, 1));
     prelude.push(insn(RET_K, 0, 0, denied));
     prelude
+}
+
+/// The synchronous fault signals: the kernel raises them for the faulting instruction, and the
+/// instruction faults again if the handler returns.
+const FAULT_SIGNALS: [libc::c_int; 4] = [libc::SIGSEGV, libc::SIGBUS, libc::SIGILL, libc::SIGFPE];
+
+/// Instructions that end the process when a filtered thread sets the action of a fault signal
+/// (`rt_sigaction` of one of [`FAULT_SIGNALS`] with a non-NULL `act`), unless the policy only
+/// logs denials. Host code that faults on a filtered thread (a host function's bug) reaches
+/// Rust's handler, which resets the signal to `SIG_DFL` and returns so that the repeated fault
+/// ends the process, as it would without a filter; denied, the reset would leave the thread
+/// faulting forever. Ending the process at the reset is what the fault would do next, and it
+/// also answers a deliberate attempt to install a fault handler (which a thread could then
+/// trigger on an unfiltered thread by unmapping memory it uses). Every other `rt_sigaction`
+/// goes on to the rest of the filter, which denies it.
+fn fault_reset_kills(on_denied: OnDenied) -> Vec<sock_filter> {
+    if on_denied == OnDenied::Log {
+        return Vec::new();
+    }
+    // seccomp_data.args[0] (the signal) at 16, args[1] (`act`) at 24 (low word) and 28.
+    const NR: u32 = 0;
+    const SIGNAL: u32 = 16;
+    const ACT_LOW: u32 = 24;
+    const ACT_HIGH: u32 = 28;
+    let kill = u32::from(SeccompAction::KillProcess);
+    let [segv, bus, ill, fpe] = FAULT_SIGNALS.map(|signal| signal as u32);
+    // Instruction indices: 11 is the kill, 12 the first instruction after the prelude. A jump
+    // offset counts from the next instruction.
+    vec![
+        insn(LD_W_ABS, 0, 0, NR),
+        // 1: not rt_sigaction -> past the prelude.
+        insn(JEQ_K, 0, 10, libc::SYS_rt_sigaction as u32),
+        insn(LD_W_ABS, 0, 0, SIGNAL),
+        // 3..=6: a fault signal -> check `act` (7); another signal -> past the prelude.
+        insn(JEQ_K, 3, 0, segv),
+        insn(JEQ_K, 2, 0, bus),
+        insn(JEQ_K, 1, 0, ill),
+        insn(JEQ_K, 0, 5, fpe),
+        insn(LD_W_ABS, 0, 0, ACT_LOW),
+        // 8: low word not 0 -> the kill.
+        insn(JEQ_K, 0, 2, 0),
+        insn(LD_W_ABS, 0, 0, ACT_HIGH),
+        // 10: NULL `act` (a query) -> past the prelude (denied there); else the kill.
+        insn(JEQ_K, 1, 0, 0),
+        insn(RET_K, 0, 0, kill),
+    ]
 }
 
 /// Instructions that make `clone3` fail with `ENOSYS` whatever the rest of the filter says
@@ -643,12 +690,19 @@ mod tests {
         }
     }
 
-    /// Runs a classic-BPF program of the instructions the preludes use on a `seccomp_data`.
+    /// Runs a classic-BPF program of the instructions the preludes use on a `seccomp_data` of
+    /// system call `nr` made at `ip` whose second argument (an ioctl's request) is `request`.
     fn run_prelude(program: &[sock_filter], nr: i32, ip: u64, request: u64) -> Option<u32> {
+        run_bpf(program, nr, ip, [0, request])
+    }
+
+    /// The same with the first two arguments given.
+    fn run_bpf(program: &[sock_filter], nr: i32, ip: u64, args: [u64; 2]) -> Option<u32> {
         let mut data = [0u8; 64];
         data[0..4].copy_from_slice(&nr.to_le_bytes());
         data[8..16].copy_from_slice(&ip.to_le_bytes());
-        data[24..32].copy_from_slice(&request.to_le_bytes());
+        data[16..24].copy_from_slice(&args[0].to_le_bytes());
+        data[24..32].copy_from_slice(&args[1].to_le_bytes());
         let (mut pc, mut acc) = (0usize, 0u32);
         while let Some(i) = program.get(pc) {
             pc += 1;
@@ -665,6 +719,31 @@ mod tests {
         }
         // Fell off the end: on to the rest of the filter.
         None
+    }
+
+    #[test]
+    fn setting_a_fault_signals_action_ends_the_process() {
+        let kill = Some(u32::from(SeccompAction::KillProcess));
+        let prelude = fault_reset_kills(OnDenied::default());
+        let sigaction = libc::SYS_rt_sigaction as i32;
+        let act = 0x7fff_0000_1000u64;
+        for signal in FAULT_SIGNALS {
+            let signal = signal as u64;
+            assert_eq!(run_bpf(&prelude, sigaction, 0, [signal, act]), kill);
+            // Either half of the pointer set counts; a query (NULL) goes on, to be denied.
+            assert_eq!(run_bpf(&prelude, sigaction, 0, [signal, 1 << 40]), kill);
+            assert_eq!(run_bpf(&prelude, sigaction, 0, [signal, 0]), None);
+        }
+        for other in [libc::SIGUSR1, libc::SIGRTMIN(), libc::SIGABRT] {
+            assert_eq!(run_bpf(&prelude, sigaction, 0, [other as u64, act]), None);
+        }
+        let write = libc::SYS_write as i32;
+        assert_eq!(
+            run_bpf(&prelude, write, 0, [libc::SIGSEGV as u64, act]),
+            None
+        );
+        // A policy that only logs denials lets the reset through.
+        assert!(fault_reset_kills(OnDenied::Log).is_empty());
     }
 
     #[test]
