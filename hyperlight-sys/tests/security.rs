@@ -974,7 +974,7 @@ fn gettid() -> u64 {
 #[test]
 fn seccomp_vcpu_thread_cannot_open_files() {
     if hyperlight_sys::seccomp::default_disabled_by_env() {
-        eprintln!("HYPERLIGHT_SECCOMP=off: this kernel cannot attach filters; skipped");
+        hyperlight_testing::skip("HYPERLIGHT_SECCOMP=off: no seccomp filter to test");
         return;
     }
     let mut by = Bystander::new();
@@ -1010,7 +1010,7 @@ fn seccomp_vcpu_thread_cannot_open_files() {
 #[test]
 fn seccomp_host_function_with_extra_syscalls_runs_on_its_own_worker() {
     if hyperlight_sys::seccomp::default_disabled_by_env() {
-        eprintln!("HYPERLIGHT_SECCOMP=off: this kernel cannot attach filters; skipped");
+        hyperlight_testing::skip("HYPERLIGHT_SECCOMP=off: no seccomp filter to test");
         return;
     }
     let mut by = Bystander::new();
