@@ -120,13 +120,7 @@ fn ten_thousand_cancellations_at_random_moments() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(10_000);
-    // Warm up the process-wide state (KVM fd, signal handler) before counting.
-    let warm = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    warm.block_on(async { drop(common::simple().build().await.unwrap()) });
-    drop(warm);
+    common::warm_up();
     let (fds, threads) = (common::fd_count(), common::thread_count());
 
     let runtime = tokio::runtime::Builder::new_multi_thread()

@@ -6,12 +6,7 @@ use std::time::Duration;
 
 #[test]
 fn dropping_the_last_handle_mid_call_ends_the_vcpu_thread() {
-    let warm = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    warm.block_on(async { drop(common::simple().build().await.unwrap()) });
-    drop(warm);
+    common::warm_up();
     let (fds, threads) = (common::fd_count(), common::thread_count());
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)

@@ -20,6 +20,30 @@ pub fn simple() -> SandboxBuilder {
         })
 }
 
+/// Builds and drops one sandbox on a throw-away runtime, so that the process-wide state (the KVM
+/// fd, the signal handler, the vCPU thread factories) exists before a test counts fds or threads.
+pub fn warm_up() {
+    let warm = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    warm.block_on(async { drop(simple().build().await.unwrap()) });
+}
+
+/// Polls `condition` until it holds; panics with `what` if it does not within 10 s. For states
+/// another task reaches at a moment the test cannot know (a pool's sandboxes all taken, callers
+/// queued), instead of sleeping and hoping.
+pub async fn eventually(what: &str, mut condition: impl FnMut() -> bool) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while !condition() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "not within 10 s: {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+}
+
 /// Open file descriptors of this process.
 pub fn fd_count() -> usize {
     std::fs::read_dir("/proc/self/fd").unwrap().count()
