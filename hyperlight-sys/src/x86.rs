@@ -211,21 +211,7 @@ fn write_idt_and_stubs(mem: &mut GuestMemory) -> Result<(), Error> {
 }
 
 fn write_boot_info(mem: &mut GuestMemory, layout: &Layout) -> Result<(), Error> {
-    let b = layout.boot_info();
-    let fields = [
-        b.magic,
-        b.heap_base,
-        b.heap_size,
-        b.input_base,
-        b.input_size,
-        b.output_base,
-        b.output_size,
-        b.stack_base,
-        b.stack_size,
-        b.image_base,
-    ];
-    let bytes: Vec<u8> = fields.iter().flat_map(|f| f.to_le_bytes()).collect();
-    mem.write(layout::BOOT_INFO, &bytes)
+    mem.write(layout::BOOT_INFO, &layout.boot_info().to_le_bytes())
 }
 
 fn write_page_tables(
