@@ -11,9 +11,13 @@
 //! ```
 #![deny(missing_docs)]
 
+mod env;
+
+use std::ffi::OsString;
 use std::fmt::Display;
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::process::Command;
 
 /// The directory holding the built guest binaries:
 /// `<repo>/guest/target/x86_64-unknown-none/release`.
@@ -31,6 +35,16 @@ pub fn guest_path(name: &str) -> PathBuf {
 /// and deliberate faults; its crate documentation lists the functions.
 pub fn simple_guest() -> PathBuf {
     guest_path("simple")
+}
+
+/// A `cargo` command for building a guest crate outside the guest workspace, as a user would in
+/// a shell: the cargo (and toolchain) running this test or build, without the variables that
+/// cargo set for the host build (`RUSTFLAGS`, `CARGO_TARGET_DIR`, `CARGO_PKG_*`, ...).
+pub fn guest_cargo() -> Command {
+    let mut command =
+        Command::new(std::env::var_os("CARGO").unwrap_or_else(|| OsString::from("cargo")));
+    env::scrub_env(&mut command);
+    command
 }
 
 /// Reports that the calling test cannot run on this machine, and why; the test then returns.
