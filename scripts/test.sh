@@ -15,7 +15,7 @@ log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 cargo test --workspace --locked 2>&1 | tee -a "$log"
 # The guest library's logic (dispatch, allocator bookkeeping) also compiles for the host target.
-(cd guest && cargo test --locked -p hyperlight-guest --target x86_64-unknown-linux-gnu) 2>&1 | tee -a "$log"
+(cd guest && cargo test --locked -p hyperlight-async-guest --target x86_64-unknown-linux-gnu) 2>&1 | tee -a "$log"
 (cd guest && cargo clippy --locked --release -- -D warnings && cargo fmt --all --check)
 # A SKIPPED line may land inside a line of libtest's own output: count every occurrence.
 awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i } }

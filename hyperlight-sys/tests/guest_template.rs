@@ -58,16 +58,13 @@ fn the_guide_template_builds_out_of_tree_and_runs_from_its_path() {
     // What the guide tells a user to change: where hyperlight-guest is.
     let manifest = dir.join("Cargo.toml");
     let text = std::fs::read_to_string(&manifest).unwrap();
-    let relative = r#"hyperlight-guest = { path = "../../guest/hyperlight-guest" }"#;
+    let relative = r#"path = "../../guest/hyperlight-guest" }"#;
     assert!(
         text.contains(relative),
         "the template names hyperlight-guest by path"
     );
     let library = repo().join("guest/hyperlight-guest");
-    let absolute = format!(
-        "hyperlight-guest = {{ path = {:?} }}",
-        library.display().to_string()
-    );
+    let absolute = format!("path = {:?} }}", library.display().to_string());
     std::fs::write(&manifest, text.replace(relative, &absolute)).unwrap();
     assert!(
         !dir.ancestors()
