@@ -1,7 +1,8 @@
 //! The guide's standalone guest crate (`docs/guest-template/`), built as a new user builds it:
 //! copied to a directory outside both workspaces, `hyperlight-guest` pointed at by path, `cargo
 //! build --release --target x86_64-unknown-none` with nothing else, its logic unit-tested on the
-//! host with `cargo test --target x86_64-unknown-linux-gnu`, and the ELF loaded by path.
+//! host with `cargo test --target x86_64-unknown-linux-gnu`, and the ELF loaded by path. Then the
+//! guide's advice for `|| loop {}`: the error it shows, and the fix.
 
 use std::path::{Path, PathBuf};
 use std::process::Output;
@@ -31,15 +32,20 @@ fn copy_dir(from: &Path, to: &Path) {
 }
 
 /// Runs `cargo <args>` in `dir`, sharing one target dir across runs (so that only the copied
-/// crate is rebuilt), and checks it succeeded without a warning.
-fn cargo(dir: &Path, args: &[&str]) -> Output {
+/// crate is rebuilt).
+fn run_cargo(dir: &Path, args: &[&str]) -> Output {
     let target_dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("guest-template");
-    let output = hyperlight_testing::guest_cargo()
+    hyperlight_testing::guest_cargo()
         .current_dir(dir)
         .args(args)
         .env("CARGO_TARGET_DIR", &target_dir)
         .output()
-        .unwrap();
+        .unwrap()
+}
+
+/// [`run_cargo`], which must succeed without a warning.
+fn cargo(dir: &Path, args: &[&str]) -> Output {
+    let output = run_cargo(dir, args);
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(output.status.success(), "cargo {args:?} failed:\n{stderr}");
     assert!(
@@ -48,6 +54,8 @@ fn cargo(dir: &Path, args: &[&str]) -> Output {
     );
     output
 }
+
+const BUILD: &[&str] = &["build", "--release", "--target", "x86_64-unknown-none"];
 
 #[test]
 fn the_guide_template_builds_out_of_tree_and_runs_from_its_path() {
@@ -82,10 +90,7 @@ fn the_guide_template_builds_out_of_tree_and_runs_from_its_path() {
     );
 
     // The guest, as the guide builds it.
-    cargo(
-        &dir,
-        &["build", "--release", "--target", "x86_64-unknown-none"],
-    );
+    cargo(&dir, BUILD);
     let elf = Path::new(env!("CARGO_TARGET_TMPDIR"))
         .join("guest-template/x86_64-unknown-none/release/my-guest");
     let mut sandbox = Sandbox::builder(&elf)
@@ -106,5 +111,24 @@ fn the_guide_template_builds_out_of_tree_and_runs_from_its_path() {
         sandbox.call::<i32>("add_via_host", (40i32, 2i32)).unwrap(),
         42
     );
+
+    // The guide's pitfall: a function that never returns, first as a newcomer writes it, then
+    // with the return type the guide says to write.
+    let main = dir.join("src/main.rs");
+    let source = std::fs::read_to_string(&main).unwrap();
+    let register = "    register_fn(\"checked_div\", my_guest::checked_div);\n";
+    assert!(source.contains(register));
+    let with = |line: &str| source.replace(register, &format!("{register}    {line}\n"));
+    std::fs::write(&main, with("register_fn(\"spin\", || loop {});")).unwrap();
+    let refused = run_cargo(&dir, BUILD);
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(!refused.status.success());
+    assert!(
+        stderr.contains("`!` is not a type a guest function can return")
+            && stderr.contains("|| -> () { loop {} }"),
+        "{stderr}"
+    );
+    std::fs::write(&main, with("register_fn(\"spin\", || -> () { loop {} });")).unwrap();
+    cargo(&dir, BUILD);
     std::fs::remove_dir_all(&dir).unwrap();
 }
