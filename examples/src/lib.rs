@@ -4,4 +4,5 @@ pub mod async_io;
 pub mod density;
 pub mod hello;
 pub mod many;
+pub mod own_guest;
 pub mod web_server;

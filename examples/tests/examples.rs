@@ -91,3 +91,13 @@ async fn many_sandboxes_example_runs() {
 async fn hello_example_runs() {
     hyperlight_examples::hello::run(100).await.unwrap();
 }
+
+#[tokio::test]
+async fn own_guest_loads_a_guest_by_a_string_path() {
+    // The guide's in-repository guest has the template's `greet`.
+    let path = hyperlight_testing::guest_path("greeter");
+    let hello = hyperlight_examples::own_guest::greet(path.to_str().unwrap(), "Ada")
+        .await
+        .unwrap();
+    assert_eq!(hello, "hello Ada");
+}

@@ -29,21 +29,8 @@ thread_local! {
     static FUZZ: RefCell<Harness> = RefCell::new(Harness::new("fuzz"));
 }
 
-const TYPES: [ValueType; 10] = [
-    ValueType::I32,
-    ValueType::U32,
-    ValueType::I64,
-    ValueType::U64,
-    ValueType::F32,
-    ValueType::F64,
-    ValueType::Bool,
-    ValueType::String,
-    ValueType::Bytes,
-    ValueType::Void,
-];
-
 fn any_type(u: &mut Unstructured<'_>) -> Result<ValueType> {
-    Ok(*u.choose(&TYPES)?)
+    Ok(*u.choose(&ValueType::ALL)?)
 }
 
 fn value_of(u: &mut Unstructured<'_>, t: ValueType) -> Result<Value> {

@@ -17,14 +17,12 @@
 //! from ring 3 `Error::Protocol`, another protocol port `Error::UnexpectedExit`, and a port
 //! outside the protocol a #GP (`Error::CpuException`).
 //!
-//! Input: `port: u8 | mode: u8 | len: u32 LE | bytes`. `mode % 4`: 0, 1: guest function `raw`
-//! (the library's `send_raw`: a 4-byte `out` of the bytes' length; `len` is unused); 2: `raw_out`
-//! with a 4-byte `out` of `len`; 3: `raw_out` with a 1-, 2- or 4-byte `out` (`mode / 4 % 3`).
+//! Input: `port: u8 | mode: u8 | len: u32 LE | bytes`, read by `hyperlight_fuzz::input::RawInput`.
 #![no_main]
 
 use std::cell::RefCell;
 
-use hyperlight_fuzz::decode::port_from_byte;
+use hyperlight_fuzz::input::RawInput;
 use hyperlight_fuzz::kvm::Harness;
 use hyperlight_fuzz::same_value;
 use hyperlight_schema::abi::{PORT_DONE, PORT_EXCEPTION, PORT_RANGE_START};
@@ -127,47 +125,12 @@ fn matches(expected: &Result<Value, Error>, actual: &Result<Value, Error>) -> bo
 }
 
 fuzz_target!(|data: &[u8]| {
-    let port = port_from_byte(data.first().copied().unwrap_or(0));
-    let mode = data.get(1).copied().unwrap_or(0);
-    let mut le = [0u8; 4];
-    for (i, b) in le.iter_mut().enumerate() {
-        *b = data.get(2 + i).copied().unwrap_or(0);
-    }
-    let bytes = data.get(6..).unwrap_or_default().to_vec();
-    let (width, len) = match mode % 4 {
-        // `send_raw` truncates to the output buffer.
-        0 | 1 => (
-            4,
-            bytes
-                .len()
-                .min(SandboxConfig::default().output_size as usize) as u32,
-        ),
-        2 => (4, u32::from_le_bytes(le)),
-        _ => ([1, 2, 4][usize::from(mode / 4 % 3)], u32::from_le_bytes(le)),
-    };
-    // What the `out` carries: a narrower `out` truncates the value.
-    let sent = match width {
-        1 => len & 0xff,
-        2 => len & 0xffff,
-        _ => len,
-    };
-    let expect = expected(port, width, sent, &bytes);
+    let input = RawInput::parse(data);
+    let (port, width, sent) = (input.port, input.width, input.sent());
+    let expect = expected(port, width, sent, &input.bytes);
     FUZZ.with_borrow_mut(|h| {
-        let result = if mode % 4 < 2 {
-            h.call(
-                "raw",
-                vec![Value::U32(port.into()), Value::Bytes(bytes)],
-                ValueType::Void,
-            )
-        } else {
-            let args = vec![
-                Value::U32(port.into()),
-                Value::U32(width.into()),
-                Value::U32(len),
-                Value::Bytes(bytes),
-            ];
-            h.call("raw_out", args, ValueType::Void)
-        };
+        let (function, args) = input.call();
+        let result = h.call(function, args, ValueType::Void);
         if let Some(expect) = &expect {
             assert!(
                 matches(expect, &result),

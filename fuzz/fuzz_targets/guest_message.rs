@@ -9,7 +9,7 @@ use libfuzzer_sys::fuzz_target;
 fuzz_target!(|data: &[u8]| {
     if let Some((&port, message)) = data.split_first() {
         hyperlight_fuzz::decode::guest_message(
-            hyperlight_fuzz::decode::port_from_byte(port),
+            hyperlight_fuzz::input::port_from_byte(port),
             message,
         );
     }

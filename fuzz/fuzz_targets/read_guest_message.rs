@@ -13,8 +13,9 @@
 
 use std::cell::RefCell;
 
+use hyperlight_fuzz::input::ReadInput;
 use hyperlight_sys::boundary::read_guest_message;
-use hyperlight_sys::layout::{Layout, Region};
+use hyperlight_sys::layout::Layout;
 use hyperlight_sys::mem::GuestMemory;
 use hyperlight_sys::{Error, SandboxConfig};
 use libfuzzer_sys::fuzz_target;
@@ -34,50 +35,13 @@ thread_local! {
     });
 }
 
-fn u32_at(data: &[u8], at: usize) -> u32 {
-    let mut le = [0u8; 4];
-    for (i, b) in le.iter_mut().enumerate() {
-        *b = data.get(at + i).copied().unwrap_or(0);
-    }
-    u32::from_le_bytes(le)
-}
-
 fuzz_target!(|data: &[u8]| {
-    let len = u32_at(data, 0);
-    let size = data.get(4).copied().unwrap_or(4);
-    let which = data.get(5).copied().unwrap_or(0);
-    let shift = u64::from(u32_at(data, 6));
-    let port = data.get(10).copied().unwrap_or(0);
-    let bytes = data.get(11..).unwrap_or_default();
+    let input = ReadInput::parse(data);
+    let (len, size, bytes) = (input.len, input.size, input.bytes);
 
     MEMORY.with_borrow_mut(|m| {
         let total = m.layout.total;
-        let out = m.layout.output;
-        let region = match which % 8 {
-            0..=3 => out,
-            4 => m.layout.input,
-            5 => {
-                let start = total.saturating_sub(shift % (2 * out.size() + 1));
-                Region {
-                    start,
-                    end: start + out.size(),
-                }
-            }
-            6 => {
-                let start = u64::MAX - shift;
-                Region {
-                    start,
-                    end: start.saturating_add(out.size()),
-                }
-            }
-            _ => {
-                let start = shift * 8;
-                Region {
-                    start,
-                    end: start + out.size(),
-                }
-            }
-        };
+        let region = input.region(&m.layout);
 
         // The guest's write: the bytes at the start of the region, as far as memory goes.
         if region.start < total {
@@ -109,10 +73,7 @@ fuzz_target!(|data: &[u8]| {
             Err(other) => panic!("unexpected error {other:?}"),
         }
         if let Ok(message) = read {
-            hyperlight_fuzz::decode::guest_message(
-                hyperlight_fuzz::decode::port_from_byte(port),
-                &message,
-            );
+            hyperlight_fuzz::decode::guest_message(input.port, &message);
         }
     });
 });

@@ -190,15 +190,3 @@ pub fn guest_message(port: u16, data: &[u8]) {
         _ => panic!("port {port:#x} decoded as {message:?}"),
     }
 }
-
-/// A port from one byte: mostly the sixteen protocol ports, the four message ports most often.
-pub fn port_from_byte(b: u8) -> u16 {
-    match b % 16 {
-        0..=11 => 0x101 + u16::from(b % 4),
-        12 => 0x100,
-        13 => 0x105,
-        14 => 0x106 + u16::from(b >> 4) % 10,
-        // Anything, mostly outside the protocol range.
-        _ => u16::from(b) << 4,
-    }
-}

@@ -5,6 +5,7 @@
 //! A property that does not hold panics, which libFuzzer reports as a crash.
 
 pub mod decode;
+pub mod input;
 pub mod kvm;
 pub mod model;
 

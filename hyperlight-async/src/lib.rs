@@ -48,6 +48,11 @@ pub use error::Error;
 pub use host::{AsyncHostFunction, DynAsyncHostFn, HostFuture};
 pub use hyperlight_sys::schema::{ErrorCode, Value, ValueType, WireArgs, WireType};
 pub use hyperlight_sys::Error as SandboxError;
+// What the builder, its `SandboxConfig` and the errors name, so that configuring a sandbox and
+// matching its errors needs no direct dependency on `hyperlight-sys`.
+pub use hyperlight_sys::hypervisor::select::{HypervisorChoice, HypervisorPaths};
+pub use hyperlight_sys::hypervisor::Hypervisor;
+pub use hyperlight_sys::{Access, OnDenied, SeccompPolicy};
 pub use hyperlight_sys::{GuestBinary, InterruptHandle, SandboxConfig, SandboxSource, Snapshot};
 pub use pool::{PoolCall, PoolStats, SandboxPool};
 pub use sandbox::{Call, FromCallValue, Sandbox, SandboxBuilder};

@@ -120,20 +120,9 @@ fn ten_thousand_cancellations_at_random_moments() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(10_000);
-    // Warm up the process-wide state (KVM fd, signal handler) before counting.
-    let warm = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    warm.block_on(async { drop(common::simple().build().await.unwrap()) });
-    drop(warm);
-    let (fds, threads) = (common::fd_count(), common::thread_count());
+    let (fds, threads) = common::warm_up();
 
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
+    let runtime = common::two_worker_runtime();
     let cancelled = Arc::new(AtomicUsize::new(0));
     let completed = runtime.block_on(async {
         let work = async {

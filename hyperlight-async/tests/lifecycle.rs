@@ -6,18 +6,8 @@ use std::time::Duration;
 
 #[test]
 fn dropping_the_last_handle_mid_call_ends_the_vcpu_thread() {
-    let warm = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    warm.block_on(async { drop(common::simple().build().await.unwrap()) });
-    drop(warm);
-    let (fds, threads) = (common::fd_count(), common::thread_count());
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
+    let (fds, threads) = common::warm_up();
+    let runtime = common::two_worker_runtime();
     runtime.block_on(async {
         for _ in 0..20 {
             let sb = common::simple().build().await.unwrap();

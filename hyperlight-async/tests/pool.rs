@@ -47,8 +47,7 @@ async fn callers_beyond_the_size_wait_fifo_with_their_own_timeout() {
             })
         })
         .collect();
-    tokio::time::sleep(Duration::from_millis(50)).await;
-    assert_eq!(pool.stats().busy, 2);
+    common::eventually("both sandboxes busy", || pool.stats().busy == 2).await;
     // A caller with a short timeout gives up while waiting.
     let impatient = pool
         .call::<i32>("echo_i32", (1i32,))
@@ -69,8 +68,7 @@ async fn callers_beyond_the_size_wait_fifo_with_their_own_timeout() {
             })
         })
         .collect();
-    tokio::time::sleep(Duration::from_millis(20)).await;
-    assert!(pool.stats().waiting >= 1, "{:?}", pool.stats());
+    common::eventually("a caller waiting", || pool.stats().waiting >= 1).await;
     for b in busy {
         assert!(matches!(b.await.unwrap(), Err(Error::Timeout { .. })));
     }

@@ -25,8 +25,8 @@ async fn a_spinning_guest_does_not_stop_other_tasks_on_a_current_thread_runtime(
             t.fetch_add(1, Ordering::Relaxed);
         }
     });
-    // Let the ticker start, then spin the guest for a second on the only runtime thread.
-    tokio::time::sleep(Duration::from_millis(20)).await;
+    // Once the ticker runs, spin the guest for a second on the only runtime thread.
+    common::eventually("the ticker ticking", || ticks.load(Ordering::Relaxed) > 0).await;
     max_gap_us.store(0, Ordering::Relaxed);
     let before = ticks.load(Ordering::Relaxed);
     let result = sb

@@ -347,11 +347,12 @@ mod tests {
     use super::*;
     use crate::mem::SnapshotMemory;
 
-    /// Whether this kernel tracks writes so (tests/write_tracking.rs requires it on Linux 6.7+).
+    /// Whether this kernel tracks writes so (tests/write_tracking.rs requires it on Linux 6.7+);
+    /// if not, the calling test is reported skipped.
     fn available_here() -> bool {
         let ok = available();
         if let Err(e) = &ok {
-            eprintln!("skipped: {e}");
+            hyperlight_testing::skip(format!("the host kernel cannot track writes so: {e}"));
         }
         ok.is_ok()
     }

@@ -70,6 +70,25 @@ impl From<PathBuf> for GuestBinary {
     }
 }
 
+/// A path given as a string: `Sandbox::builder("target/x86_64-unknown-none/release/my-guest")`.
+impl From<&str> for GuestBinary {
+    fn from(path: &str) -> Self {
+        GuestBinary::Path(PathBuf::from(path))
+    }
+}
+
+impl From<String> for GuestBinary {
+    fn from(path: String) -> Self {
+        GuestBinary::Path(PathBuf::from(path))
+    }
+}
+
+impl From<&PathBuf> for GuestBinary {
+    fn from(path: &PathBuf) -> Self {
+        GuestBinary::Path(path.clone())
+    }
+}
+
 impl From<Vec<u8>> for GuestBinary {
     fn from(bytes: Vec<u8>) -> Self {
         GuestBinary::Bytes(bytes.into())

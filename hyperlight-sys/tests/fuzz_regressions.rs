@@ -10,9 +10,15 @@
 
 use std::path::{Path, PathBuf};
 
+// How the targets read their inputs: the fuzz crate's own code, so that an input means the same
+// here. The targets use all of it, this file not quite.
+#[path = "../../fuzz/src/input.rs"]
+#[allow(dead_code)]
+mod input;
+
 use hyperlight_sys::boundary::{decode_guest_message, is_message_port, read_guest_message};
 use hyperlight_sys::elf::ElfImage;
-use hyperlight_sys::layout::{Layout, Region, IMAGE_BASE};
+use hyperlight_sys::layout::{Layout, IMAGE_BASE};
 use hyperlight_sys::mem::GuestMemory;
 use hyperlight_sys::schema::abi::{PORT_ABORT, PORT_DONE, PORT_HOST_CALL, PORT_LOG};
 use hyperlight_sys::schema::wire;
@@ -52,25 +58,6 @@ fn must_accept(name: &str) -> bool {
     name.starts_with("seed-") && !name.starts_with("seed-bad-")
 }
 
-/// The port a fuzz input's port byte stands for (`hyperlight_fuzz::decode::port_from_byte`).
-fn port_from_byte(b: u8) -> u16 {
-    match b % 16 {
-        0..=11 => 0x101 + u16::from(b % 4),
-        12 => 0x100,
-        13 => 0x105,
-        14 => 0x106 + u16::from(b >> 4) % 10,
-        _ => u16::from(b) << 4,
-    }
-}
-
-fn u32_at(data: &[u8], at: usize) -> u32 {
-    let mut le = [0u8; 4];
-    for (i, b) in le.iter_mut().enumerate() {
-        *b = data.get(at + i).copied().unwrap_or(0);
-    }
-    u32::from_le_bytes(le)
-}
-
 #[test]
 fn decoder_inputs_replay() {
     type Decoder = fn(&[u8]) -> bool;
@@ -104,7 +91,7 @@ fn guest_message_inputs_replay() {
         let Some((&port, message)) = data.split_first() else {
             continue;
         };
-        let port = port_from_byte(port);
+        let port = input::port_from_byte(port);
         let decoded = decode_guest_message(port, message);
         match &decoded {
             Ok(_) => assert!(is_message_port(port)),
@@ -126,37 +113,10 @@ fn read_guest_message_inputs_replay() {
     let inputs = inputs("read_guest_message");
     assert!(!inputs.is_empty());
     for (name, data) in inputs {
-        let (len, size, which) = (
-            u32_at(&data, 0),
-            data.get(4).copied().unwrap_or(4),
-            data.get(5).copied().unwrap_or(0),
-        );
-        let shift = u64::from(u32_at(&data, 6));
-        let port = port_from_byte(data.get(10).copied().unwrap_or(0));
-        let bytes = data.get(11..).unwrap_or_default();
-        let (total, out) = (layout.total, layout.output);
-        let region = match which % 8 {
-            0..=3 => out,
-            4 => layout.input,
-            5 => {
-                let start = total.saturating_sub(shift % (2 * out.size() + 1));
-                Region {
-                    start,
-                    end: start + out.size(),
-                }
-            }
-            6 => {
-                let start = u64::MAX - shift;
-                Region {
-                    start,
-                    end: start.saturating_add(out.size()),
-                }
-            }
-            _ => Region {
-                start: shift * 8,
-                end: shift * 8 + out.size(),
-            },
-        };
+        let input = input::ReadInput::parse(&data);
+        let (len, size, port, bytes) = (input.len, input.size, input.port, input.bytes);
+        let total = layout.total;
+        let region = input.region(&layout);
         if region.start < total {
             let n = bytes
                 .len()
@@ -214,30 +174,8 @@ fn e2e_raw_inputs_replay() {
     let inputs = inputs("e2e_raw");
     assert!(!inputs.is_empty());
     for (name, data) in inputs {
-        let port = port_from_byte(data.first().copied().unwrap_or(0));
-        let mode = data.get(1).copied().unwrap_or(0);
-        let len = u32_at(&data, 2);
-        let bytes = data.get(6..).unwrap_or_default().to_vec();
-        let result = if mode % 4 < 2 {
-            sandbox.call_value(
-                "raw",
-                vec![Value::U32(port.into()), Value::Bytes(bytes)],
-                ValueType::Void,
-            )
-        } else {
-            let width = [1u32, 2, 4][usize::from(mode / 4 % 3)];
-            let width = if mode % 4 == 2 { 4 } else { width };
-            sandbox.call_value(
-                "raw_out",
-                vec![
-                    Value::U32(port.into()),
-                    Value::U32(width),
-                    Value::U32(len),
-                    Value::Bytes(bytes),
-                ],
-                ValueType::Void,
-            )
-        };
+        let (function, args) = input::RawInput::parse(&data).call();
+        let result = sandbox.call_value(function, args, ValueType::Void);
         assert!(
             !matches!(result, Err(Error::Poisoned { .. } | Error::ThreadGone)),
             "e2e_raw/{name}: {result:?}"
@@ -521,6 +459,7 @@ fn write_seeds() {
 
 #[test]
 fn the_port_bytes_of_the_seeds_mean_what_they_say() {
+    use input::port_from_byte;
     assert_eq!(port_from_byte(0), PORT_HOST_CALL);
     assert_eq!(port_from_byte(1), PORT_LOG);
     assert_eq!(port_from_byte(2), PORT_DONE);

@@ -11,7 +11,9 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
-use hyperlight_sys::schema::abi::{PORT_ABORT, PORT_DONE, PORT_HOST_CALL, PORT_LOG};
+use hyperlight_sys::schema::abi::{
+    BootInfo, BOOT_INFO_MAGIC, PORT_ABORT, PORT_DONE, PORT_HOST_CALL, PORT_LOG,
+};
 use hyperlight_sys::schema::{
     wire, ErrorCode, FunctionCall, LogLevel, LogRecord, Value, ValueType,
 };
@@ -67,21 +69,18 @@ struct Layout {
 impl Layout {
     fn of(sb: &mut Sandbox) -> Self {
         let bytes: Vec<u8> = sb.call("boot_info", ()).unwrap();
-        let f: Vec<u64> = bytes
-            .chunks(8)
-            .map(|c| u64::from_le_bytes(c.try_into().unwrap()))
-            .collect();
-        assert_eq!(f[0], u64::from_le_bytes(*b"HLBOOT01"));
+        let info = BootInfo::from_le_bytes(bytes.as_slice().try_into().unwrap());
+        assert_eq!(info.magic, BOOT_INFO_MAGIC);
         Layout {
-            heap: f[1],
-            heap_size: f[2],
-            input: f[3],
+            heap: info.heap_base,
+            heap_size: info.heap_size,
+            input: info.input_base,
 
-            output: f[5],
-            output_size: f[6],
-            stack: f[7],
-            stack_size: f[8],
-            image: f[9],
+            output: info.output_base,
+            output_size: info.output_size,
+            stack: info.stack_base,
+            stack_size: info.stack_size,
+            image: info.image_base,
         }
     }
 
@@ -974,7 +973,7 @@ fn gettid() -> u64 {
 #[test]
 fn seccomp_vcpu_thread_cannot_open_files() {
     if hyperlight_sys::seccomp::default_disabled_by_env() {
-        eprintln!("HYPERLIGHT_SECCOMP=off: this kernel cannot attach filters; skipped");
+        hyperlight_testing::skip("HYPERLIGHT_SECCOMP=off: no seccomp filter to test");
         return;
     }
     let mut by = Bystander::new();
@@ -1010,7 +1009,7 @@ fn seccomp_vcpu_thread_cannot_open_files() {
 #[test]
 fn seccomp_host_function_with_extra_syscalls_runs_on_its_own_worker() {
     if hyperlight_sys::seccomp::default_disabled_by_env() {
-        eprintln!("HYPERLIGHT_SECCOMP=off: this kernel cannot attach filters; skipped");
+        hyperlight_testing::skip("HYPERLIGHT_SECCOMP=off: no seccomp filter to test");
         return;
     }
     let mut by = Bystander::new();

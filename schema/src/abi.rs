@@ -58,6 +58,61 @@ pub struct BootInfo {
     pub image_base: u64,
 }
 
+impl BootInfo {
+    /// Size of the record in guest memory: ten `u64`s.
+    pub const SIZE: usize = 80;
+
+    /// The fields in the order of the `repr(C)` layout.
+    fn fields(&self) -> [u64; 10] {
+        [
+            self.magic,
+            self.heap_base,
+            self.heap_size,
+            self.input_base,
+            self.input_size,
+            self.output_base,
+            self.output_size,
+            self.stack_base,
+            self.stack_size,
+            self.image_base,
+        ]
+    }
+
+    /// The record as it lies in guest memory, where the guest reads it as a `BootInfo`: the
+    /// fields in declaration order, each a little-endian `u64`. The host writes these bytes.
+    pub fn to_le_bytes(&self) -> [u8; Self::SIZE] {
+        let mut bytes = [0; Self::SIZE];
+        for (chunk, field) in bytes.chunks_exact_mut(8).zip(self.fields()) {
+            chunk.copy_from_slice(&field.to_le_bytes());
+        }
+        bytes
+    }
+
+    /// The inverse of [`to_le_bytes`](Self::to_le_bytes).
+    pub fn from_le_bytes(bytes: &[u8; Self::SIZE]) -> Self {
+        let mut fields = [0u64; 10];
+        for (field, chunk) in fields.iter_mut().zip(bytes.chunks_exact(8)) {
+            let mut le = [0; 8];
+            le.copy_from_slice(chunk);
+            *field = u64::from_le_bytes(le);
+        }
+        let [magic, heap_base, heap_size, input_base, input_size, output_base, output_size, stack_base, stack_size, image_base] =
+            fields;
+        Self {
+            magic,
+            heap_base,
+            heap_size,
+            input_base,
+            input_size,
+            output_base,
+            output_size,
+            stack_base,
+            stack_size,
+            image_base,
+        }
+    }
+}
+
 /// GDT selector of the ring-0 code segment (used only by the exception stubs).
 pub const SELECTOR_KERNEL_CODE: u16 = 0x08;
 /// GDT selector of the ring-0 data segment.
@@ -68,3 +123,37 @@ pub const SELECTOR_USER_DATA: u16 = 0x18 | 3;
 pub const SELECTOR_USER_CODE: u16 = 0x20 | 3;
 /// GDT selector of the 64-bit TSS (two GDT slots).
 pub const SELECTOR_TSS: u16 = 0x28;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use core::mem::{offset_of, size_of};
+
+    #[test]
+    fn boot_info_bytes_follow_the_repr_c_layout() {
+        assert_eq!(size_of::<BootInfo>(), BootInfo::SIZE);
+        let info = BootInfo {
+            magic: BOOT_INFO_MAGIC,
+            heap_base: 1,
+            heap_size: 2,
+            input_base: 3,
+            input_size: 4,
+            output_base: 5,
+            output_size: 6,
+            stack_base: 7,
+            stack_size: 0x0807_0605_0403_0201,
+            image_base: u64::MAX,
+        };
+        let bytes = info.to_le_bytes();
+        assert_eq!(&bytes[..8], b"HLBOOT01");
+        let at = |offset: usize| u64::from_le_bytes(bytes[offset..offset + 8].try_into().unwrap());
+        assert_eq!(at(offset_of!(BootInfo, heap_base)), 1);
+        assert_eq!(at(offset_of!(BootInfo, output_size)), 6);
+        assert_eq!(
+            bytes[offset_of!(BootInfo, stack_size)..][..8],
+            [1, 2, 3, 4, 5, 6, 7, 8]
+        );
+        assert_eq!(at(offset_of!(BootInfo, image_base)), u64::MAX);
+        assert_eq!(BootInfo::from_le_bytes(&bytes), info);
+    }
+}

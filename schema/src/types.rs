@@ -29,6 +29,22 @@ pub enum ValueType {
     Void,
 }
 
+impl ValueType {
+    /// Every type, in declaration order: for code that must cover them all (tests, fuzzers).
+    pub const ALL: [ValueType; 10] = [
+        ValueType::I32,
+        ValueType::U32,
+        ValueType::I64,
+        ValueType::U64,
+        ValueType::F32,
+        ValueType::F64,
+        ValueType::Bool,
+        ValueType::String,
+        ValueType::Bytes,
+        ValueType::Void,
+    ];
+}
+
 /// A value that crosses the boundary as a parameter or return value.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Value {

@@ -6,19 +6,6 @@ use hyperlight_schema::{
     MAX_PARAMS,
 };
 
-const ALL_VALUE_TYPES: [ValueType; 10] = [
-    ValueType::I32,
-    ValueType::U32,
-    ValueType::I64,
-    ValueType::U64,
-    ValueType::F32,
-    ValueType::F64,
-    ValueType::Bool,
-    ValueType::String,
-    ValueType::Bytes,
-    ValueType::Void,
-];
-
 const ALL_ERROR_CODES: [ErrorCode; 11] = [
     ErrorCode::UnknownFunction,
     ErrorCode::WrongArity,
@@ -165,7 +152,7 @@ fn doc_example() {
 #[test]
 fn every_value_roundtrips_as_a_single_argument() {
     for value in sample_values() {
-        for return_type in ALL_VALUE_TYPES {
+        for return_type in ValueType::ALL {
             roundtrip_call(&FunctionCall {
                 name: "f".into(),
                 args: vec![value.clone()],

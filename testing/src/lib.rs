@@ -11,7 +11,13 @@
 //! ```
 #![deny(missing_docs)]
 
+mod env;
+
+use std::ffi::OsString;
+use std::fmt::Display;
+use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::process::Command;
 
 /// The directory holding the built guest binaries:
 /// `<repo>/guest/target/x86_64-unknown-none/release`.
@@ -29,6 +35,37 @@ pub fn guest_path(name: &str) -> PathBuf {
 /// and deliberate faults; its crate documentation lists the functions.
 pub fn simple_guest() -> PathBuf {
     guest_path("simple")
+}
+
+/// A `cargo` command for building a guest crate outside the guest workspace, as a user would in
+/// a shell: the cargo (and toolchain) running this test or build, without the variables that
+/// cargo set for the host build (`RUSTFLAGS`, `CARGO_TARGET_DIR`, `CARGO_PKG_*`, ...).
+pub fn guest_cargo() -> Command {
+    let mut command =
+        Command::new(std::env::var_os("CARGO").unwrap_or_else(|| OsString::from("cargo")));
+    env::scrub_env(&mut command);
+    command
+}
+
+/// Reports that the calling test cannot run on this machine, and why; the test then returns.
+///
+/// libtest has no way to mark a test skipped at run time, so such a test passes. This prints one
+/// line, `SKIPPED: <test name>: <reason>`, straight to the process's stderr (past libtest's output
+/// capture, so that it shows whether the test passes or not), and `scripts/test.sh` counts these
+/// lines and reports them as skipped, not passed. The test name is the name of the thread libtest
+/// runs the test on.
+///
+/// ```
+/// if std::env::var_os("HOME").is_none() {
+///     hyperlight_testing::skip("no HOME here");
+///     return;
+/// }
+/// ```
+pub fn skip(reason: impl Display) {
+    let thread = std::thread::current();
+    let line = format!("SKIPPED: {}: {reason}\n", thread.name().unwrap_or("?"));
+    // One write, so that the line is not interleaved with the output of tests running in parallel.
+    let _ = std::io::stderr().lock().write_all(line.as_bytes());
 }
 
 #[cfg(test)]

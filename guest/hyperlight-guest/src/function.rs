@@ -21,6 +21,17 @@ use crate::global::Global;
 ///   [`ErrorCode::GuestFunctionFailed`] and that message.
 /// - `Result<T, GuestError>`: `Err(error)` is returned as is (e.g. a failed host call propagated
 ///   with `?`).
+///
+/// A function that never returns (`|| loop {}`) has the return type `!`, which is none of these:
+/// write the return type it declares to the host, `|| -> () { loop {} }`. Without it, edition
+/// 2024 reports that `!` is not a `GuestReturn`, and edition 2021 that `hyperlight_main` "depends
+/// on never type fallback being `()`".
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not a type a guest function can return",
+    label = "the function registered here returns `{Self}`",
+    note = "a guest function returns a wire type (i32, u32, i64, u64, f32, f64, bool, String, Vec<u8>), `()`, or a `Result` of one with a `String` or `GuestError` error",
+    note = "a function that never returns (`|| loop {{}}`) returns `!`: write the type it declares to the host, `|| -> () {{ loop {{}} }}`"
+)]
 pub trait GuestReturn {
     /// The declared return type.
     const TYPE: ValueType;
@@ -100,6 +111,9 @@ static REGISTRY: Global<RefCell<BTreeMap<String, Rc<Registered>>>> =
 
 /// Registers `f` as the guest function `name`, with its parameter and return types taken from its
 /// Rust signature. Registering a name again replaces the earlier function.
+///
+/// The return type must be a [`GuestReturn`]; a closure that never returns needs it written out:
+/// `register_fn("spin", || -> () { loop {} })`.
 ///
 /// ```ignore
 /// hyperlight_guest::register_fn("add", |a: i32, b: i32| a + b);

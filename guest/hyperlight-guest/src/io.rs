@@ -8,14 +8,17 @@
 ///
 /// # Safety
 ///
-/// The guest runs at CPL3 with IOPL 3, so the instruction itself is allowed. The caller must make
-/// sure the host's reaction is what it expects: for the message ports, that the message of
-/// length `value` is at the start of the output buffer.
+/// The guest runs at CPL3 with IOPL 0; the instruction is allowed because the TSS I/O permission
+/// bitmap opens the protocol ports `0x100..0x110` (`docs/abi.md`), and any other `port` raises
+/// `#GP`. The caller must make sure the host's reaction is what it expects: for the message
+/// ports, that the message of length `value` is at the start of the output buffer.
 #[inline(always)]
 pub(crate) unsafe fn outl(port: u16, value: u32) {
-    // SAFETY: `out` touches no guest memory by itself and uses no stack; with IOPL 3 it is legal at
-    // CPL3. It may change memory only through the host, which the default (memory-clobbering)
-    // asm options account for. The caller upholds the protocol (see the function's contract).
+    // SAFETY: `out` touches no guest memory by itself and uses no stack; at CPL3 with IOPL 0 it
+    // reaches the host for the ports the TSS I/O bitmap opens and raises #GP (a fault the host
+    // reports) for the others. It may change memory only through the host, which the default
+    // (memory-clobbering) asm options account for. The caller upholds the protocol (see the
+    // function's contract).
     unsafe {
         core::arch::asm!(
             "out dx, eax",

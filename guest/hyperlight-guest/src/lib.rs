@@ -26,6 +26,12 @@
 //! }
 //! ```
 //!
+//! The binary must use something of this crate (or say `extern crate hyperlight_guest;`):
+//! otherwise Rust does not link it, and the build fails for want of a global allocator and a panic
+//! handler. For the same reason, guest logic is unit-tested on the host in code that does not link
+//! this crate (a `no_std` library the binary registers); `docs/guest-guide.md` and its template
+//! (`docs/guest-template/`) show the layout.
+//!
 //! At run time: init (`hyperlight_main`) ends with a void result on `PORT_DONE`; then each call
 //! from the host is decoded, checked against the function's registered signature, run, and its
 //! result sent on `PORT_DONE` (one VM exit per call). A host call ([`call_host`]) and a log record

@@ -20,6 +20,42 @@ pub fn simple() -> SandboxBuilder {
         })
 }
 
+/// Builds and drops one sandbox on a throw-away runtime, so that the process-wide state (the KVM
+/// fd, the signal handler, the vCPU thread factories) exists, then returns the fd and thread
+/// counts: the baseline for [`wait_for_counts`] once the test's sandboxes are gone.
+pub fn warm_up() -> (usize, usize) {
+    let warm = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    warm.block_on(async { drop(simple().build().await.unwrap()) });
+    drop(warm);
+    (fd_count(), thread_count())
+}
+
+/// A multi-threaded runtime with two workers (the machines this runs on have two CPUs).
+pub fn two_worker_runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+/// Polls `condition` until it holds; panics with `what` if it does not within 10 s. For states
+/// another task reaches at a moment the test cannot know (a pool's sandboxes all taken, callers
+/// queued), instead of sleeping and hoping.
+pub async fn eventually(what: &str, mut condition: impl FnMut() -> bool) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while !condition() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "not within 10 s: {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+}
+
 /// Open file descriptors of this process.
 pub fn fd_count() -> usize {
     std::fs::read_dir("/proc/self/fd").unwrap().count()

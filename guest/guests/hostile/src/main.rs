@@ -95,22 +95,7 @@ pub fn hyperlight_main() {
 }
 
 fn boot_info_bytes() -> Vec<u8> {
-    let b = boot_info();
-    [
-        b.magic,
-        b.heap_base,
-        b.heap_size,
-        b.input_base,
-        b.input_size,
-        b.output_base,
-        b.output_size,
-        b.stack_base,
-        b.stack_size,
-        b.image_base,
-    ]
-    .iter()
-    .flat_map(|f| f.to_le_bytes())
-    .collect()
+    boot_info().to_le_bytes().to_vec()
 }
 
 fn read_addr(addr: u64) -> u64 {
