@@ -8,8 +8,8 @@
 
 use std::cell::RefCell;
 
-use hyperlight_sys::elf::{ElfError, ElfImage, LoadedImage, PAGE_SIZE};
-use hyperlight_sys::layout::{Layout, IMAGE_BASE};
+use hyperlight_sys::vm::elf::{ElfError, ElfImage, LoadedImage, PAGE_SIZE};
+use hyperlight_sys::vm::layout::{Layout, IMAGE_BASE};
 use hyperlight_sys::SandboxConfig;
 use libfuzzer_sys::fuzz_target;
 

@@ -15,8 +15,8 @@ use std::cell::RefCell;
 
 use hyperlight_fuzz::input::ReadInput;
 use hyperlight_sys::boundary::read_guest_message;
-use hyperlight_sys::layout::Layout;
-use hyperlight_sys::mem::GuestMemory;
+use hyperlight_sys::vm::layout::Layout;
+use hyperlight_sys::vm::memory::GuestMemory;
 use hyperlight_sys::{Error, SandboxConfig};
 use libfuzzer_sys::fuzz_target;
 

@@ -3,8 +3,8 @@
 //! (`hyperlight-sys/tests/fuzz_regressions.rs`, which includes this file with `#[path]`) use,
 //! so that an input means the same to both. It uses only `hyperlight_sys`, which both have.
 
-use hyperlight_sys::layout::{Layout, Region};
 use hyperlight_sys::schema::Value;
+use hyperlight_sys::vm::layout::{Layout, Region};
 use hyperlight_sys::SandboxConfig;
 
 /// The little-endian `u32` at `at` in `data`; bytes past the end read as zero.

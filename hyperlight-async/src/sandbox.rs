@@ -13,7 +13,7 @@ use hyperlight_sys::hypervisor::Hypervisor;
 use hyperlight_sys::schema::{
     ErrorCode, FunctionCall, GuestError, Value, ValueType, WireArgs, WireType,
 };
-use hyperlight_sys::spin::Spinner;
+use hyperlight_sys::vcpu::Spinner;
 use hyperlight_sys::vcpu::{Event, Request, VcpuThread};
 use hyperlight_sys::{
     Error as SandboxError, InterruptHandle, SandboxConfig, SandboxSource, Snapshot,

@@ -11,8 +11,8 @@ use hyperlight_schema::abi::{PORT_ABORT, PORT_DONE, PORT_HOST_CALL, PORT_LOG};
 use hyperlight_schema::{wire, FunctionCall, FunctionCallResult, GuestError, LogRecord};
 
 use crate::error::Error;
-use crate::layout::Region;
-use crate::mem::GuestMemory;
+use crate::vm::layout::Region;
+use crate::vm::memory::GuestMemory;
 
 /// A decoded guest-to-host message, by the port it arrived on.
 #[derive(Clone, Debug, PartialEq)]

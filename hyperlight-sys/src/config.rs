@@ -26,7 +26,7 @@ pub struct SandboxConfig {
     /// the next request) polls before it parks. Waking a parked thread costs tens of
     /// microseconds on virtualized hosts, more than a whole guest call; a short poll avoids it
     /// for back-to-back calls at the price of that much CPU per wait. Polling is adaptive (see
-    /// [`crate::spin::Spinner`]): a waiter stops polling when it stops paying off, and no more
+    /// [`crate::vcpu::spin::Spinner`]): a waiter stops polling when it stops paying off, and no more
     /// waiters than CPUs poll at once. Default 100 µs, at most [`SandboxConfig::MAX_SPIN_WAIT`];
     /// zero disables polling.
     pub spin_wait: Duration,
@@ -118,7 +118,7 @@ impl SandboxConfig {
             }
         };
         check_duration("spin_wait (µs)", self.spin_wait, Self::MAX_SPIN_WAIT)?;
-        crate::kick::signal_at(self.kick_signal_offset)?;
+        crate::vcpu::kick::signal_at(self.kick_signal_offset)?;
         if self.thread_stack_size < Self::MIN_THREAD_STACK {
             return Err(Error::InvalidConfig {
                 field: "thread_stack_size",

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use hyperlight_schema::wire::DecodeError;
 use hyperlight_schema::{ErrorCode, ValueType};
 
-use crate::elf::ElfError;
+use crate::vm::elf::ElfError;
 
 /// Everything that can go wrong creating, calling or running a sandbox.
 ///

@@ -5,12 +5,12 @@
 use hyperlight_schema::abi::PAGE_SIZE;
 
 use crate::config::SandboxConfig;
-use crate::elf::{LoadedImage, LoadedSegment, SegmentPerms};
 use crate::error::Error;
 use crate::hypervisor::{Exit, Hypervisor, Vcpu, Vm};
-use crate::layout::Layout;
-use crate::mem::GuestMemory;
-use crate::x86;
+use crate::vm::elf::{LoadedImage, LoadedSegment, SegmentPerms};
+use crate::vm::layout::Layout;
+use crate::vm::memory::GuestMemory;
+use crate::vm::x86;
 
 /// `mov dx, PORT_DONE; out dx, eax; jmp <the out>`: one exit per run.
 const LOOP: [u8; 7] = [0x66, 0xba, 0x03, 0x01, 0xef, 0xeb, 0xfd];

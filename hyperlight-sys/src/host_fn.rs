@@ -101,7 +101,7 @@ pub fn host_result(
         Ok(Ok(value)) => Ok(value),
         Ok(Err(message)) => Err(failed(format!("host function {name:?} failed: {message}"))),
         Err(payload) => {
-            crate::contain::discard(payload);
+            crate::vcpu::contain::discard(payload);
             Err(failed(format!("host function {name:?} panicked")))
         }
     }

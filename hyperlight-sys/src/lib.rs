@@ -32,33 +32,26 @@
 
 #![deny(missing_docs)]
 
+#[doc(hidden)]
 pub mod boundary;
-pub mod config;
-mod contain;
-pub mod dirty;
-pub mod elf;
+mod config;
 pub mod error;
+#[doc(hidden)]
 pub mod floor;
-mod gate;
 pub mod host_fn;
 pub mod hypervisor;
-mod kick;
-pub mod layout;
-mod machine;
-pub mod mem;
 mod sandbox;
 pub mod seccomp;
-pub mod snapshot;
-pub mod spin;
-mod threads;
+#[doc(hidden)]
 pub mod vcpu;
-mod x86;
+#[doc(hidden)]
+pub mod vm;
 
 pub use config::SandboxConfig;
 pub use error::{Access, Error};
 pub use host_fn::{HostFunction, Signature};
 pub use hyperlight_schema as schema;
-pub use kick::InterruptHandle;
 pub use sandbox::{hypervisor_for, GuestBinary, Sandbox, SandboxBuilder, SandboxSource};
 pub use seccomp::{OnDenied, SeccompPolicy};
-pub use snapshot::Snapshot;
+pub use vcpu::InterruptHandle;
+pub use vm::snapshot::Snapshot;

@@ -11,10 +11,10 @@ use crate::error::Error;
 use crate::host_fn::{HostFunction, HostFunctions, Signatures};
 use crate::hypervisor::select::{self, HypervisorChoice, HypervisorPaths};
 use crate::hypervisor::Hypervisor;
-use crate::kick::InterruptHandle;
-use crate::snapshot::Snapshot;
-use crate::spin::Spinner;
+use crate::vcpu::kick::InterruptHandle;
+use crate::vcpu::spin::Spinner;
 use crate::vcpu::{Event, GuestSource, Request, VcpuSpec, VcpuThread};
+use crate::vm::snapshot::Snapshot;
 
 /// Where the guest binary comes from.
 #[derive(Clone, Debug)]

@@ -17,14 +17,14 @@ use std::path::{Path, PathBuf};
 mod input;
 
 use hyperlight_sys::boundary::{decode_guest_message, is_message_port, read_guest_message};
-use hyperlight_sys::elf::ElfImage;
-use hyperlight_sys::layout::{Layout, IMAGE_BASE};
-use hyperlight_sys::mem::GuestMemory;
 use hyperlight_sys::schema::abi::{PORT_ABORT, PORT_DONE, PORT_HOST_CALL, PORT_LOG};
 use hyperlight_sys::schema::wire;
 use hyperlight_sys::schema::{
     ErrorCode, FunctionCall, GuestError, LogLevel, LogRecord, Value, ValueType,
 };
+use hyperlight_sys::vm::elf::ElfImage;
+use hyperlight_sys::vm::layout::{Layout, IMAGE_BASE};
+use hyperlight_sys::vm::memory::GuestMemory;
 use hyperlight_sys::{Error, Sandbox, SandboxConfig};
 
 fn fuzz_dir() -> PathBuf {

@@ -5,7 +5,7 @@
 use std::sync::atomic::AtomicU8;
 
 use crate::error::Error;
-use crate::mem::GuestMemory;
+use crate::vm::memory::GuestMemory;
 
 pub mod kvm;
 #[cfg(feature = "mshv")]

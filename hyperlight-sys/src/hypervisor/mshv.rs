@@ -52,7 +52,7 @@ use super::{
     Vcpu, VcpuState, Vm,
 };
 use crate::error::Error;
-use crate::mem::GuestMemory;
+use crate::vm::memory::GuestMemory;
 
 pub use super::select::MSHV_DEVICE;
 

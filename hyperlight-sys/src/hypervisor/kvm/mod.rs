@@ -17,16 +17,18 @@ use super::{
     bitmap_pages, DirtyLog, Exit, FaultState, Hypervisor, Registers, Segment, SpecialRegisters,
     Vcpu, VcpuState, Vm,
 };
-use crate::dirty::{self, HostWriteLog};
 use crate::error::Error;
-use crate::gate;
-use crate::mem::GuestMemory;
+use crate::seccomp::gate;
+use crate::vm::memory::GuestMemory;
+use host_write_log::HostWriteLog;
 
 /// The KVM ioctls a running sandbox needs, all on its vCPU's fd (or, with
 /// [`WriteTracking::KvmDirtyLog`], its VM's): the vCPU thread issues them through the syscall
-/// gate (`gate.rs`), and its seccomp filter allows them from the gate only. Creating VMs and
+/// gate (`seccomp/gate.rs`), and its seccomp filter allows them from the gate only. Creating VMs and
 /// vCPUs, mapping memory and setting MSRs happen on the threads that build sandboxes, which are
 /// not filtered.
+pub(crate) mod host_write_log;
+
 mod requests {
     use kvm_bindings::{kvm_dirty_log, kvm_regs, kvm_sregs, kvm_xsave, KVMIO};
     vmm_sys_util::ioctl_io_nr!(KVM_RUN, KVMIO, 0x80);
@@ -61,7 +63,7 @@ pub const KVM_DEVICE: &str = "/dev/kvm";
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum WriteTracking {
     /// The host kernel's page tables (userfaultfd write protection in asynchronous mode and
-    /// `PAGEMAP_SCAN`, Linux 6.7 or later; see `dirty.rs`). A sandbox holds one file descriptor,
+    /// `PAGEMAP_SCAN`, Linux 6.7 or later; see `hypervisor/kvm/host_write_log.rs`). A sandbox holds one file descriptor,
     /// its vCPU's: the VM's is closed once the vCPU exists.
     HostPageTables,
     /// KVM's dirty log (`KVM_GET_DIRTY_LOG`): any KVM, but every sandbox keeps its VM's file
@@ -107,7 +109,7 @@ impl KvmHypervisor {
                 });
             }
         }
-        let tracking = match dirty::available() {
+        let tracking = match host_write_log::available() {
             Ok(()) => WriteTracking::HostPageTables,
             Err(why) => {
                 tracing::debug!(%why, "KVM sandboxes fall back to KVM's dirty log");
@@ -121,7 +123,7 @@ impl KvmHypervisor {
     /// writes that way.
     pub fn with_write_tracking(mut self, tracking: WriteTracking) -> Result<Self, Error> {
         if tracking == WriteTracking::HostPageTables {
-            dirty::available()?;
+            host_write_log::available()?;
         }
         self.tracking = tracking;
         Ok(self)

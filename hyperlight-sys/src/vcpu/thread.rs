@@ -12,12 +12,12 @@ use crate::config::SandboxConfig;
 use crate::error::Error;
 use crate::host_fn::{check_call, invoke, HostFunctions, Signatures};
 use crate::hypervisor::Hypervisor;
-use crate::kick::{InterruptHandle, KickState};
-use crate::machine::{HostCalls, Loaded, Machine};
-use crate::mem::SnapshotTarget;
-use crate::snapshot::Snapshot;
-use crate::spin::Spinner;
-use crate::threads::ThreadFactory;
+use crate::vcpu::kick::{InterruptHandle, KickState};
+use crate::vcpu::spin::Spinner;
+use crate::vcpu::threads::ThreadFactory;
+use crate::vm::machine::{HostCalls, Loaded, Machine};
+use crate::vm::memory::SnapshotTarget;
+use crate::vm::snapshot::Snapshot;
 
 /// A message from the owner to the vCPU thread.
 #[derive(Debug)]
@@ -173,7 +173,7 @@ impl VcpuThread {
     /// this returns without waiting for the vCPU thread.
     pub fn spawn(spec: VcpuSpec) -> Result<Self, Error> {
         let config = &spec.config;
-        crate::kick::install_handler(config.kick_signal_offset)?;
+        crate::vcpu::kick::install_handler(config.kick_signal_offset)?;
         crate::seccomp::warn_if_disabled_by_env(&config.seccomp);
         // Started from this (unfiltered) thread, so that its threads are unfiltered too.
         let helpers = crate::seccomp::helper_threads()?;
@@ -560,7 +560,7 @@ fn thread_main(
         // guest logs, host functions, which catch their own panics): a panic that escapes it
         // fails the request, not the thread.
         let mut pending = Pending::of(&request);
-        let served = crate::contain::run(|| {
+        let served = crate::vcpu::contain::run(|| {
             match request {
                 Request::Call {
                     generation,
@@ -619,7 +619,7 @@ fn thread_main(
                 // The machine may be mid-change (a call, a restore): drop it, so that the next
                 // restore builds a new VM from the snapshot.
                 let machine = worker.machine.take();
-                let _ = crate::contain::run(move || drop(machine));
+                let _ = crate::vcpu::contain::run(move || drop(machine));
                 let error = Error::HostPanic {
                     during: pending.during(),
                     message,

@@ -12,14 +12,14 @@ use hyperlight_schema::{
 
 use crate::boundary::{self, GuestMessage};
 use crate::config::SandboxConfig;
-use crate::elf::ElfImage;
 use crate::error::{Access, Error};
 use crate::hypervisor::{DirtyLog, Exit, Hypervisor, Vcpu};
-use crate::kick::{ArmedVcpu, KickState};
-use crate::layout::{self, Layout};
-use crate::mem::{GuestMemory, SnapshotTarget};
-use crate::snapshot::Snapshot;
-use crate::x86;
+use crate::vcpu::kick::{ArmedVcpu, KickState};
+use crate::vm::elf::ElfImage;
+use crate::vm::layout::{self, Layout};
+use crate::vm::memory::{GuestMemory, SnapshotTarget};
+use crate::vm::snapshot::Snapshot;
+use crate::vm::x86;
 
 /// How the exit loop reaches the owner when the guest calls a host function.
 pub(crate) trait HostCalls {
@@ -409,7 +409,7 @@ fn emit_log(record: &LogRecord) -> Result<(), Error> {
             )
         };
     }
-    crate::contain::run(|| match record.level {
+    crate::vcpu::contain::run(|| match record.level {
         LogLevel::Trace => emit!(tracing::Level::TRACE),
         LogLevel::Debug => emit!(tracing::Level::DEBUG),
         LogLevel::Info => emit!(tracing::Level::INFO),

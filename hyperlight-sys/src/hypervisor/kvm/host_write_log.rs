@@ -30,7 +30,7 @@ use hyperlight_schema::abi::PAGE_SIZE;
 
 use crate::error::Error;
 use crate::hypervisor::DirtyLog;
-use crate::mem::GuestMemory;
+use crate::vm::memory::GuestMemory;
 
 /// `_IOWR(ty, nr, size)` of the kernel's ioctl encoding.
 const fn iowr(ty: u64, nr: u64, size: u64) -> u64 {
@@ -120,7 +120,7 @@ struct Tracker {
     pagemap: File,
 }
 
-/// `ioctl(fd, request, arg)` through the syscall gate (`gate.rs`: the vCPU thread's filter
+/// `ioctl(fd, request, arg)` through the syscall gate (`seccomp/gate.rs`: the vCPU thread's filter
 /// allows write tracking's requests from there only); a failure is [`Error::Os`] for `op`.
 ///
 /// # Safety
@@ -132,12 +132,11 @@ unsafe fn ioctl<T>(
     arg: *mut T,
 ) -> Result<libc::c_int, Error> {
     // SAFETY: the caller guarantees `arg` is what `request` reads and writes.
-    unsafe { crate::gate::ioctl(fd.as_raw_fd(), request as libc::c_ulong, arg as usize) }.map_err(
-        |errno| Error::Os {
+    unsafe { crate::seccomp::gate::ioctl(fd.as_raw_fd(), request as libc::c_ulong, arg as usize) }
+        .map_err(|errno| Error::Os {
             op,
             source: std::io::Error::from_raw_os_error(errno),
-        },
-    )
+        })
 }
 
 impl Tracker {
@@ -345,7 +344,7 @@ impl HostWriteLog {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::mem::SnapshotMemory;
+    use crate::vm::memory::SnapshotMemory;
 
     /// Whether this kernel tracks writes so (tests/write_tracking.rs requires it on Linux 6.7+);
     /// if not, the calling test is reported skipped.

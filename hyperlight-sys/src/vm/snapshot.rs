@@ -4,8 +4,8 @@
 use std::sync::Arc;
 
 use crate::hypervisor::VcpuState;
-use crate::layout::Layout;
-use crate::mem::SnapshotMemory;
+use crate::vm::layout::Layout;
+use crate::vm::memory::SnapshotMemory;
 
 /// The complete state of a sandbox at one moment: its memory (a sealed memfd that sandboxes
 /// created from the snapshot map copy-on-write) and its vCPU's registers, including the

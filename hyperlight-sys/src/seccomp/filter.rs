@@ -1,152 +1,17 @@
-//! seccomp-BPF filters on the threads that act for a guest: each sandbox's vCPU thread (which
-//! also runs the sync host functions inline) and the worker threads of host functions registered
-//! with extra syscalls.
-//!
-//! A filter applies to one thread and to threads it creates, and can never be removed or widened:
-//! if host code on a filtered thread is made to misbehave (a bug in a host function, in the
-//! exit loop, in the FlatBuffers verifier), it still cannot open or map a file, create a socket,
-//! start a process, map executable memory, install a signal handler, signal another thread with
-//! anything but the kick signal, or issue a hypervisor ioctl of its own. See `docs/security.md`
-//! for the threat model, and for what a filter does not give: every sandbox and the application
-//! share one address space, and a filter limits system calls, not what memory code can reach.
-//!
-//! - **vCPU threads** run under [`vcpu_allowlist`] (plus the policy's `extra`) from their first
-//!   instruction: they are started by a spawner thread that installed the filter once
-//!   (`threads.rs`) and inherit it. The thread that builds the sandbox (not filtered) creates
-//!   the VM, its vCPU and memory and installs the kick signal's handler; the vCPU thread runs
-//!   the guest, its init included. What it may not do itself (build a new VM for a restore,
-//!   make a snapshot's memfd) it hands to an unfiltered helper thread (`helper_threads`).
-//!   Inheriting shares one kernel copy of the program among all vCPU threads; attaching it per
-//!   thread cost ~115 µs of kernel time each and one JIT'd program per live thread.
-//! - **The gate.** The hypervisor and write-tracking ioctls of a running sandbox are allowed
-//!   only from one `syscall` instruction of the runtime (`gate.rs`), checked on
-//!   `seccomp_data.instruction_pointer` by instructions put before seccompiler's program
-//!   (`gate_prelude`): a sync host function that calls `ioctl` itself gets the denial, and
-//!   still runs inline, with no thread hop.
-//! - A **host function registered with extra syscalls**
-//!   ([`crate::SandboxBuilder::host_fn_with_syscalls`]) runs on a worker thread of its own, from
-//!   a spawner whose filter is [`host_fn_allowlist`] (no ioctl at all) plus those syscalls.
-//!   Workers are not started by the vCPU thread, so they do not inherit its filter.
-//! - Threads so started may start threads themselves (`clone` with `CLONE_THREAD`: threads of
-//!   this process, under the same filter), nothing else: `fork`, `vfork` and `clone` without
-//!   `CLONE_THREAD` are denied, and `clone3`, whose flags a filter cannot read, fails with
-//!   `ENOSYS` (glibc then falls back to `clone`).
-//! - A syscall outside the list fails with `EPERM` by default ([`OnDenied`]): the host code sees
-//!   an ordinary error. Killing instead would take down every sandbox of the process.
+//! The filter programs: the allowlist of each kind of filtered thread, with the argument
+//! conditions of its syscalls, compiled by seccompiler behind the hand-written preludes it cannot
+//! express (the syscall gate's instruction-pointer check, fault-signal resets, `clone3`).
 
-use std::collections::{BTreeMap, HashMap};
-use std::sync::{Arc, Mutex, Once, OnceLock};
+use std::collections::BTreeMap;
 
-use hyperlight_schema::Value;
 use seccompiler::{
     sock_filter, BpfProgram, SeccompAction, SeccompCmpArgLen, SeccompCmpOp, SeccompCondition,
     SeccompFilter, SeccompRule, TargetArch,
 };
 
-use crate::dirty::{PAGEMAP_SCAN, UFFDIO_WRITEPROTECT};
+use super::OnDenied;
 use crate::error::Error;
-use crate::host_fn::{DynHostFn, HostFunctions};
-use crate::threads::ThreadFactory;
-
-/// Which threads of a sandbox run under a seccomp filter, and with what. Part of
-/// [`SandboxConfig`](crate::SandboxConfig); the default is [`SeccompPolicy::enabled`].
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum SeccompPolicy {
-    /// The vCPU thread runs under [`vcpu_allowlist`] plus `extra`; host functions registered
-    /// with extra syscalls run on worker threads under [`host_fn_allowlist`] plus `extra` plus
-    /// their own.
-    Enabled {
-        /// Syscall numbers (`libc::SYS_*`) allowed on the vCPU thread beyond the default list,
-        /// with any arguments, and so to every sync host function that runs inline there.
-        /// Prefer [`crate::SandboxBuilder::host_fn_with_syscalls`], which widens the filter of
-        /// one function only.
-        extra: Vec<i64>,
-        /// What a syscall outside the list does.
-        on_denied: OnDenied,
-    },
-    /// No filter at all: the opt-out, for hosts that confine the whole process another way
-    /// (or that run on a kernel without seccomp). Host functions registered with extra syscalls
-    /// then run inline like the others.
-    Disabled,
-}
-
-impl SeccompPolicy {
-    /// The default: the filter on, nothing beyond the default list, `EPERM` for the rest.
-    pub fn enabled() -> Self {
-        SeccompPolicy::Enabled {
-            extra: Vec::new(),
-            on_denied: OnDenied::default(),
-        }
-    }
-}
-
-/// Environment variable an operator sets to `off` to make the *default* policy
-/// [`SeccompPolicy::Disabled`]: for hosts whose kernel cannot attach filters (no seccomp, or a
-/// kernel whose BPF JIT is stuck, where every attach would block forever). Policies set
-/// explicitly are not affected. The first sandbox built without a filter because of it logs a
-/// warning.
-pub const SECCOMP_ENV: &str = "HYPERLIGHT_SECCOMP";
-
-/// Whether the operator turned the default filter off with [`SECCOMP_ENV`]`=off`.
-pub fn default_disabled_by_env() -> bool {
-    std::env::var(SECCOMP_ENV).is_ok_and(|v| v.eq_ignore_ascii_case("off"))
-}
-
-impl Default for SeccompPolicy {
-    /// [`SeccompPolicy::enabled`], unless [`SECCOMP_ENV`] is `off`.
-    fn default() -> Self {
-        if default_disabled_by_env() {
-            Self::Disabled
-        } else {
-            Self::enabled()
-        }
-    }
-}
-
-/// Logs one warning per process when a sandbox is built without a filter while
-/// [`SECCOMP_ENV`]`=off` is in effect (so the default policy is off because of it).
-pub(crate) fn warn_if_disabled_by_env(policy: &SeccompPolicy) {
-    static WARNED: Once = Once::new();
-    if *policy == SeccompPolicy::Disabled && default_disabled_by_env() {
-        WARNED.call_once(|| {
-            tracing::warn!(
-                "{SECCOMP_ENV}=off: sandboxes with the default seccomp policy run without a \
-                 filter; their vCPU threads and host functions are not confined"
-            );
-        });
-    }
-}
-
-/// What the kernel does when a filtered thread makes a syscall outside its list.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum OnDenied {
-    /// The syscall fails with this `errno` and does nothing (default `EPERM`): the host code
-    /// gets an ordinary I/O error (`std::fs::File::open` returns `Err`), so a host function
-    /// that tries something it may not fails on its own, and the process carries on.
-    Errno(i32),
-    /// The syscall runs and the kernel logs it (audit log / `dmesg`): for finding out which
-    /// syscalls a host function needs. No protection.
-    Log,
-    /// The kernel kills the whole process with `SIGSYS`, every other sandbox with it. For hosts
-    /// that would rather die than run on after host code was subverted.
-    KillProcess,
-}
-
-impl Default for OnDenied {
-    fn default() -> Self {
-        OnDenied::Errno(libc::EPERM)
-    }
-}
-
-impl From<OnDenied> for SeccompAction {
-    fn from(on_denied: OnDenied) -> Self {
-        match on_denied {
-            OnDenied::Errno(errno) => SeccompAction::Errno(errno as u32),
-            OnDenied::Log => SeccompAction::Log,
-            OnDenied::KillProcess => SeccompAction::KillProcess,
-        }
-    }
-}
+use crate::hypervisor::kvm::host_write_log::{PAGEMAP_SCAN, UFFDIO_WRITEPROTECT};
 
 /// The two filters of the runtime.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -199,7 +64,7 @@ pub fn vcpu_allowlist() -> Vec<Allowed> {
         SYS_brk => "the allocator (main arena)",
         SYS_mincore => "snapshots: which pages of guest memory were ever touched",
         SYS_futex => "channels to the owner, mutexes, thread parking and join",
-        SYS_sched_yield => "polling waits (spin.rs) and channel back-off",
+        SYS_sched_yield => "polling waits (vcpu/spin.rs) and channel back-off",
         SYS_nanosleep => "std::thread::sleep",
         SYS_clock_nanosleep => "std::thread::sleep",
         SYS_clock_gettime => "Instant::now when the vDSO is unavailable",
@@ -217,7 +82,7 @@ pub fn vcpu_allowlist() -> Vec<Allowed> {
         SYS_write => "tracing subscribers, panic messages, waking an async runtime (eventfd)",
         SYS_writev => "the same, vectored",
         SYS_clone if "CLONE_THREAD set: a thread of this process, under this filter" =>
-            "the spawner thread starts vCPU and worker threads (threads.rs)",
+            "the spawner thread starts vCPU and worker threads (vcpu/threads.rs)",
         SYS_set_robust_list => "thread start (glibc)",
         SYS_rseq => "thread start (glibc registers restartable sequences)",
         SYS_prctl if "PR_SET_NAME only" => "a new thread names itself",
@@ -304,7 +169,7 @@ fn conditional_rules(nr: i64) -> Vec<SeccompRule> {
         libc::SYS_mprotect => vec![rule(vec![prot_not_exec()])],
         libc::SYS_fcntl => vec![rule(vec![cond(1, Dword, Eq, libc::F_GETFD as u64)])],
         libc::SYS_madvise => vec![rule(vec![cond(2, Dword, Eq, libc::MADV_DONTNEED as u64)])],
-        libc::SYS_tgkill => [crate::kick::kick_signal(), libc::SIGABRT]
+        libc::SYS_tgkill => [crate::vcpu::kick::kick_signal(), libc::SIGABRT]
             .into_iter()
             .map(|signal| {
                 rule(vec![
@@ -385,7 +250,7 @@ fn gate_prelude(gated: &[u64], denied: u32) -> Vec<sock_filter> {
     const IP_LOW: u32 = 8;
     const IP_HIGH: u32 = 12;
     const REQUEST_LOW: u32 = 24;
-    let gate = crate::gate::return_address();
+    let gate = crate::seccomp::gate::return_address();
     let n = u8::try_from(gated.len()).expect("fewer than 256 gated requests");
     assert!(n < 240, "the prelude's jumps must fit a byte");
     // Instruction indices: 0..=6 below, 7..7+n the request checks, 7+n the jump past the
@@ -476,7 +341,7 @@ fn clone3_enosys() -> [sock_filter; 3] {
 }
 
 /// Installs `program` on the calling thread, for good.
-fn apply(program: &BpfProgram) -> Result<(), Error> {
+pub(super) fn apply(program: &BpfProgram) -> Result<(), Error> {
     seccompiler::apply_filter(program).map_err(|e| Error::Os {
         op: "install seccomp filter",
         source: match e {
@@ -487,195 +352,12 @@ fn apply(program: &BpfProgram) -> Result<(), Error> {
 }
 
 /// Most distinct (filter, thread name, stack size) factories a process may use; each keeps a
-/// spawner thread and one waiting thread for the life of the process.
-const MAX_FACTORIES: usize = 64;
-
-/// The factory of threads named `name` with `stack` bytes of stack that run under `filter`
-/// plus `extra` with `on_denied` (`None`: unfiltered): one per distinct combination per
-/// process, started on first use and kept for the life of the process. Compiling and
-/// installing the filter happen once, on the factory's spawner thread, which inherits the
-/// filter of the thread that calls this first: call it for an unfiltered factory from an
-/// unfiltered thread. The kick signal's handler must be installed before (a filtered thread
-/// can install none, and the filter allows signalling with the kick signal of that moment).
-fn factory(
-    filter: Option<(Filter, OnDenied, &[i64])>,
-    name: &'static str,
-    stack: usize,
-) -> Result<&'static ThreadFactory, Error> {
-    type Key = (Option<(Filter, OnDenied, Vec<i64>)>, &'static str, usize);
-    static FACTORIES: OnceLock<Mutex<HashMap<Key, &'static ThreadFactory>>> = OnceLock::new();
-    let filter = filter.map(|(filter, on_denied, extra)| {
-        let mut extra = extra.to_vec();
-        extra.sort_unstable();
-        extra.dedup();
-        (filter, on_denied, extra)
-    });
-    let key = (filter, name, stack);
-    let mut factories = FACTORIES
-        .get_or_init(Mutex::default)
-        .lock()
-        .unwrap_or_else(|e| e.into_inner());
-    if let Some(factory) = factories.get(&key) {
-        return Ok(factory);
-    }
-    if factories.len() >= MAX_FACTORIES {
-        return Err(Error::InvalidConfig {
-            field: "distinct seccomp policies and thread stack sizes in one process",
-            value: factories.len() as u64 + 1,
-            reason: "at most 64",
-        });
-    }
-    let program = match &key.0 {
-        Some((filter, on_denied, extra)) => Some(compile(*filter, *on_denied, extra)?),
-        None => None,
-    };
-    let factory = ThreadFactory::start(name, stack, move || {
-        let Some(program) = program else {
-            return Ok(());
-        };
-        // Process-wide lazy state that reads files the filter denies: compute it now. The
-        // polling limit of spin.rs is the number of CPUs (cgroup files, /proc).
-        drop(crate::spin::Spinner::new(std::time::Duration::from_nanos(1)).begin());
-        apply(&program)
-    })?;
-    // Kept for the life of the process, like the threads it starts.
-    let factory: &'static ThreadFactory = Box::leak(Box::new(factory));
-    factories.insert(key, factory);
-    Ok(factory)
-}
-
-/// The factory of vCPU threads under `policy`, with `stack` bytes of stack.
-pub(crate) fn vcpu_threads(
-    policy: &SeccompPolicy,
-    stack: usize,
-) -> Result<&'static ThreadFactory, Error> {
-    let filter = match policy {
-        SeccompPolicy::Enabled { extra, on_denied } => {
-            Some((Filter::VcpuThread, *on_denied, extra.as_slice()))
-        }
-        SeccompPolicy::Disabled => None,
-    };
-    factory(filter, "hyperlight-vcpu", stack)
-}
-
-/// Stack size of helper threads: they build a VM or a memfd and return.
-const HELPER_STACK: usize = 256 << 10;
-
-/// The factory of unfiltered helper threads, which do for a vCPU thread what its filter does
-/// not allow (build a VM from a snapshot, make a snapshot's memfd). Call it first from an
-/// unfiltered thread (the one that builds a sandbox), so that its spawner is unfiltered.
-pub(crate) fn helper_threads() -> Result<&'static ThreadFactory, Error> {
-    factory(None, "hyperlight-helper", HELPER_STACK)
-}
-
-/// A worker thread running one host function under its own filter.
-struct Worker {
-    calls: Option<flume::Sender<HostCall>>,
-    thread: Option<std::thread::JoinHandle<()>>,
-}
-
-type Outcome = std::thread::Result<Result<Value, String>>;
-
-struct HostCall {
-    args: Vec<Value>,
-    reply: flume::Sender<Outcome>,
-}
-
-impl Drop for Worker {
-    fn drop(&mut self) {
-        // Closing the queue ends the worker's loop.
-        drop(self.calls.take());
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
-    }
-}
-
-impl Worker {
-    /// Starts the worker of `f` on a thread of `factory`, which is already filtered.
-    fn spawn(f: DynHostFn, factory: &ThreadFactory) -> Result<Self, Error> {
-        let (calls, queue) = flume::bounded::<HostCall>(1);
-        let thread = factory.run(Box::new(move || {
-            while let Ok(HostCall { args, reply }) = queue.recv() {
-                let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(args)));
-                // Nobody waits (the sandbox is gone): a panic's payload is dropped here, where
-                // its `Drop` must not end the worker.
-                if let Err(Err(payload)) = reply.send(outcome).map_err(|e| e.into_inner()) {
-                    crate::contain::discard(payload);
-                }
-            }
-        }))?;
-        Ok(Worker {
-            calls: Some(calls),
-            thread: Some(thread),
-        })
-    }
-
-    /// Runs `args` on the worker and waits for the outcome; a panic there resumes here (so the
-    /// caller's `catch_unwind` reports it as a panic of the host function).
-    fn call(&self, args: Vec<Value>) -> Result<Value, String> {
-        let gone = || String::from("its worker thread is gone");
-        let (reply, outcome) = flume::bounded(1);
-        self.calls
-            .as_ref()
-            .ok_or_else(gone)?
-            .send(HostCall { args, reply })
-            .map_err(|_| gone())?;
-        match outcome.recv() {
-            Ok(Ok(result)) => result,
-            Ok(Err(panic)) => std::panic::resume_unwind(panic),
-            Err(_) => Err(gone()),
-        }
-    }
-}
-
-/// The host functions a vCPU thread runs: `functions` with each function registered with
-/// extra syscalls replaced by a stub that hands the call to its own worker thread (with `stack`
-/// bytes of stack), started here. Under [`SeccompPolicy::Disabled`], or when no function has
-/// extra syscalls, `functions` itself. The workers end when the returned set is dropped.
-pub(crate) fn start_host_workers(
-    functions: &Arc<HostFunctions>,
-    policy: &SeccompPolicy,
-    stack: usize,
-) -> Result<Arc<HostFunctions>, Error> {
-    let SeccompPolicy::Enabled { extra, on_denied } = policy else {
-        return Ok(functions.clone());
-    };
-    let with_syscalls: HashMap<String, Vec<i64>> = functions.extra_syscalls().clone();
-    if with_syscalls.is_empty() {
-        return Ok(functions.clone());
-    }
-    let mut started = (**functions).clone();
-    for (name, own) in with_syscalls {
-        let Some(f) = functions.get(&name) else {
-            continue;
-        };
-        let all: Vec<i64> = extra.iter().chain(&own).copied().collect();
-        let workers = factory(
-            Some((Filter::HostFunction, *on_denied, &all)),
-            "hyperlight-hfn",
-            stack,
-        )?;
-        let worker = Worker::spawn(f.clone(), workers)?;
-        let stub: DynHostFn = Arc::new(move |args| worker.call(args));
-        started.replace_runner(&name, stub);
-    }
-    Ok(Arc::new(started))
-}
-
-/// The seccomp mode of thread `tid` of this process, from `/proc`: 0 none, 1 strict, 2 filter.
-/// For tests and diagnostics.
-pub fn thread_seccomp_mode(tid: i32) -> Option<u8> {
-    let status = std::fs::read_to_string(format!("/proc/self/task/{tid}/status")).ok()?;
-    status
-        .lines()
-        .find_map(|line| line.strip_prefix("Seccomp:"))
-        .and_then(|mode| mode.trim().parse().ok())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::seccomp::{
+        default_disabled_by_env, thread_seccomp_mode, vcpu_threads, SeccompPolicy, SECCOMP_ENV,
+    };
 
     #[test]
     fn default_filter_compiles_and_rejects_bad_extras() {
@@ -748,7 +430,7 @@ mod tests {
 
     #[test]
     fn the_gate_prelude_denies_gated_requests_from_anywhere_else() {
-        let gate = crate::gate::return_address();
+        let gate = crate::seccomp::gate::return_address();
         let (denied, gated, other) = (0x0005_0001, 0xc008_ae81_u64, 0x5401);
         let prelude = gate_prelude(&[0x1234, gated, 0x5678], denied);
         let ioctl = libc::SYS_ioctl as i32;
@@ -802,7 +484,7 @@ mod tests {
         }
         fn gated(request: u64) -> Result<i32, i32> {
             // SAFETY: as in `direct`.
-            unsafe { crate::gate::ioctl(-1, request, 0) }
+            unsafe { crate::seccomp::gate::ioctl(-1, request, 0) }
         }
         let vcpu = compile(Filter::VcpuThread, OnDenied::default(), &[]).unwrap();
         std::thread::spawn(move || {
@@ -841,7 +523,7 @@ mod tests {
     /// The rows (cells) of the first table after the line that starts with `heading` in
     /// `docs/security.md`.
     fn documented(heading: &str) -> Vec<Vec<String>> {
-        let doc = include_str!("../../docs/security.md");
+        let doc = include_str!("../../../docs/security.md");
         let at = doc
             .lines()
             .position(|line| line.starts_with(heading))
@@ -947,7 +629,7 @@ mod tests {
             hyperlight_testing::skip(format!("{SECCOMP_ENV}=off: no seccomp filter to test"));
             return;
         }
-        crate::kick::install_handler(0).unwrap();
+        crate::vcpu::kick::install_handler(0).unwrap();
         let factory = vcpu_threads(&SeccompPolicy::enabled(), 256 << 10).unwrap();
         let gettid = || {
             // SAFETY: gettid has no preconditions.

@@ -99,7 +99,7 @@ impl ThreadFactory {
     ) -> Result<T, Error> {
         let (done, result) = flume::bounded(1);
         let thread = self.run(Box::new(move || {
-            let _ = done.send(crate::contain::run(job));
+            let _ = done.send(crate::vcpu::contain::run(job));
         }))?;
         let result = result.recv();
         // The job's panic, if any, was caught on its thread: joining cannot bring one here.

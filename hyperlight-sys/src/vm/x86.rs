@@ -6,11 +6,11 @@ use hyperlight_schema::abi::{
     SELECTOR_USER_CODE, SELECTOR_USER_DATA,
 };
 
-use crate::elf::{LoadedImage, SegmentPerms};
 use crate::error::Error;
 use crate::hypervisor::{Registers, Segment, SpecialRegisters};
-use crate::layout::{self, Layout, Region};
-use crate::mem::GuestMemory;
+use crate::vm::elf::{LoadedImage, SegmentPerms};
+use crate::vm::layout::{self, Layout, Region};
+use crate::vm::memory::GuestMemory;
 
 const PTE_PRESENT: u64 = 1;
 const PTE_WRITE: u64 = 1 << 1;
@@ -329,7 +329,7 @@ pub fn initial_registers(layout: &Layout, entry: u64) -> Registers {
 mod tests {
     use super::*;
     use crate::config::SandboxConfig;
-    use crate::elf::LoadedSegment;
+    use crate::vm::elf::LoadedSegment;
     use hyperlight_schema::abi::SELECTOR_KERNEL_DATA;
 
     /// What a segment descriptor says, decoded bit by bit (Intel SDM vol. 3, 3.4.5).
