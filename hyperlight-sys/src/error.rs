@@ -14,20 +14,16 @@ use crate::vm::elf::ElfError;
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
-    /// The hypervisor device could not be opened.
-    #[error("cannot open hypervisor device {path}: {source}")]
-    HypervisorUnavailable {
-        /// Device path.
-        path: PathBuf,
-        /// Why it failed (e.g. not found, permission denied).
-        #[source]
-        source: std::io::Error,
-    },
-    /// The hypervisor lacks something the runtime needs.
-    #[error("hypervisor unsupported: {reason}")]
-    HypervisorUnsupported {
-        /// What is missing.
-        reason: String,
+    /// A hypervisor is not usable: its device could not be opened, or it lacks what the runtime
+    /// needs (API version, a capability). A backend's `open` returns it, and so does an explicit
+    /// [`HypervisorChoice`](crate::hypervisor::select::HypervisorChoice) whose backend is not
+    /// usable (or not built).
+    #[error("hypervisor {hypervisor} is not usable: {why}")]
+    HypervisorUnusable {
+        /// The backend: `"KVM"` or `"mshv"`.
+        hypervisor: &'static str,
+        /// Which device, and why it is not usable.
+        why: Unusable,
     },
     /// Automatic selection found no usable hypervisor: neither KVM nor mshv. Says why for each.
     #[error("no usable hypervisor: KVM ({kvm}); mshv ({mshv})")]
@@ -37,13 +33,12 @@ pub enum Error {
         /// Why mshv is not usable.
         mshv: Unusable,
     },
-    /// The hypervisor chosen explicitly (not automatically) is not usable.
-    #[error("hypervisor {hypervisor} is not usable: {why}")]
-    HypervisorNotUsable {
-        /// The backend that was asked for: `"KVM"` or `"mshv"`.
-        hypervisor: &'static str,
-        /// Why it is not usable.
-        why: Unusable,
+    /// A usable hypervisor cannot do what an operation asks: set an MSR the runtime needs,
+    /// restore a vCPU state another backend saved, track writes the way a caller asked.
+    #[error("the hypervisor cannot do this: {reason}")]
+    HypervisorFeature {
+        /// What it cannot do.
+        reason: String,
     },
     /// A hypervisor ioctl failed.
     #[error("hypervisor operation {op} failed: errno {errno}")]
@@ -251,7 +246,7 @@ pub enum Error {
 
 /// Why one hypervisor backend could not be used: the device path and the reason.
 ///
-/// Part of [`Error::NoHypervisor`] (one per backend) and [`Error::HypervisorNotUsable`].
+/// Part of [`Error::NoHypervisor`] (one per backend) and [`Error::HypervisorUnusable`].
 #[derive(Debug, thiserror::Error)]
 #[error("{path}: {reason}", path = path.display())]
 pub struct Unusable {
@@ -259,6 +254,28 @@ pub struct Unusable {
     pub path: PathBuf,
     /// Why it is not usable.
     pub reason: UnusableReason,
+}
+
+impl Unusable {
+    /// `path` is not usable for `reason`.
+    pub fn new(path: &std::path::Path, reason: UnusableReason) -> Self {
+        Unusable {
+            path: path.to_path_buf(),
+            reason,
+        }
+    }
+}
+
+impl UnusableReason {
+    /// Why opening a hypervisor device failed with `source`: not found, permission denied, or
+    /// another OS error.
+    pub fn of_open_error(source: std::io::Error) -> Self {
+        match source.kind() {
+            std::io::ErrorKind::NotFound => UnusableReason::NotFound,
+            std::io::ErrorKind::PermissionDenied => UnusableReason::PermissionDenied { source },
+            _ => UnusableReason::Open { source },
+        }
+    }
 }
 
 /// The reason inside [`Unusable`].

@@ -32,8 +32,8 @@ fn no_hypervisor(err: Error) -> (Unusable, Unusable) {
 
 fn not_usable(err: Error) -> (&'static str, Unusable) {
     match err {
-        Error::HypervisorNotUsable { hypervisor, why } => (hypervisor, why),
-        other => panic!("expected HypervisorNotUsable, got {other:?}"),
+        Error::HypervisorUnusable { hypervisor, why } => (hypervisor, why),
+        other => panic!("expected HypervisorUnusable, got {other:?}"),
     }
 }
 
@@ -265,7 +265,7 @@ fn config_override_reaches_the_sandbox_builder() {
     assert!(
         matches!(
             err,
-            Error::HypervisorNotUsable {
+            Error::HypervisorUnusable {
                 hypervisor: "KVM",
                 ..
             }

@@ -51,7 +51,7 @@ use super::{
     bitmap_pages, DirtyLog, Exit, FaultState, Hypervisor, Registers, Segment, SpecialRegisters,
     Vcpu, VcpuState, Vm,
 };
-use crate::error::Error;
+use crate::error::{Error, Unusable, UnusableReason};
 use crate::vm::memory::GuestMemory;
 
 pub use super::select::MSHV_DEVICE;
@@ -84,6 +84,14 @@ pub struct MshvHypervisor {
     mshv: Mshv,
 }
 
+/// mshv at `path` is not usable for `reason`.
+fn unusable(path: &Path, reason: UnusableReason) -> Error {
+    Error::HypervisorUnusable {
+        hypervisor: "mshv",
+        why: Unusable::new(path, reason),
+    }
+}
+
 impl MshvHypervisor {
     /// Opens mshv at `path` (as `Mshv::new` opens `/dev/mshv`: read-only, non-blocking,
     /// close-on-exec) and checks that the device answers the root-partition hypercall interface.
@@ -92,10 +100,7 @@ impl MshvHypervisor {
             .read(true)
             .custom_flags(libc::O_NONBLOCK)
             .open(path)
-            .map_err(|source| Error::HypervisorUnavailable {
-                path: path.to_path_buf(),
-                source,
-            })?;
+            .map_err(|source| unusable(path, UnusableReason::of_open_error(source)))?;
         // SAFETY: the fd was just opened by us and its ownership moves into `Mshv`.
         let mshv = unsafe { Mshv::new_with_fd_number(file.into_raw_fd()) };
         // `Mshv::create_vm` asks this property and panics if it cannot; asking here turns any
@@ -103,11 +108,13 @@ impl MshvHypervisor {
         mshv.get_host_partition_property(
             hv_partition_property_code_HV_PARTITION_PROPERTY_PROCESSOR_FEATURES0,
         )
-        .map_err(|e| Error::HypervisorUnsupported {
-            reason: format!(
-                "{} does not answer the mshv root hypercall interface: {e}",
-                path.display()
-            ),
+        .map_err(|e| {
+            unusable(
+                path,
+                UnusableReason::Unsupported {
+                    reason: format!("does not answer the mshv root hypercall interface: {e}"),
+                },
+            )
         })?;
         Ok(Self { mshv })
     }
@@ -519,7 +526,7 @@ impl Vcpu for MshvVcpu {
                     0xc000_0082 => hv_register_name_HV_X64_REGISTER_LSTAR,
                     0xc000_0084 => hv_register_name_HV_X64_REGISTER_SFMASK,
                     other => {
-                        return Err(Error::HypervisorUnsupported {
+                        return Err(Error::HypervisorFeature {
                             reason: format!("MSR {other:#x} has no mshv register mapping"),
                         })
                     }
@@ -566,11 +573,9 @@ impl Vcpu for MshvVcpu {
     }
 
     fn restore_state(&mut self, state: &VcpuState) -> Result<(), Error> {
-        let state = state
-            .get::<MshvState>()
-            .ok_or(Error::HypervisorUnsupported {
-                reason: "vCPU state saved by another backend".into(),
-            })?;
+        let state = state.get::<MshvState>().ok_or(Error::HypervisorFeature {
+            reason: "vCPU state saved by another backend".into(),
+        })?;
         self.vcpu
             .set_regs(&state.regs)
             .map_err(mshv_err("HVCALL_SET_VP_REGISTERS"))?;
@@ -1075,20 +1080,27 @@ mod tests {
     #[test]
     fn a_device_that_is_not_mshv_is_unsupported() {
         match MshvHypervisor::open(Path::new("/dev/null")) {
-            Err(Error::HypervisorUnsupported { reason }) => {
-                assert!(reason.contains("/dev/null"), "{reason}")
+            Err(Error::HypervisorUnusable {
+                hypervisor: "mshv",
+                why,
+            }) => {
+                assert_eq!(why.path, Path::new("/dev/null"));
+                assert!(
+                    matches!(why.reason, UnusableReason::Unsupported { .. }),
+                    "{why}"
+                );
             }
-            other => panic!("expected HypervisorUnsupported, got {other:?}"),
+            other => panic!("expected HypervisorUnusable, got {other:?}"),
         }
     }
 
     #[test]
-    fn a_missing_device_is_unavailable() {
+    fn a_missing_device_is_not_found() {
         match MshvHypervisor::open(Path::new("/nonexistent/mshv")) {
-            Err(Error::HypervisorUnavailable { source, .. }) => {
-                assert_eq!(source.kind(), std::io::ErrorKind::NotFound)
+            Err(Error::HypervisorUnusable { why, .. }) => {
+                assert!(matches!(why.reason, UnusableReason::NotFound), "{why}")
             }
-            other => panic!("expected HypervisorUnavailable, got {other:?}"),
+            other => panic!("expected HypervisorUnusable, got {other:?}"),
         }
     }
 }

@@ -14,10 +14,9 @@
 //! else mshv likewise (when built with the `mshv` feature), else fails with
 //! [`Error::NoHypervisor`], which says for each device why it is not usable. An explicit
 //! [`HypervisorChoice::Kvm`] or [`HypervisorChoice::Mshv`] tries only that one and fails with
-//! [`Error::HypervisorNotUsable`]. See `docs/hypervisors.md`.
+//! [`Error::HypervisorUnusable`]. See `docs/hypervisors.md`.
 
 use std::fmt;
-use std::io;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::sync::Arc;
@@ -101,7 +100,7 @@ impl Default for HypervisorPaths {
 /// Opens the hypervisor `choice` names, at `paths`.
 ///
 /// Errors: [`Error::NoHypervisor`] for [`HypervisorChoice::Auto`] when neither is usable (with
-/// each one's reason); [`Error::HypervisorNotUsable`] when the explicitly chosen one is not
+/// each one's reason); [`Error::HypervisorUnusable`] when the explicitly chosen one is not
 /// usable, including [`HypervisorChoice::Mshv`] in a build without the `mshv` feature.
 pub fn open(
     choice: HypervisorChoice,
@@ -111,84 +110,63 @@ pub fn open(
         HypervisorChoice::Auto => {
             let kvm = match open_kvm(&paths.kvm) {
                 Ok(hv) => return Ok(hv),
-                Err(why) => why,
+                Err(e) => why_unusable(&paths.kvm, e),
             };
             let mshv = match open_mshv(&paths.mshv) {
                 Ok(hv) => {
                     tracing::debug!(kvm = %kvm, "KVM not usable; using mshv");
                     return Ok(hv);
                 }
-                Err(why) => why,
+                Err(e) => why_unusable(&paths.mshv, e),
             };
             Err(Error::NoHypervisor { kvm, mshv })
         }
-        HypervisorChoice::Kvm => open_kvm(&paths.kvm).map_err(|why| Error::HypervisorNotUsable {
-            hypervisor: "KVM",
-            why,
-        }),
-        HypervisorChoice::Mshv => {
-            open_mshv(&paths.mshv).map_err(|why| Error::HypervisorNotUsable {
-                hypervisor: "mshv",
-                why,
-            })
-        }
+        HypervisorChoice::Kvm => open_kvm(&paths.kvm),
+        HypervisorChoice::Mshv => open_mshv(&paths.mshv),
     }
 }
 
-fn open_kvm(path: &Path) -> Result<Arc<dyn Hypervisor>, Unusable> {
-    match KvmHypervisor::open(path) {
-        Ok(hv) => Ok(Arc::new(hv)),
-        Err(e) => Err(unusable(path, e)),
-    }
+fn open_kvm(path: &Path) -> Result<Arc<dyn Hypervisor>, Error> {
+    Ok(Arc::new(KvmHypervisor::open(path)?))
 }
 
 #[cfg(feature = "mshv")]
-fn open_mshv(path: &Path) -> Result<Arc<dyn Hypervisor>, Unusable> {
-    match super::mshv::MshvHypervisor::open(path) {
-        Ok(hv) => Ok(Arc::new(hv)),
-        Err(e) => Err(unusable(path, e)),
-    }
+fn open_mshv(path: &Path) -> Result<Arc<dyn Hypervisor>, Error> {
+    Ok(Arc::new(super::mshv::MshvHypervisor::open(path)?))
 }
 
 #[cfg(not(feature = "mshv"))]
-fn open_mshv(path: &Path) -> Result<Arc<dyn Hypervisor>, Unusable> {
-    Err(Unusable {
-        path: path.to_path_buf(),
-        reason: UnusableReason::NotBuilt {
-            feature: "mshv",
-            device_exists: path.exists(),
-        },
+fn open_mshv(path: &Path) -> Result<Arc<dyn Hypervisor>, Error> {
+    Err(Error::HypervisorUnusable {
+        hypervisor: "mshv",
+        why: Unusable::new(
+            path,
+            UnusableReason::NotBuilt {
+                feature: "mshv",
+                device_exists: path.exists(),
+            },
+        ),
     })
 }
 
-/// Turns the error a backend's `open` returned for `path` into the reason it is not usable.
-pub fn unusable(path: &Path, error: Error) -> Unusable {
-    let reason = match error {
-        Error::HypervisorUnavailable { source, .. } => classify_open_error(source),
-        Error::HypervisorUnsupported { reason } => UnusableReason::Unsupported { reason },
-        other => UnusableReason::Unsupported {
-            reason: other.to_string(),
-        },
-    };
-    Unusable {
-        path: path.to_path_buf(),
-        reason,
-    }
-}
-
-/// Classifies the error from opening a device: not found, permission denied (`EACCES` or
-/// `EPERM`), or anything else (e.g. `ENXIO` when the driver is not loaded).
-pub fn classify_open_error(source: io::Error) -> UnusableReason {
-    match source.kind() {
-        io::ErrorKind::NotFound => UnusableReason::NotFound,
-        io::ErrorKind::PermissionDenied => UnusableReason::PermissionDenied { source },
-        _ => UnusableReason::Open { source },
+/// Why the backend at `path` is not usable, from the error its `open` returned (always
+/// [`Error::HypervisorUnusable`]; anything else is kept as its message).
+fn why_unusable(path: &Path, error: Error) -> Unusable {
+    match error {
+        Error::HypervisorUnusable { why, .. } => why,
+        other => Unusable::new(
+            path,
+            UnusableReason::Unsupported {
+                reason: other.to_string(),
+            },
+        ),
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::io;
 
     fn missing() -> HypervisorPaths {
         HypervisorPaths {
@@ -224,46 +202,38 @@ mod tests {
     #[test]
     fn open_errors_are_classified_by_kind() {
         assert!(matches!(
-            classify_open_error(io::Error::from_raw_os_error(libc::ENOENT)),
+            UnusableReason::of_open_error(io::Error::from_raw_os_error(libc::ENOENT)),
             UnusableReason::NotFound
         ));
         for errno in [libc::EACCES, libc::EPERM] {
             assert!(matches!(
-                classify_open_error(io::Error::from_raw_os_error(errno)),
+                UnusableReason::of_open_error(io::Error::from_raw_os_error(errno)),
                 UnusableReason::PermissionDenied { .. }
             ));
         }
         assert!(matches!(
-            classify_open_error(io::Error::from_raw_os_error(libc::ENXIO)),
+            UnusableReason::of_open_error(io::Error::from_raw_os_error(libc::ENXIO)),
             UnusableReason::Open { .. }
         ));
     }
 
     #[test]
-    fn backend_errors_become_reasons() {
-        let path = Path::new("/dev/kvm");
-        let why = unusable(
-            path,
-            Error::HypervisorUnavailable {
-                path: path.into(),
-                source: io::Error::from_raw_os_error(libc::EACCES),
-            },
-        );
-        assert_eq!(why.path, path);
-        assert!(matches!(
-            why.reason,
-            UnusableReason::PermissionDenied { .. }
-        ));
-        assert_eq!(why.to_string(), "/dev/kvm: permission denied");
-        let why = unusable(
-            path,
-            Error::HypervisorUnsupported {
-                reason: "missing KVM_CAP_IMMEDIATE_EXIT".into(),
-            },
-        );
-        assert_eq!(
-            why.to_string(),
-            "/dev/kvm: unsupported: missing KVM_CAP_IMMEDIATE_EXIT"
+    fn a_backends_open_says_which_device_and_why() {
+        let path = Path::new("/nonexistent/hyperlight/kvm");
+        let Err(Error::HypervisorUnusable { hypervisor, why }) = KvmHypervisor::open(path) else {
+            panic!("opened KVM at a missing path");
+        };
+        assert_eq!((hypervisor, why.path.as_path()), ("KVM", path));
+        assert!(matches!(why.reason, UnusableReason::NotFound));
+        assert_eq!(why.to_string(), "/nonexistent/hyperlight/kvm: not found");
+        // A device that opens but is not KVM: its API-version check fails.
+        let Err(Error::HypervisorUnusable { why, .. }) = KvmHypervisor::open("/dev/null".as_ref())
+        else {
+            panic!("/dev/null opened as KVM");
+        };
+        assert!(
+            matches!(why.reason, UnusableReason::Unsupported { .. }),
+            "{why}"
         );
     }
 

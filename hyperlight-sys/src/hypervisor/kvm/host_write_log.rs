@@ -167,7 +167,7 @@ impl Tracker {
         TRACKER
             .get_or_init(Tracker::open)
             .as_ref()
-            .map_err(|reason| Error::HypervisorUnsupported {
+            .map_err(|reason| Error::HypervisorFeature {
                 reason: format!("host page-table write tracking unavailable: {reason}"),
             })
     }

@@ -17,7 +17,7 @@ use super::{
     bitmap_pages, DirtyLog, Exit, FaultState, Hypervisor, Registers, Segment, SpecialRegisters,
     Vcpu, VcpuState, Vm,
 };
-use crate::error::Error;
+use crate::error::{Error, Unusable, UnusableReason};
 use crate::seccomp::gate;
 use crate::vm::memory::GuestMemory;
 use host_write_log::HostWriteLog;
@@ -87,26 +87,29 @@ impl KvmHypervisor {
             .read(true)
             .write(true)
             .open(path)
-            .map_err(|source| Error::HypervisorUnavailable {
-                path: path.to_path_buf(),
-                source,
-            })?;
+            .map_err(|source| unusable(path, UnusableReason::of_open_error(source)))?;
         // SAFETY: the fd was just opened by us and ownership moves into `Kvm`.
         let kvm = unsafe { Kvm::from_raw_fd(file.into_raw_fd()) };
         let version = kvm.get_api_version();
         if version != 12 {
-            return Err(Error::HypervisorUnsupported {
-                reason: format!("KVM API version {version}, need 12"),
-            });
+            return Err(unusable(
+                path,
+                UnusableReason::Unsupported {
+                    reason: format!("KVM API version {version}, need 12"),
+                },
+            ));
         }
         for (cap, name) in [
             (Cap::ImmediateExit, "KVM_CAP_IMMEDIATE_EXIT"),
             (Cap::UserMemory, "KVM_CAP_USER_MEMORY"),
         ] {
             if !kvm.check_extension(cap) {
-                return Err(Error::HypervisorUnsupported {
-                    reason: format!("missing {name}"),
-                });
+                return Err(unusable(
+                    path,
+                    UnusableReason::Unsupported {
+                        reason: format!("missing {name}"),
+                    },
+                ));
             }
         }
         let tracking = match host_write_log::available() {
@@ -132,6 +135,14 @@ impl KvmHypervisor {
     /// How this hypervisor's sandboxes track writes.
     pub fn write_tracking(&self) -> WriteTracking {
         self.tracking
+    }
+}
+
+/// KVM at `path` is not usable for `reason`.
+fn unusable(path: &Path, reason: UnusableReason) -> Error {
+    Error::HypervisorUnusable {
+        hypervisor: "KVM",
+        why: Unusable::new(path, reason),
     }
 }
 
@@ -542,7 +553,7 @@ impl Vcpu for KvmVcpu {
                 ..Default::default()
             })
             .collect();
-        let wrapper = Msrs::from_entries(&entries).map_err(|_| Error::HypervisorUnsupported {
+        let wrapper = Msrs::from_entries(&entries).map_err(|_| Error::HypervisorFeature {
             reason: format!("too many MSRs ({})", entries.len()),
         })?;
         let set = self
@@ -550,7 +561,7 @@ impl Vcpu for KvmVcpu {
             .set_msrs(&wrapper)
             .map_err(kvm_err("KVM_SET_MSRS"))?;
         if set != entries.len() {
-            return Err(Error::HypervisorUnsupported {
+            return Err(Error::HypervisorFeature {
                 reason: format!("KVM set {set} of {} MSRs ({msrs:x?})", entries.len()),
             });
         }
@@ -568,11 +579,9 @@ impl Vcpu for KvmVcpu {
     }
 
     fn restore_state(&mut self, state: &VcpuState) -> Result<(), Error> {
-        let state = state
-            .get::<KvmState>()
-            .ok_or(Error::HypervisorUnsupported {
-                reason: "vCPU state saved by another backend".into(),
-            })?;
+        let state = state.get::<KvmState>().ok_or(Error::HypervisorFeature {
+            reason: "vCPU state saved by another backend".into(),
+        })?;
         // An exit left unfinished would otherwise be finished on the next run, on top of the
         // restored registers (moving RIP past an instruction it never ran). A restore finishes
         // it before it looks at memory (`Machine::restore`); this is a no-op then.
