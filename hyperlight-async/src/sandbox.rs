@@ -341,7 +341,7 @@ impl Sandbox {
     /// The snapshot taken right after the guest's init (or the one this sandbox was built from):
     /// build more sandboxes from it without loading or initializing the guest again.
     pub fn post_init_snapshot(&self) -> &Snapshot {
-        self.inner.thread.home()
+        self.inner.thread.post_init_snapshot()
     }
 }
 

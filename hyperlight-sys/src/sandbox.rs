@@ -13,7 +13,7 @@ use crate::hypervisor::select::{self, HypervisorChoice, HypervisorPaths};
 use crate::hypervisor::Hypervisor;
 use crate::vcpu::kick::InterruptHandle;
 use crate::vcpu::spin::Spinner;
-use crate::vcpu::{Event, GuestSource, Request, VcpuSpec, VcpuThread};
+use crate::vcpu::{Event, Request, VcpuSpec, VcpuThread};
 use crate::vm::snapshot::Snapshot;
 
 /// Where the guest binary comes from.
@@ -152,8 +152,10 @@ impl VcpuSpec {
     ) -> Result<Self, Error> {
         config.validate()?;
         let source = match source {
-            SandboxSource::Binary(guest) => GuestSource::Elf(guest.load(config.max_guest_file)?),
-            SandboxSource::Snapshot(snapshot) => GuestSource::Snapshot(snapshot),
+            SandboxSource::Binary(guest) => {
+                SandboxSource::Binary(GuestBinary::Bytes(guest.load(config.max_guest_file)?))
+            }
+            snapshot @ SandboxSource::Snapshot(_) => snapshot,
         };
         let hypervisor = match hypervisor {
             Some(hv) => hv,
@@ -379,6 +381,6 @@ impl Sandbox {
 
     /// The snapshot taken right after the guest's init (or the one this sandbox was built from).
     pub fn post_init_snapshot(&self) -> &Snapshot {
-        self.thread.home()
+        self.thread.post_init_snapshot()
     }
 }

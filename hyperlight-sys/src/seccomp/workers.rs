@@ -12,7 +12,7 @@ use crate::host_fn::{DynHostFn, HostFunctions};
 use crate::vcpu::threads::ThreadFactory;
 
 /// A worker thread running one host function under its own filter.
-struct Worker {
+struct HostFnWorker {
     calls: Option<flume::Sender<HostCall>>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
@@ -24,7 +24,7 @@ struct HostCall {
     reply: flume::Sender<Outcome>,
 }
 
-impl Drop for Worker {
+impl Drop for HostFnWorker {
     fn drop(&mut self) {
         // Closing the queue ends the worker's loop.
         drop(self.calls.take());
@@ -34,7 +34,7 @@ impl Drop for Worker {
     }
 }
 
-impl Worker {
+impl HostFnWorker {
     /// Starts the worker of `f` on a thread of `factory`, which is already filtered.
     fn spawn(f: DynHostFn, factory: &ThreadFactory) -> Result<Self, Error> {
         let (calls, queue) = flume::bounded::<HostCall>(1);
@@ -48,7 +48,7 @@ impl Worker {
                 }
             }
         }))?;
-        Ok(Worker {
+        Ok(HostFnWorker {
             calls: Some(calls),
             thread: Some(thread),
         })
@@ -99,7 +99,7 @@ pub(crate) fn start_host_workers(
             "hyperlight-hfn",
             stack,
         )?;
-        let worker = Worker::spawn(f.clone(), workers)?;
+        let worker = HostFnWorker::spawn(f.clone(), workers)?;
         let stub: DynHostFn = Arc::new(move |args| worker.call(args));
         started.replace_runner(&name, stub);
     }

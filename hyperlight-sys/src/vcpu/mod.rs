@@ -14,4 +14,4 @@ pub(crate) mod threads;
 
 pub use kick::InterruptHandle;
 pub use spin::Spinner;
-pub use thread::{Event, GuestSource, Request, VcpuSpec, VcpuThread};
+pub use thread::{Event, Request, VcpuSpec, VcpuThread};

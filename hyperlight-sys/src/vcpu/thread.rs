@@ -12,6 +12,7 @@ use crate::config::SandboxConfig;
 use crate::error::Error;
 use crate::host_fn::{check_call, invoke, HostFunctions, Signatures};
 use crate::hypervisor::Hypervisor;
+use crate::sandbox::SandboxSource;
 use crate::vcpu::kick::{InterruptHandle, KickState};
 use crate::vcpu::spin::Spinner;
 use crate::vcpu::threads::ThreadFactory;
@@ -74,30 +75,23 @@ pub enum Event {
     },
 }
 
-/// What a sandbox starts from.
-#[derive(Clone, Debug)]
-pub enum GuestSource {
-    /// A guest ELF: loaded, then its init runs; the state after init becomes the sandbox's
-    /// post-init snapshot.
-    Elf(Arc<[u8]>),
-    /// A snapshot: mapped copy-on-write, no loading, no init; it is the post-init snapshot.
-    Snapshot(Snapshot),
-}
-
-/// Where a sandbox's guest and settings come from.
+/// Where a sandbox's guest and settings come from: made by
+/// [`SandboxBuilder::into_spec`](crate::SandboxBuilder::into_spec), consumed by
+/// [`VcpuThread::spawn`].
 #[derive(Clone)]
 pub struct VcpuSpec {
     /// The hypervisor to create the VM on.
-    pub hypervisor: Arc<dyn Hypervisor>,
-    /// What the sandbox starts from.
-    pub source: GuestSource,
+    pub(crate) hypervisor: Arc<dyn Hypervisor>,
+    /// What the sandbox starts from; a guest binary is already read (its bytes, bounded by
+    /// `config.max_guest_file`).
+    pub(crate) source: SandboxSource,
     /// Memory sizes.
-    pub config: SandboxConfig,
+    pub(crate) config: SandboxConfig,
     /// The signatures of every host function the guest may call.
-    pub signatures: Arc<Signatures>,
+    pub(crate) signatures: Arc<Signatures>,
     /// Host functions that run right on the vCPU thread, with no round trip to the owner.
     /// Calls of the other functions in `signatures` go to the owner as [`Event::HostCall`].
-    pub inline: Arc<HostFunctions>,
+    pub(crate) inline: Arc<HostFunctions>,
 }
 
 /// The owner's end of a vCPU thread's request channel: an unbounded queue whose sends fail once
@@ -159,7 +153,7 @@ pub struct VcpuThread {
     pub events: Receiver<Event>,
     /// Kicks the vCPU.
     pub interrupt: InterruptHandle,
-    home: Snapshot,
+    post_init: Snapshot,
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
@@ -199,30 +193,33 @@ impl VcpuThread {
             }),
         };
         let init_timeout = spec.config.init_timeout;
-        let (start, home) = match &spec.source {
-            GuestSource::Snapshot(snapshot) => {
+        let (start, post_init) = match &spec.source {
+            SandboxSource::Snapshot(snapshot) => {
                 let machine = Machine::from_snapshot(&*spec.hypervisor, snapshot)?;
-                (Start::Built(machine), Home::Known(snapshot.clone()))
+                (Start::Built(machine), PostInit::Known(snapshot.clone()))
             }
-            GuestSource::Elf(elf) => {
-                let loaded = Machine::load(&*spec.hypervisor, elf, &spec.config)?;
+            SandboxSource::Binary(guest) => {
+                let elf = guest.load(spec.config.max_guest_file)?;
+                let loaded = Machine::load(&*spec.hypervisor, &elf, &spec.config)?;
                 let (ready, init) = flume::bounded(1);
-                (Start::Boot { loaded, ready }, Home::AfterInit(init))
+                (Start::Boot { loaded, ready }, PostInit::AfterInit(init))
             }
         };
         let thread = factory.run(Box::new(move || {
             thread_main(spec, helpers, state, start, req_rx, ev_tx)
         }))?;
-        let home = match home {
-            Home::Known(snapshot) => Ok(snapshot),
-            Home::AfterInit(init) => recv_or_kill(&init, init_timeout, &interrupt).and_then(|r| r),
+        let post_init = match post_init {
+            PostInit::Known(snapshot) => Ok(snapshot),
+            PostInit::AfterInit(init) => {
+                recv_or_kill(&init, init_timeout, &interrupt).and_then(|r| r)
+            }
         };
-        match home {
-            Ok(home) => Ok(VcpuThread {
+        match post_init {
+            Ok(post_init) => Ok(VcpuThread {
                 requests: req_tx,
                 events: ev_rx,
                 interrupt,
-                home,
+                post_init,
                 thread: Some(thread),
             }),
             Err(e) => {
@@ -236,8 +233,8 @@ impl VcpuThread {
 
     /// The sandbox's post-init snapshot (taken after the guest's init, or the snapshot it was
     /// created from): what [`VcpuThread::restore`] returns to, and a source for more sandboxes.
-    pub fn home(&self) -> &Snapshot {
-        &self.home
+    pub fn post_init_snapshot(&self) -> &Snapshot {
+        &self.post_init
     }
 
     /// Brings the sandbox back to `to` (`None`: its post-init snapshot) and clears poisoning;
@@ -314,7 +311,7 @@ pub(crate) fn recv_or_kill<T>(
     }
 }
 
-struct Channels<'a> {
+struct HostCallDispatcher<'a> {
     generation: u64,
     kick: &'a KickState,
     signatures: &'a Signatures,
@@ -324,7 +321,7 @@ struct Channels<'a> {
     spinner: &'a mut Spinner,
 }
 
-impl HostCalls for Channels<'_> {
+impl HostCalls for HostCallDispatcher<'_> {
     fn host_call(&mut self, call: FunctionCall) -> Option<FunctionCallResult> {
         if let Err(rejected) = check_call(self.signatures, &call) {
             return Some(Err(rejected));
@@ -353,7 +350,7 @@ impl HostCalls for Channels<'_> {
 }
 
 /// The vCPU thread's state between requests.
-struct Worker {
+struct ThreadState {
     hypervisor: Arc<dyn Hypervisor>,
     /// Unfiltered threads, for what the vCPU thread's filter does not allow: building a VM,
     /// making a snapshot's memfd.
@@ -361,19 +358,19 @@ struct Worker {
     /// `None` only after a failed rebuild.
     machine: Option<Machine>,
     /// The post-init snapshot.
-    home: Snapshot,
+    post_init: Snapshot,
     /// Why the sandbox is poisoned, if it is.
     poisoned: Option<String>,
 }
 
-impl Worker {
+impl ThreadState {
     /// Restores `to`: the fast path copies back the pages written since the last restore, for
     /// the snapshot the machine restores to anyway; for another snapshot, or if the fast path
     /// fails (the vCPU is in a state the hypervisor will not restore from), a new VM is built
     /// from the snapshot on a helper thread.
     fn restore(&mut self, to: Option<Snapshot>) -> Result<(), Error> {
-        let target = to.unwrap_or_else(|| self.home.clone());
-        if target.data.layout != self.home.data.layout {
+        let target = to.unwrap_or_else(|| self.post_init.clone());
+        if target.data.layout != self.post_init.data.layout {
             return Err(Error::InvalidConfig {
                 field: "snapshot memory size",
                 value: target.data.layout.total,
@@ -428,7 +425,7 @@ impl Worker {
 
 /// The post-init snapshot of a sandbox being created: known (it is created from it), or sent by
 /// the vCPU thread after the guest's init.
-enum Home {
+enum PostInit {
     Known(Snapshot),
     AfterInit(Receiver<Result<Snapshot, Error>>),
 }
@@ -544,10 +541,10 @@ fn thread_main(
             }
         },
     };
-    let mut worker = Worker {
+    let mut state = ThreadState {
         hypervisor: spec.hypervisor.clone(),
         helpers,
-        home: machine.base().clone(),
+        post_init: machine.base().clone(),
         machine: Some(machine),
         poisoned: None,
     };
@@ -569,8 +566,8 @@ fn thread_main(
                     restore_after,
                 } => {
                     kick.begin(generation);
-                    let result = worker.machine().and_then(|m| {
-                        let mut host = Channels {
+                    let result = state.machine().and_then(|m| {
+                        let mut host = HostCallDispatcher {
                             generation,
                             kick: &kick,
                             signatures: &spec.signatures,
@@ -583,8 +580,8 @@ fn thread_main(
                     });
                     kick.end();
                     if let Err(e) = &result {
-                        if e.is_fatal() && worker.poisoned.is_none() {
-                            worker.poisoned = Some(e.to_string());
+                        if e.is_fatal() && state.poisoned.is_none() {
+                            state.poisoned = Some(e.to_string());
                         }
                     }
                     pending = Pending::Nobody;
@@ -592,18 +589,18 @@ fn thread_main(
                         return Served::OwnerGone;
                     }
                     if restore_after {
-                        if let Err(e) = worker.restore(None) {
-                            worker.poisoned = Some(format!("restore after the call failed: {e}"));
+                        if let Err(e) = state.restore(None) {
+                            state.poisoned = Some(format!("restore after the call failed: {e}"));
                         }
                     }
                 }
                 Request::Restore { to, done } => {
-                    let restored = worker.restore(to);
+                    let restored = state.restore(to);
                     pending = Pending::Nobody;
                     let _ = done.send(restored);
                 }
                 Request::Snapshot(done) => {
-                    let snapshot = worker.snapshot();
+                    let snapshot = state.snapshot();
                     pending = Pending::Nobody;
                     let _ = done.send(snapshot);
                 }
@@ -618,13 +615,13 @@ fn thread_main(
                 kick.end();
                 // The machine may be mid-change (a call, a restore): drop it, so that the next
                 // restore builds a new VM from the snapshot.
-                let machine = worker.machine.take();
+                let machine = state.machine.take();
                 let _ = crate::vcpu::contain::run(move || drop(machine));
                 let error = Error::HostPanic {
                     during: pending.during(),
                     message,
                 };
-                worker.poisoned = Some(error.to_string());
+                state.poisoned = Some(error.to_string());
                 pending.fail(&events, error);
             }
         }
