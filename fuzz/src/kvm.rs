@@ -5,7 +5,7 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use hyperlight_schema::{Value, ValueType};
-use hyperlight_sys::{Error, InterruptHandle, Sandbox};
+use hyperlight_sys::{Error, InterruptHandle, OnDenied, Sandbox, SandboxConfig, SeccompPolicy};
 
 use crate::model::register_host_functions;
 
@@ -37,7 +37,18 @@ impl Harness {
     /// source by `hyperlight-testing`. Panics if it cannot: the target cannot run without KVM.
     pub fn new(guest: &str) -> Self {
         let path = hyperlight_testing::guest_path(guest);
-        let sandbox = register_host_functions(Sandbox::builder(path.clone()))
+        // AddressSanitizer's allocator maps its shadow and quarantine memory with `MAP_FIXED`
+        // on whatever thread allocates, the vCPU thread included, which the default filter
+        // refuses (docs/security.md); the policy's `extra` allows `mmap` with any arguments,
+        // the rest of the filter as it is.
+        let config = SandboxConfig {
+            seccomp: SeccompPolicy::Enabled {
+                extra: vec![libc::SYS_mmap],
+                on_denied: OnDenied::default(),
+            },
+            ..SandboxConfig::default()
+        };
+        let sandbox = register_host_functions(Sandbox::builder(path.clone()).config(config))
             .build()
             .unwrap_or_else(|e| panic!("cannot create a sandbox of {}: {e}", path.display()));
         let watch = Arc::new(Watch::default());
