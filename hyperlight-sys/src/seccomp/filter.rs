@@ -82,7 +82,7 @@ pub fn vcpu_allowlist() -> Vec<Allowed> {
         SYS_write => "tracing subscribers, panic messages, waking an async runtime (eventfd)",
         SYS_writev => "the same, vectored",
         SYS_clone if "CLONE_THREAD set: a thread of this process, under this filter" =>
-            "the spawner thread starts vCPU and worker threads (vcpu/threads.rs)",
+            "the spawner thread starts vCPU and worker threads (vcpu/factory.rs)",
         SYS_set_robust_list => "thread start (glibc)",
         SYS_rseq => "thread start (glibc registers restartable sequences)",
         SYS_prctl if "PR_SET_NAME only" => "a new thread names itself",

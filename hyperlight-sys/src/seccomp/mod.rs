@@ -12,7 +12,7 @@
 //!
 //! - **vCPU threads** run under [`vcpu_allowlist`] (plus the policy's `extra`) from their first
 //!   instruction: they are started by a spawner thread that installed the filter once
-//!   (`vcpu/threads.rs`) and inherit it. The thread that builds the sandbox (not filtered) creates
+//!   (`vcpu/factory.rs`) and inherit it. The thread that builds the sandbox (not filtered) creates
 //!   the VM, its vCPU and memory and installs the kick signal's handler; the vCPU thread runs
 //!   the guest, its init included. What it may not do itself (build a new VM for a restore,
 //!   make a snapshot's memfd) it hands to an unfiltered helper thread (`helper_threads`).
@@ -44,7 +44,7 @@ use std::sync::{Mutex, Once, OnceLock};
 use seccompiler::SeccompAction;
 
 use crate::error::Error;
-use crate::vcpu::threads::ThreadFactory;
+use crate::vcpu::factory::ThreadFactory;
 
 use filter::apply;
 pub use filter::{compile, host_fn_allowlist, vcpu_allowlist, Allowed, Filter};

@@ -9,7 +9,7 @@ use hyperlight_schema::Value;
 use super::{factory, Filter, SeccompPolicy};
 use crate::error::Error;
 use crate::host_fn::{DynHostFn, HostFunctions};
-use crate::vcpu::threads::ThreadFactory;
+use crate::vcpu::factory::ThreadFactory;
 
 /// A worker thread running one host function under its own filter.
 struct HostFnWorker {

@@ -7,10 +7,10 @@
 //! from the docs and re-exports [`InterruptHandle`].
 
 pub(crate) mod contain;
+pub(crate) mod factory;
 pub(crate) mod kick;
 pub mod spin;
 mod thread;
-pub(crate) mod threads;
 
 pub use kick::InterruptHandle;
 pub use spin::Spinner;
