@@ -1,6 +1,6 @@
 //! One sandbox's virtual machine: its memory and the layout of it, the CPU tables the host
 //! builds in it, the guest image loaded into it, the snapshots it is restored from, and the
-//! [`Machine`](machine::Machine) that ties them to a vCPU and runs guest calls.
+//! `Machine` that ties them to a vCPU and runs guest calls.
 //!
 //! `layout`, `memory` and `elf` are public for the fuzz targets, benchmarks and regression tests
 //! only (the crate root hides this module from the docs).
