@@ -1,6 +1,7 @@
 //! The one error type of `hyperlight-sys`.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use hyperlight_schema::wire::DecodeError;
 use hyperlight_schema::{ErrorCode, ValueType};
@@ -11,7 +12,7 @@ use crate::vm::elf::ElfError;
 ///
 /// Errors marked *fatal* leave the sandbox poisoned: every later call returns
 /// [`Error::Poisoned`] until [`Sandbox::restore`](crate::Sandbox::restore) succeeds.
-#[derive(Debug, thiserror::Error)]
+#[derive(Clone, Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
     /// A hypervisor is not usable: its device could not be opened, or it lacks what the runtime
@@ -55,7 +56,7 @@ pub enum Error {
         op: &'static str,
         /// The OS error.
         #[source]
-        source: std::io::Error,
+        source: Arc<std::io::Error>,
     },
     /// A configuration value is out of range.
     #[error("invalid configuration: {field} = {value}: {reason}")]
@@ -100,7 +101,7 @@ pub enum Error {
         path: PathBuf,
         /// Why.
         #[source]
-        source: std::io::Error,
+        source: Arc<std::io::Error>,
     },
     /// The guest file is not a loadable ELF.
     #[error("invalid guest ELF: {0}")]
@@ -221,11 +222,13 @@ pub enum Error {
     /// Fatal: the call was cancelled through the interrupt handle.
     #[error("call cancelled")]
     Cancelled,
-    /// The sandbox is poisoned by an earlier fatal error; restore it first.
-    #[error("sandbox poisoned by an earlier error: {reason}")]
+    /// The sandbox is poisoned by an earlier fatal error (its source): restore it first.
+    #[error("sandbox poisoned by an earlier error; restore it first")]
     Poisoned {
-        /// The fatal error that poisoned it.
-        reason: String,
+        /// The fatal error that poisoned it: what a call, a restore or contained host code
+        /// failed with.
+        #[source]
+        cause: Box<Error>,
     },
     /// The vCPU thread is gone (it panicked, or the sandbox is shutting down).
     #[error("sandbox vCPU thread is gone")]
@@ -247,7 +250,7 @@ pub enum Error {
 /// Why one hypervisor backend could not be used: the device path and the reason.
 ///
 /// Part of [`Error::NoHypervisor`] (one per backend) and [`Error::HypervisorUnusable`].
-#[derive(Debug, thiserror::Error)]
+#[derive(Clone, Debug, thiserror::Error)]
 #[error("{path}: {reason}", path = path.display())]
 pub struct Unusable {
     /// The device path that was tried (or, for [`UnusableReason::NotBuilt`], would have been).
@@ -272,14 +275,18 @@ impl UnusableReason {
     pub fn of_open_error(source: std::io::Error) -> Self {
         match source.kind() {
             std::io::ErrorKind::NotFound => UnusableReason::NotFound,
-            std::io::ErrorKind::PermissionDenied => UnusableReason::PermissionDenied { source },
-            _ => UnusableReason::Open { source },
+            std::io::ErrorKind::PermissionDenied => UnusableReason::PermissionDenied {
+                source: Arc::new(source),
+            },
+            _ => UnusableReason::Open {
+                source: Arc::new(source),
+            },
         }
     }
 }
 
 /// The reason inside [`Unusable`].
-#[derive(Debug, thiserror::Error)]
+#[derive(Clone, Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum UnusableReason {
     /// The device node does not exist (the hypervisor or its driver is not there).
@@ -291,14 +298,14 @@ pub enum UnusableReason {
     PermissionDenied {
         /// The OS error.
         #[source]
-        source: std::io::Error,
+        source: Arc<std::io::Error>,
     },
     /// Opening the device failed for another reason (e.g. the driver is not loaded).
     #[error("cannot open: {source}")]
     Open {
         /// The OS error.
         #[source]
-        source: std::io::Error,
+        source: Arc<std::io::Error>,
     },
     /// The device opened but lacks something the runtime needs (API version, capability).
     #[error("unsupported: {reason}")]
@@ -331,10 +338,16 @@ pub enum Access {
 }
 
 impl Error {
+    /// [`Error::Os`] for `op`, with the calling thread's last OS error.
     pub(crate) fn last_os(op: &'static str) -> Self {
+        Error::os(op, std::io::Error::last_os_error())
+    }
+
+    /// [`Error::Os`] for `op`, failed with `source`.
+    pub(crate) fn os(op: &'static str, source: std::io::Error) -> Self {
         Error::Os {
             op,
-            source: std::io::Error::last_os_error(),
+            source: Arc::new(source),
         }
     }
 

@@ -41,7 +41,7 @@ impl GuestBinary {
             GuestBinary::Path(path) => {
                 let file_err = |source| Error::GuestFile {
                     path: path.clone(),
-                    source,
+                    source: Arc::new(source),
                 };
                 let mut file = std::fs::File::open(path).map_err(file_err)?;
                 let mut bytes = Vec::new();

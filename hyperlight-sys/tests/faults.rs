@@ -5,11 +5,21 @@ mod common;
 
 use hyperlight_sys::{Access, Error, Sandbox};
 
+/// The next call fails with `Poisoned`, whose source is the fault that poisoned the sandbox (the
+/// same error, not its text: a fresh call of the faulting function gives an equal one); after a
+/// restore, calls work.
 fn assert_poisoned_then_restorable(sb: &mut Sandbox) {
-    assert!(matches!(
-        sb.call::<i32>("echo_i32", (1i32,)),
-        Err(Error::Poisoned { .. })
-    ));
+    match sb.call::<i32>("echo_i32", (1i32,)) {
+        Err(poisoned @ Error::Poisoned { .. }) => {
+            let Error::Poisoned { cause } = &poisoned else {
+                unreachable!()
+            };
+            let source = std::error::Error::source(&poisoned).expect("the cause is the source");
+            assert_eq!(source.to_string(), cause.to_string());
+            assert!(cause.is_fatal(), "{cause:?}");
+        }
+        other => panic!("expected Poisoned, got {other:?}"),
+    }
     sb.restore().unwrap();
     assert_eq!(sb.call::<i32>("echo_i32", (9i32,)).unwrap(), 9);
 }
@@ -115,4 +125,24 @@ fn faults_are_distinct() {
     );
     let unique: std::collections::HashSet<_> = kinds.iter().collect();
     assert_eq!(unique.len(), kinds.len());
+}
+
+#[test]
+fn poisoned_keeps_the_fault_that_poisoned_the_sandbox() {
+    let mut sb = common::simple().build().unwrap();
+    let fault = sb.call::<u64>("divide_by_zero", (1u64,)).unwrap_err();
+    let Error::DivideByZero { rip } = fault else {
+        panic!("{fault:?}")
+    };
+    match sb.call::<i32>("echo_i32", (1i32,)) {
+        Err(Error::Poisoned { cause }) => {
+            assert!(
+                matches!(*cause, Error::DivideByZero { rip: r } if r == rip),
+                "{cause:?}"
+            )
+        }
+        other => panic!("expected Poisoned, got {other:?}"),
+    }
+    sb.restore().unwrap();
+    assert_eq!(sb.call::<i32>("echo_i32", (2i32,)).unwrap(), 2);
 }

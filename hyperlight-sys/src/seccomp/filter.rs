@@ -213,9 +213,11 @@ pub fn compile(filter: Filter, on_denied: OnDenied, extra: &[i64]) -> Result<Bpf
         TargetArch::x86_64,
     )
     .and_then(BpfProgram::try_from)
-    .map_err(|e| Error::Os {
-        op: "compile seccomp filter",
-        source: std::io::Error::other(e.to_string()),
+    .map_err(|e| {
+        Error::os(
+            "compile seccomp filter",
+            std::io::Error::other(e.to_string()),
+        )
     })?;
     Ok(gate_prelude(&gated_ioctls(), u32::from(denied))
         .into_iter()
@@ -342,12 +344,12 @@ fn clone3_enosys() -> [sock_filter; 3] {
 
 /// Installs `program` on the calling thread, for good.
 pub(super) fn apply(program: &BpfProgram) -> Result<(), Error> {
-    seccompiler::apply_filter(program).map_err(|e| Error::Os {
-        op: "install seccomp filter",
-        source: match e {
+    seccompiler::apply_filter(program).map_err(|e| {
+        let source = match e {
             seccompiler::Error::Prctl(source) | seccompiler::Error::Seccomp(source) => source,
             other => std::io::Error::other(other.to_string()),
-        },
+        };
+        Error::os("install seccomp filter", source)
     })
 }
 

@@ -57,16 +57,13 @@ impl ThreadFactory {
                     spawn_loop(name, stack, &stock_tx);
                 }
             })
-            .map_err(|source| Error::Os {
-                op: "spawn thread-factory spawner",
-                source,
-            })?;
+            .map_err(|source| Error::os("spawn thread-factory spawner", source))?;
         match ready.recv() {
             Ok(set_up) => set_up.map(|()| Self { stock }),
-            Err(_) => Err(Error::Os {
-                op: "start thread-factory spawner",
-                source: std::io::Error::other("the spawner thread died during set-up"),
-            }),
+            Err(_) => Err(Error::os(
+                "start thread-factory spawner",
+                std::io::Error::other("the spawner thread died during set-up"),
+            )),
         }
     }
 
@@ -75,14 +72,13 @@ impl ThreadFactory {
     /// caller (for the spawner to start the next, tens of microseconds).
     pub(crate) fn run(&self, mut job: Job) -> Result<JoinHandle<()>, Error> {
         loop {
-            let idle = self.stock.recv().map_err(|_| Error::Os {
-                op: "take a thread from a thread factory",
-                source: std::io::Error::other("the factory's spawner thread is gone"),
+            let idle = self.stock.recv().map_err(|_| {
+                Error::os(
+                    "take a thread from a thread factory",
+                    std::io::Error::other("the factory's spawner thread is gone"),
+                )
             })?;
-            let idle = idle.map_err(|source| Error::Os {
-                op: "spawn sandbox thread",
-                source,
-            })?;
+            let idle = idle.map_err(|source| Error::os("spawn sandbox thread", source))?;
             match idle.job.send(job) {
                 Ok(()) => return Ok(idle.handle),
                 // The waiting thread is gone before its job (not expected): take the next.
@@ -106,14 +102,14 @@ impl ThreadFactory {
         let _ = thread.join();
         match result {
             Ok(Ok(result)) => result,
-            Ok(Err(panic)) => Err(Error::Os {
-                op: "a job on a helper thread",
-                source: std::io::Error::other(format!("it panicked: {panic}")),
-            }),
-            Err(_) => Err(Error::Os {
-                op: "a job on a helper thread",
-                source: std::io::Error::other("the thread ended without an answer"),
-            }),
+            Ok(Err(panic)) => Err(Error::os(
+                "a job on a helper thread",
+                std::io::Error::other(format!("it panicked: {panic}")),
+            )),
+            Err(_) => Err(Error::os(
+                "a job on a helper thread",
+                std::io::Error::other("the thread ended without an answer"),
+            )),
         }
     }
 }

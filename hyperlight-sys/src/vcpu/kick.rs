@@ -77,10 +77,7 @@ pub(crate) fn install_handler(offset: u8) -> Result<libc::c_int, Error> {
         };
     }
     let signal = signal_at(offset)?;
-    let failed = |op| Error::Os {
-        op,
-        source: std::io::Error::last_os_error(),
-    };
+    let failed = |op| Error::os(op, std::io::Error::last_os_error());
     // SAFETY: sigaction with a null new action only reads the current one into `current`, a
     // zeroed (valid) sigaction.
     let current = unsafe {

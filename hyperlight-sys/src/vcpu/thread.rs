@@ -355,19 +355,59 @@ struct ThreadState {
     /// Unfiltered threads, for what the vCPU thread's filter does not allow: building a VM,
     /// making a snapshot's memfd.
     helpers: &'static ThreadFactory,
-    /// `None` only after a failed rebuild.
-    machine: Option<Machine>,
+    vm: Vm,
     /// The post-init snapshot.
     post_init: Snapshot,
-    /// Why the sandbox is poisoned, if it is.
-    poisoned: Option<String>,
+}
+
+/// The sandbox's VM, usable or poisoned (then with the error that poisoned it).
+enum Vm {
+    Ready(Machine),
+    /// Calls fail with [`Error::Poisoned`] until a restore succeeds. `machine` is `None` when
+    /// there is none to restore (a rebuild failed, or contained host code left it mid-change):
+    /// the next restore builds one from the snapshot.
+    Poisoned {
+        machine: Option<Machine>,
+        cause: Error,
+    },
+}
+
+impl Vm {
+    /// Poisons the VM with `cause`, keeping the first cause if it is poisoned already.
+    fn poison(&mut self, cause: Error) {
+        if let Vm::Ready(_) = self {
+            let Vm::Ready(machine) = std::mem::replace(self, Vm::lost(cause.clone())) else {
+                return;
+            };
+            *self = Vm::Poisoned {
+                machine: Some(machine),
+                cause,
+            };
+        }
+    }
+
+    /// Poisoned with `cause`, with no machine left.
+    fn lost(cause: Error) -> Self {
+        Vm::Poisoned {
+            machine: None,
+            cause,
+        }
+    }
+
+    /// The machine, usable or not.
+    fn take(self) -> Option<Machine> {
+        match self {
+            Vm::Ready(machine) => Some(machine),
+            Vm::Poisoned { machine, .. } => machine,
+        }
+    }
 }
 
 impl ThreadState {
     /// Restores `to`: the fast path copies back the pages written since the last restore, for
     /// the snapshot the machine restores to anyway; for another snapshot, or if the fast path
     /// fails (the vCPU is in a state the hypervisor will not restore from), a new VM is built
-    /// from the snapshot on a helper thread.
+    /// from the snapshot on a helper thread. A failed rebuild leaves the VM poisoned by its error.
     fn restore(&mut self, to: Option<Snapshot>) -> Result<(), Error> {
         let target = to.unwrap_or_else(|| self.post_init.clone());
         if target.data.layout != self.post_init.data.layout {
@@ -377,27 +417,33 @@ impl ThreadState {
                 reason: "the snapshot is of a sandbox with another memory layout",
             });
         }
-        let restored = match &mut self.machine {
-            Some(machine) if target.same_as(machine.base()) => match machine.restore() {
-                Ok(()) => true,
+        // Until a machine is back in place (below), the VM has none; a panic meanwhile is
+        // contained by `thread_main`, which records its own cause.
+        let vm = std::mem::replace(&mut self.vm, Vm::lost(Error::ThreadGone));
+        let fast = match vm.take() {
+            Some(mut machine) if target.same_as(machine.base()) => match machine.restore() {
+                Ok(()) => Some(machine),
                 Err(e) => {
                     tracing::debug!(error = %e, "fast restore failed; building a new VM");
-                    false
+                    None
                 }
             },
-            // Another snapshot, or no machine after a failed rebuild.
-            _ => false,
+            // Another snapshot, or no machine left.
+            _ => None,
         };
-        if !restored {
-            self.machine = None;
-            let hypervisor = self.hypervisor.clone();
-            let mut machine = self
-                .helpers
-                .run_and_wait(move || Machine::from_snapshot(&*hypervisor, &target))?;
-            machine.arm();
-            self.machine = Some(machine);
-        }
-        self.poisoned = None;
+        let machine = match fast {
+            Some(machine) => machine,
+            None => {
+                let hypervisor = self.hypervisor.clone();
+                let built = self
+                    .helpers
+                    .run_and_wait(move || Machine::from_snapshot(&*hypervisor, &target));
+                let mut machine = built.inspect_err(|e| self.vm = Vm::lost(e.clone()))?;
+                machine.arm();
+                machine
+            }
+        };
+        self.vm = Vm::Ready(machine);
         Ok(())
     }
 
@@ -411,13 +457,10 @@ impl ThreadState {
     }
 
     fn machine(&mut self) -> Result<&mut Machine, Error> {
-        match (&self.poisoned, &mut self.machine) {
-            (Some(reason), _) => Err(Error::Poisoned {
-                reason: reason.clone(),
-            }),
-            (None, Some(machine)) => Ok(machine),
-            (None, None) => Err(Error::Poisoned {
-                reason: "an earlier restore failed".into(),
+        match &mut self.vm {
+            Vm::Ready(machine) => Ok(machine),
+            Vm::Poisoned { cause, .. } => Err(Error::Poisoned {
+                cause: Box::new(cause.clone()),
             }),
         }
     }
@@ -545,8 +588,7 @@ fn thread_main(
         hypervisor: spec.hypervisor.clone(),
         helpers,
         post_init: machine.base().clone(),
-        machine: Some(machine),
-        poisoned: None,
+        vm: Vm::Ready(machine),
     };
     let mut spinner = Spinner::new(spec.config.spin_wait);
     // Nothing is imminent before the first request (polling then would only take CPU from
@@ -580,8 +622,8 @@ fn thread_main(
                     });
                     kick.end();
                     if let Err(e) = &result {
-                        if e.is_fatal() && state.poisoned.is_none() {
-                            state.poisoned = Some(e.to_string());
+                        if e.is_fatal() {
+                            state.vm.poison(e.clone());
                         }
                     }
                     pending = Pending::Nobody;
@@ -589,9 +631,8 @@ fn thread_main(
                         return Served::OwnerGone;
                     }
                     if restore_after {
-                        if let Err(e) = state.restore(None) {
-                            state.poisoned = Some(format!("restore after the call failed: {e}"));
-                        }
+                        // A failed restore leaves the VM poisoned by its error.
+                        let _ = state.restore(None);
                     }
                 }
                 Request::Restore { to, done } => {
@@ -615,13 +656,12 @@ fn thread_main(
                 kick.end();
                 // The machine may be mid-change (a call, a restore): drop it, so that the next
                 // restore builds a new VM from the snapshot.
-                let machine = state.machine.take();
-                let _ = crate::vcpu::contain::run(move || drop(machine));
                 let error = Error::HostPanic {
                     during: pending.during(),
                     message,
                 };
-                state.poisoned = Some(error.to_string());
+                let vm = std::mem::replace(&mut state.vm, Vm::lost(error.clone()));
+                let _ = crate::vcpu::contain::run(move || drop(vm));
                 pending.fail(&events, error);
             }
         }

@@ -133,10 +133,7 @@ unsafe fn ioctl<T>(
 ) -> Result<libc::c_int, Error> {
     // SAFETY: the caller guarantees `arg` is what `request` reads and writes.
     unsafe { crate::seccomp::gate::ioctl(fd.as_raw_fd(), request as libc::c_ulong, arg as usize) }
-        .map_err(|errno| Error::Os {
-            op,
-            source: std::io::Error::from_raw_os_error(errno),
-        })
+        .map_err(|errno| Error::os(op, std::io::Error::from_raw_os_error(errno)))
 }
 
 impl Tracker {
