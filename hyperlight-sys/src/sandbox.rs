@@ -139,38 +139,6 @@ impl From<&Snapshot> for SandboxSource {
     }
 }
 
-impl VcpuSpec {
-    /// Everything a vCPU thread needs, from a builder's parts: validates the config, reads the
-    /// ELF (bounded by `max_guest_file`) and opens the hypervisor. `inline` are the sync host
-    /// functions; `signatures` lists every host function the guest may call (a superset).
-    pub fn new(
-        source: SandboxSource,
-        config: SandboxConfig,
-        hypervisor: Option<Arc<dyn Hypervisor>>,
-        inline: HostFunctions,
-        signatures: Signatures,
-    ) -> Result<Self, Error> {
-        config.validate()?;
-        let source = match source {
-            SandboxSource::Binary(guest) => {
-                SandboxSource::Binary(GuestBinary::Bytes(guest.load(config.max_guest_file)?))
-            }
-            snapshot @ SandboxSource::Snapshot(_) => snapshot,
-        };
-        let hypervisor = match hypervisor {
-            Some(hv) => hv,
-            None => hypervisor_for(&config)?,
-        };
-        Ok(VcpuSpec {
-            hypervisor,
-            source,
-            config,
-            signatures: Arc::new(signatures),
-            inline: Arc::new(inline),
-        })
-    }
-}
-
 /// Builds a [`Sandbox`]. Cloneable, to build several alike; the async API's builder wraps it.
 #[derive(Clone)]
 pub struct SandboxBuilder {

@@ -11,7 +11,6 @@ use seccompiler::{
 
 use super::OnDenied;
 use crate::error::Error;
-use crate::hypervisor::kvm::host_write_log::{PAGEMAP_SCAN, UFFDIO_WRITEPROTECT};
 
 /// The two filters of the runtime.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -105,7 +104,7 @@ fn gated_ioctls() -> Vec<u64> {
     crate::hypervisor::kvm::vcpu_thread_ioctls()
         .iter()
         .map(|&(request, _)| request)
-        .chain([UFFDIO_WRITEPROTECT, PAGEMAP_SCAN])
+        .chain(crate::hypervisor::kvm::host_write_log::vcpu_thread_ioctls())
         .collect()
 }
 

@@ -12,7 +12,7 @@ use crate::config::SandboxConfig;
 use crate::error::Error;
 use crate::host_fn::{check_call, invoke, HostFunctions, Signatures};
 use crate::hypervisor::Hypervisor;
-use crate::sandbox::SandboxSource;
+use crate::sandbox::{GuestBinary, SandboxSource};
 use crate::vcpu::factory::ThreadFactory;
 use crate::vcpu::kick::{InterruptHandle, KickState};
 use crate::vcpu::spin::Spinner;
@@ -92,6 +92,38 @@ pub struct VcpuSpec {
     /// Host functions that run right on the vCPU thread, with no round trip to the owner.
     /// Calls of the other functions in `signatures` go to the owner as [`Event::HostCall`].
     pub(crate) inline: Arc<HostFunctions>,
+}
+
+impl VcpuSpec {
+    /// Everything a vCPU thread needs, from a builder's parts: validates the config, reads the
+    /// ELF (bounded by `max_guest_file`) and opens the hypervisor. `inline` are the sync host
+    /// functions; `signatures` lists every host function the guest may call (a superset).
+    pub fn new(
+        source: SandboxSource,
+        config: SandboxConfig,
+        hypervisor: Option<Arc<dyn Hypervisor>>,
+        inline: HostFunctions,
+        signatures: Signatures,
+    ) -> Result<Self, Error> {
+        config.validate()?;
+        let source = match source {
+            SandboxSource::Binary(guest) => {
+                SandboxSource::Binary(GuestBinary::Bytes(guest.load(config.max_guest_file)?))
+            }
+            snapshot @ SandboxSource::Snapshot(_) => snapshot,
+        };
+        let hypervisor = match hypervisor {
+            Some(hv) => hv,
+            None => crate::hypervisor_for(&config)?,
+        };
+        Ok(VcpuSpec {
+            hypervisor,
+            source,
+            config,
+            signatures: Arc::new(signatures),
+            inline: Arc::new(inline),
+        })
+    }
 }
 
 /// The owner's end of a vCPU thread's request channel: an unbounded queue whose sends fail once

@@ -32,19 +32,20 @@ use crate::error::Error;
 use crate::hypervisor::DirtyLog;
 use crate::vm::memory::GuestMemory;
 
-/// `_IOWR(ty, nr, size)` of the kernel's ioctl encoding.
-const fn iowr(ty: u64, nr: u64, size: u64) -> u64 {
-    (3 << 30) | (size << 16) | (ty << 8) | nr
+/// The ioctls of write tracking, encoded from their argument structures (`vmm-sys-util`).
+mod requests {
+    use super::{PmScanArg, UffdioApi, UffdioRegister, UffdioWriteprotect};
+    vmm_sys_util::ioctl_iowr_nr!(UFFDIO_API, 0xaa, 0x3f, UffdioApi);
+    vmm_sys_util::ioctl_iowr_nr!(UFFDIO_REGISTER, 0xaa, 0x00, UffdioRegister);
+    vmm_sys_util::ioctl_iowr_nr!(UFFDIO_WRITEPROTECT, 0xaa, 0x06, UffdioWriteprotect);
+    vmm_sys_util::ioctl_iowr_nr!(PAGEMAP_SCAN, 0x66, 16, PmScanArg);
 }
 
-/// `UFFDIO_API`: `_IOWR(0xAA, 0x3F, struct uffdio_api)`.
-const UFFDIO_API: u64 = iowr(0xaa, 0x3f, 24);
-/// `UFFDIO_REGISTER`: `_IOWR(0xAA, 0x00, struct uffdio_register)`.
-pub(crate) const UFFDIO_REGISTER: u64 = iowr(0xaa, 0x00, 32);
-/// `UFFDIO_WRITEPROTECT`: `_IOWR(0xAA, 0x06, struct uffdio_writeprotect)`.
-pub(crate) const UFFDIO_WRITEPROTECT: u64 = iowr(0xaa, 0x06, 24);
-/// `PAGEMAP_SCAN`: `_IOWR('f', 16, struct pm_scan_arg)`.
-pub(crate) const PAGEMAP_SCAN: u64 = iowr(0x66, 16, 96);
+/// The write-tracking requests a running sandbox's vCPU thread issues (through the syscall
+/// gate): `UFFDIO_WRITEPROTECT` and `PAGEMAP_SCAN`.
+pub(crate) fn vcpu_thread_ioctls() -> [u64; 2] {
+    [requests::UFFDIO_WRITEPROTECT(), requests::PAGEMAP_SCAN()]
+}
 
 const UFFD_API: u64 = 0xaa;
 /// `userfaultfd(2)` flag: handle faults of user-mode accesses only. Asynchronous write
@@ -152,7 +153,7 @@ impl Tracker {
             ioctls: 0,
         };
         // SAFETY: UFFDIO_API takes a struct uffdio_api, which `api` is.
-        unsafe { ioctl(&uffd, "UFFDIO_API", UFFDIO_API, &mut api) }
+        unsafe { ioctl(&uffd, "UFFDIO_API", requests::UFFDIO_API(), &mut api) }
             .map_err(|e| format!("asynchronous write protection (Linux 6.7+): {e}"))?;
         let pagemap =
             File::open("/proc/self/pagemap").map_err(|e| format!("/proc/self/pagemap: {e}"))?;
@@ -180,7 +181,7 @@ impl Tracker {
             ioctl(
                 &self.uffd,
                 "UFFDIO_WRITEPROTECT",
-                UFFDIO_WRITEPROTECT,
+                requests::UFFDIO_WRITEPROTECT(),
                 &mut wp,
             )
         }
@@ -226,7 +227,7 @@ impl HostWriteLog {
             ioctl(
                 &tracker.uffd,
                 "UFFDIO_REGISTER",
-                UFFDIO_REGISTER,
+                requests::UFFDIO_REGISTER(),
                 &mut register,
             )
         }?;
@@ -275,7 +276,14 @@ impl DirtyLog for HostWriteLog {
             };
             // SAFETY: PAGEMAP_SCAN takes a struct pm_scan_arg, which `arg` is; `vec` points to
             // `vec_len` page_region structs that the kernel fills; the range is our memory.
-            let found = unsafe { ioctl(&tracker.pagemap, "PAGEMAP_SCAN", PAGEMAP_SCAN, &mut arg) }?;
+            let found = unsafe {
+                ioctl(
+                    &tracker.pagemap,
+                    "PAGEMAP_SCAN",
+                    requests::PAGEMAP_SCAN(),
+                    &mut arg,
+                )
+            }?;
             for region in &regions[..found as usize] {
                 let first = (region.start - base) / PAGE_SIZE;
                 let end = (region.end - base).div_ceil(PAGE_SIZE);
@@ -341,6 +349,16 @@ impl HostWriteLog {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn requests_are_the_kernels_numbers() {
+        // The values of <linux/userfaultfd.h> and <linux/fs.h> on x86_64: a wrong structure
+        // size would change them.
+        assert_eq!(requests::UFFDIO_API(), 0xc018_aa3f);
+        assert_eq!(requests::UFFDIO_REGISTER(), 0xc020_aa00);
+        assert_eq!(requests::UFFDIO_WRITEPROTECT(), 0xc018_aa06);
+        assert_eq!(requests::PAGEMAP_SCAN(), 0xc060_6610);
+    }
     use crate::vm::memory::SnapshotMemory;
 
     /// Whether this kernel tracks writes so (tests/write_tracking.rs requires it on Linux 6.7+);
