@@ -44,26 +44,26 @@ pub enum Error {
     /// A hypervisor ioctl failed.
     #[error("hypervisor operation {op} failed: errno {errno}")]
     Hypervisor {
-        /// The operation.
+        /// The ioctl, by its name (`KVM_RUN`, `KVM_SET_REGS`, ...).
         op: &'static str,
-        /// The OS error number.
+        /// The errno the kernel returned.
         errno: i32,
     },
     /// An OS call (memory mapping, thread creation) failed.
     #[error("{op} failed: {source}")]
     Os {
-        /// The call.
+        /// What the runtime was doing (`memfd_create`, `spawn sandbox thread`, ...).
         op: &'static str,
-        /// The OS error.
+        /// The OS error it got.
         #[source]
         source: Arc<std::io::Error>,
     },
     /// A configuration value is out of range.
     #[error("invalid configuration: {field} = {value}: {reason}")]
     InvalidConfig {
-        /// The field.
+        /// The configuration field (or the setting) that is out of range.
         field: &'static str,
-        /// Its value.
+        /// The value it was given (durations in microseconds).
         value: u64,
         /// Why it is rejected.
         reason: &'static str,
@@ -97,9 +97,9 @@ pub enum Error {
     /// The guest file could not be read.
     #[error("cannot read guest binary {path}: {source}")]
     GuestFile {
-        /// Path.
+        /// The path the guest binary was to be read from.
         path: PathBuf,
-        /// Why.
+        /// Why reading it failed (not found, permission, I/O).
         #[source]
         source: Arc<std::io::Error>,
     },
@@ -109,21 +109,21 @@ pub enum Error {
     /// A host access to guest memory fell outside the mapping (a host bug or a bad length).
     #[error("guest memory access out of bounds: {len} bytes at {gpa:#x} in {size} bytes")]
     OutOfBounds {
-        /// Guest address.
+        /// Guest physical address of the access.
         gpa: u64,
-        /// Length.
+        /// Bytes the access covered.
         len: usize,
-        /// Memory size.
+        /// Size of the guest memory in bytes.
         size: usize,
     },
     /// A message is larger than the buffer it must fit in.
     #[error("message of {len} bytes does not fit the {buffer} buffer of {capacity} bytes")]
     MessageTooLarge {
-        /// Which buffer.
+        /// Which buffer: `"input"` (host to guest) or `"output"` (guest to host).
         buffer: &'static str,
-        /// Message length.
+        /// The message's length in bytes.
         len: u64,
-        /// Buffer capacity.
+        /// How many bytes of message the buffer holds.
         capacity: u64,
     },
     /// Fatal: the guest broke the protocol (bad length, message off-schema, wrong port width).
@@ -138,17 +138,17 @@ pub enum Error {
     /// The guest function reported an error; the sandbox stays usable.
     #[error("guest call failed ({code:?}): {message}")]
     GuestCall {
-        /// Kind of failure.
+        /// The kind of failure the guest reported (unknown function, wrong arguments, its own).
         code: ErrorCode,
-        /// Detail from the guest.
+        /// The guest's message (guest-controlled text).
         message: String,
     },
     /// The guest returned a value of another type than the caller asked for.
     #[error("guest returned {actual:?}, caller expected {expected:?}")]
     ReturnTypeMismatch {
-        /// Asked for.
+        /// The type the caller asked for.
         expected: ValueType,
-        /// Got.
+        /// The type the guest returned.
         actual: ValueType,
     },
     /// Fatal: the guest panicked.
@@ -160,21 +160,21 @@ pub enum Error {
     /// Fatal: the guest's heap is exhausted.
     #[error("guest out of memory: {message}")]
     GuestOutOfMemory {
-        /// Detail.
+        /// The guest's report: the allocation that failed (guest-controlled text).
         message: String,
     },
     /// Fatal: integer divide by zero (#DE) in the guest.
     #[error("guest divide error at rip {rip:#x}")]
     DivideByZero {
-        /// Faulting instruction.
+        /// Guest address of the faulting instruction.
         rip: u64,
     },
     /// Fatal: the guest ran off the bottom of its stack.
     #[error("guest stack overflow at {addr:#x} (rip {rip:#x})")]
     StackOverflow {
-        /// Faulting address (in the guard page).
+        /// The address the guest touched, in the stack's guard page.
         addr: u64,
-        /// Faulting instruction.
+        /// Guest address of the faulting instruction.
         rip: u64,
     },
     /// Fatal: the guest touched memory it may not (unmapped, guard page, or forbidden access).
@@ -182,9 +182,9 @@ pub enum Error {
     MemoryViolation {
         /// Faulting address (CR2).
         addr: u64,
-        /// What kind of access.
+        /// Whether the guest read, wrote or fetched an instruction there.
         access: Access,
-        /// Faulting instruction.
+        /// Guest address of the faulting instruction.
         rip: u64,
         /// The page-fault error code.
         error_code: u64,
@@ -192,11 +192,11 @@ pub enum Error {
     /// Fatal: another CPU exception in the guest.
     #[error("guest CPU exception {vector} (error code {error_code:#x}) at rip {rip:#x}")]
     CpuException {
-        /// Exception vector.
+        /// The exception vector (13: #GP, 6: #UD, 3: #BP, ...).
         vector: u8,
-        /// Error code, 0 if the vector has none.
+        /// The error code the CPU pushed, 0 if the vector has none.
         error_code: u64,
-        /// Faulting instruction.
+        /// Guest address of the faulting instruction.
         rip: u64,
     },
     /// Fatal: the guest executed `syscall`; a sandbox has no system calls.
@@ -230,10 +230,11 @@ pub enum Error {
         #[source]
         cause: Box<Error>,
     },
-    /// The vCPU thread is gone (it panicked, or the sandbox is shutting down).
+    /// The vCPU thread is gone: the sandbox is shutting down, or its thread ended (a panic that
+    /// could not be contained, such as one while unwinding). Every pending and later request
+    /// gets this at once.
     #[error("sandbox vCPU thread is gone")]
     ThreadGone,
-    // Host code that panics on a vCPU thread (issue 12, finding 6).
     /// Fatal: host code panicked on the vCPU thread while it served the sandbox: a `tracing`
     /// subscriber called for a guest log record or a call's span, or other host code outside a
     /// host function (a host function's panic becomes the error the guest receives instead).

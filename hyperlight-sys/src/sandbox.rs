@@ -27,6 +27,11 @@ pub enum GuestBinary {
 
 impl GuestBinary {
     /// Reads the ELF, refusing files larger than `max` bytes.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::GuestFile`] if the file cannot be read; [`Error::InvalidConfig`] if it (or the
+    /// bytes) are larger than `max`.
     pub fn load(&self, max: u64) -> Result<Arc<[u8]>, Error> {
         let too_large = |len: u64| Error::InvalidConfig {
             field: "guest binary size",
@@ -215,6 +220,11 @@ impl SandboxBuilder {
     /// Everything [`SandboxBuilder::build`] does before it starts the vCPU thread, for other
     /// front ends: `extra` are signatures of host functions the front end serves itself (the
     /// vCPU thread sends their calls as [`Event::HostCall`]).
+    ///
+    /// # Errors
+    ///
+    /// As [`SandboxBuilder::build`], for what happens before the VM exists: the configuration,
+    /// the guest file, the hypervisor.
     pub fn into_spec(self, extra: Signatures) -> Result<VcpuSpec, Error> {
         let mut signatures = self.host_fns.signatures();
         signatures.extend(extra);
@@ -229,6 +239,15 @@ impl SandboxBuilder {
 
     /// Creates the VM on a new vCPU thread: from a binary it loads the guest and runs its init;
     /// from a snapshot it maps the snapshot.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidConfig`] for a configuration out of its limits; [`Error::GuestFile`] or
+    /// [`Error::Elf`] for a guest binary that cannot be read or loaded;
+    /// [`Error::HypervisorUnusable`] or [`Error::NoHypervisor`] without a usable hypervisor;
+    /// [`Error::KickSignalInUse`] or [`Error::KickSignalMismatch`] for a kick signal that cannot
+    /// be taken; what the guest's init fails with, or [`Error::InitTimeout`]; [`Error::Os`] or
+    /// [`Error::Hypervisor`] when the OS or the hypervisor refuses a step.
     pub fn build(self) -> Result<Sandbox, Error> {
         let fresh_per_call = self.fresh_per_call;
         let spec = self.into_spec(Signatures::new())?;
@@ -274,6 +293,14 @@ impl Sandbox {
     }
 
     /// Calls guest function `name` with typed arguments and a typed result.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::GuestCall`] when the guest function reports an error (the sandbox stays usable);
+    /// [`Error::ReturnTypeMismatch`] for a result of another type; a fatal error (a guest fault,
+    /// panic or protocol violation, [`Error::Cancelled`] by the interrupt handle, ...), after
+    /// which the sandbox is poisoned: later calls get [`Error::Poisoned`] until
+    /// [`Sandbox::restore`]; [`Error::ThreadGone`] if the vCPU thread is gone.
     pub fn call<R: WireType>(&mut self, name: &str, args: impl WireArgs) -> Result<R, Error> {
         let value = self.call_value(name, args.into_values(), R::TYPE)?;
         let actual = value.value_type();
@@ -284,6 +311,10 @@ impl Sandbox {
     }
 
     /// Calls guest function `name` with dynamically typed arguments.
+    ///
+    /// # Errors
+    ///
+    /// As [`Sandbox::call`].
     pub fn call_value(
         &mut self,
         name: &str,
@@ -330,12 +361,23 @@ impl Sandbox {
 
     /// Brings the sandbox back to its post-init snapshot and clears poisoning. Only the pages
     /// written since the last restore are copied back, and every register is reset.
+    ///
+    /// # Errors
+    ///
+    /// What building a new VM from the snapshot fails with, when the fast path cannot restore
+    /// this one (the sandbox then stays poisoned by that error); [`Error::ThreadGone`] if the
+    /// vCPU thread is gone.
     pub fn restore(&mut self) -> Result<(), Error> {
         self.thread.restore(None, &mut self.spinner)
     }
 
     /// Brings the sandbox back to `snapshot`, which must come from a sandbox of the same guest
     /// and memory configuration.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidConfig`] for a snapshot of another memory layout; otherwise as
+    /// [`Sandbox::restore`].
     pub fn restore_to(&mut self, snapshot: &Snapshot) -> Result<(), Error> {
         self.thread
             .restore(Some(snapshot.clone()), &mut self.spinner)
@@ -343,6 +385,11 @@ impl Sandbox {
 
     /// Takes a snapshot of the sandbox's current state: memory and every vCPU register. Other
     /// sandboxes built from it ([`Sandbox::builder`]) start in exactly this state.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Poisoned`] for a poisoned sandbox (restore it first); [`Error::Os`] if the
+    /// snapshot's memory cannot be made; [`Error::ThreadGone`] if the vCPU thread is gone.
     pub fn snapshot(&mut self) -> Result<Snapshot, Error> {
         self.thread.snapshot()
     }
