@@ -68,6 +68,20 @@ pub fn skip(reason: impl Display) {
     let _ = std::io::stderr().lock().write_all(line.as_bytes());
 }
 
+/// The threads of this process that the hyperlight runtime started: vCPU threads, their
+/// factories' spawners and waiting threads, helper and host-function worker threads, all named
+/// `hyperlight-*`. Leak checks count these rather than every task of the process: KVM runs a
+/// per-VM `kvm-nx-lpage-re` worker as a task of the process, from the VM's first run until some
+/// time after the VM is gone, and Tokio keeps an idle blocking-pool thread for 10 s; neither is
+/// the runtime's to end.
+pub fn runtime_thread_count() -> usize {
+    std::fs::read_dir("/proc/self/task")
+        .expect("/proc/self/task")
+        .filter_map(|task| std::fs::read_to_string(task.ok()?.path().join("comm")).ok())
+        .filter(|name| name.starts_with("hyperlight-"))
+        .count()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -61,9 +61,10 @@ pub fn fd_count() -> usize {
     std::fs::read_dir("/proc/self/fd").unwrap().count()
 }
 
-/// Threads of this process.
+/// Threads of this process that the runtime started (see
+/// [`hyperlight_testing::runtime_thread_count`]).
 pub fn thread_count() -> usize {
-    std::fs::read_dir("/proc/self/task").unwrap().count()
+    hyperlight_testing::runtime_thread_count()
 }
 
 /// Waits (up to 30 s) until the fd and thread counts are back to `fds` and `threads`: vCPU

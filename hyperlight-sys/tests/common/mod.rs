@@ -37,9 +37,10 @@ pub fn fd_count() -> usize {
     std::fs::read_dir("/proc/self/fd").unwrap().count()
 }
 
-/// Threads of this process.
+/// Threads of this process that the runtime started (see
+/// [`hyperlight_testing::runtime_thread_count`]).
 pub fn thread_count() -> usize {
-    std::fs::read_dir("/proc/self/task").unwrap().count()
+    hyperlight_testing::runtime_thread_count()
 }
 
 /// A KVM hypervisor for each way a sandbox can track its guest's writes: the host kernel's page
