@@ -61,7 +61,7 @@ fuzz_target!(|data: &[u8]| {
         "alignment {align:#x}"
     );
     // The machine lays out memory for the span before it loads anything.
-    if Layout::new(&SandboxConfig::default(), span).is_err() {
+    if Layout::new(&SandboxConfig::default(), span, 0).is_err() {
         return;
     }
     if span > MAX_SPAN {

@@ -1,5 +1,5 @@
 //! The shared-memory reader, `boundary::read_guest_message`, on a real sandbox memory layout
-//! (`Layout::new(&SandboxConfig::default(), 4096)`, a real memfd-backed `GuestMemory`), with
+//! (`Layout::new(&SandboxConfig::default(), 4096, 0)`, a real memfd-backed `GuestMemory`), with
 //! hostile `out` values: any length, any width, and output regions placed anywhere (the real
 //! output buffer most often; the input buffer; one straddling the end of guest memory; one near
 //! the top of the address space; one anywhere). A host-side shadow copy of guest memory is the
@@ -28,7 +28,7 @@ struct Memory {
 
 thread_local! {
     static MEMORY: RefCell<Memory> = RefCell::new({
-        let layout = Layout::new(&SandboxConfig::default(), 4096).expect("default layout");
+        let layout = Layout::new(&SandboxConfig::default(), 4096, 0).expect("default layout");
         let mem = GuestMemory::new(layout.total as usize).expect("guest memory");
         let shadow = vec![0; layout.total as usize];
         Memory { layout, mem, shadow }

@@ -129,6 +129,13 @@ impl SandboxBuilder {
         self
     }
 
+    /// Gives the guest `bytes` (a WebAssembly module, a script) in a region of its memory mapped
+    /// read-only at build time; see [`hyperlight_sys::SandboxBuilder::module`].
+    pub fn module(mut self, bytes: impl Into<Arc<[u8]>>) -> Self {
+        self.sys = self.sys.module(bytes);
+        self
+    }
+
     /// Creates the VM: from a binary it loads the guest and runs its init; from a snapshot it
     /// maps the snapshot. The blocking work (file I/O, KVM ioctls, the guest's init) runs on
     /// Tokio's blocking thread pool, never on a worker thread.

@@ -22,6 +22,11 @@ pub struct SandboxConfig {
     pub output_size: u64,
     /// Largest guest ELF file accepted, in bytes. Default and maximum 64 MiB.
     pub max_guest_file: u64,
+    /// Largest module accepted ([`crate::SandboxBuilder::module`]: bytes mapped read-only into
+    /// the guest at build time, e.g. a WebAssembly module), in bytes; a larger one fails the
+    /// build with [`Error::InvalidConfig`]. Default 16 MiB, at most
+    /// [`SandboxConfig::MAX_MODULE`].
+    pub max_module_size: u64,
     /// How long a waiting thread (the caller waiting for a result, the vCPU thread waiting for
     /// the next request) polls before it parks. Waking a parked thread costs tens of
     /// microseconds on virtualized hosts, more than a whole guest call; a short poll avoids it
@@ -73,6 +78,8 @@ impl SandboxConfig {
     pub const MAX_BUFFER: u64 = 64 << 20;
     /// Upper limit of [`SandboxConfig::max_guest_file`] and of the loaded image: 64 MiB.
     pub const MAX_GUEST_FILE: u64 = 64 << 20;
+    /// Upper limit of [`SandboxConfig::max_module_size`]: 256 MiB.
+    pub const MAX_MODULE: u64 = 256 << 20;
     /// Upper limit of [`SandboxConfig::spin_wait`]: 10 ms.
     pub const MAX_SPIN_WAIT: Duration = Duration::from_millis(10);
     /// Upper limit of [`SandboxConfig::init_timeout`]: 10 minutes.
@@ -106,6 +113,7 @@ impl SandboxConfig {
         check("input_size", self.input_size, Self::MAX_BUFFER)?;
         check("output_size", self.output_size, Self::MAX_BUFFER)?;
         check("max_guest_file", self.max_guest_file, Self::MAX_GUEST_FILE)?;
+        check("max_module_size", self.max_module_size, Self::MAX_MODULE)?;
         let check_duration = |field: &'static str, value: Duration, max: Duration| {
             if value > max {
                 Err(Error::InvalidConfig {
@@ -142,6 +150,7 @@ impl Default for SandboxConfig {
             input_size: 256 << 10,
             output_size: 256 << 10,
             max_guest_file: Self::MAX_GUEST_FILE,
+            max_module_size: 16 << 20,
             spin_wait: Duration::from_micros(100),
             init_timeout: Duration::from_secs(10),
             hypervisor: HypervisorChoice::Auto,

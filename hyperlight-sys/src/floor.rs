@@ -33,7 +33,7 @@ impl FloorVm {
             output_size: page,
             ..SandboxConfig::default()
         };
-        let layout = Layout::new(&config, PAGE_SIZE)?;
+        let layout = Layout::new(&config, PAGE_SIZE, 0)?;
         let mut mem = GuestMemory::new(layout.total as usize)?;
         mem.write(layout.image.start, &LOOP)?;
         let image = LoadedImage {

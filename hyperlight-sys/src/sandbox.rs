@@ -148,6 +148,7 @@ impl From<&Snapshot> for SandboxSource {
 #[derive(Clone)]
 pub struct SandboxBuilder {
     source: SandboxSource,
+    module: Option<Arc<[u8]>>,
     config: SandboxConfig,
     fresh_per_call: bool,
     hypervisor: Option<Arc<dyn Hypervisor>>,
@@ -201,6 +202,17 @@ impl SandboxBuilder {
         self
     }
 
+    /// Gives the guest `bytes` (a WebAssembly module, a script) in a region of its memory
+    /// mapped read-only at build time, outside the call buffers: the guest reads them with
+    /// `hyperlight_guest::module()` (its `BootInfo` names the region). At most
+    /// [`SandboxConfig::max_module_size`] bytes (16 MiB by default). Used when building from a
+    /// guest binary; a sandbox built from a snapshot has the snapshot's module (the same bytes,
+    /// shared copy-on-write), whatever this says.
+    pub fn module(mut self, bytes: impl Into<Arc<[u8]>>) -> Self {
+        self.module = Some(bytes.into());
+        self
+    }
+
     /// Builds from `source` instead (e.g. a snapshot of a sandbox built by this builder).
     pub fn source(mut self, source: impl Into<SandboxSource>) -> Self {
         self.source = source.into();
@@ -230,6 +242,7 @@ impl SandboxBuilder {
         signatures.extend(extra);
         VcpuSpec::new(
             self.source,
+            self.module,
             self.config,
             self.hypervisor,
             self.host_fns,
@@ -285,6 +298,7 @@ impl Sandbox {
     pub fn builder(source: impl Into<SandboxSource>) -> SandboxBuilder {
         SandboxBuilder {
             source: source.into(),
+            module: None,
             config: SandboxConfig::default(),
             fresh_per_call: false,
             hypervisor: None,

@@ -108,7 +108,7 @@ fn guest_message_inputs_replay() {
 
 #[test]
 fn read_guest_message_inputs_replay() {
-    let layout = Layout::new(&SandboxConfig::default(), 4096).unwrap();
+    let layout = Layout::new(&SandboxConfig::default(), 4096, 0).unwrap();
     let mut mem = GuestMemory::new(layout.total as usize).unwrap();
     let inputs = inputs("read_guest_message");
     assert!(!inputs.is_empty());

@@ -56,14 +56,19 @@ pub struct BootInfo {
     pub stack_size: u64,
     /// Guest address the ELF image was loaded at (its relocation base).
     pub image_base: u64,
+    /// Guest address of the module region: bytes the host gave the sandbox at build time (a
+    /// WebAssembly module, a script), mapped read-only for the guest. 0 when there are none.
+    pub module_base: u64,
+    /// Length of the module's bytes (the region is rounded up to whole pages); 0 when none.
+    pub module_size: u64,
 }
 
 impl BootInfo {
-    /// Size of the record in guest memory: ten `u64`s.
-    pub const SIZE: usize = 80;
+    /// Size of the record in guest memory: twelve `u64`s.
+    pub const SIZE: usize = 96;
 
     /// The fields in the order of the `repr(C)` layout.
-    fn fields(&self) -> [u64; 10] {
+    fn fields(&self) -> [u64; 12] {
         [
             self.magic,
             self.heap_base,
@@ -75,6 +80,8 @@ impl BootInfo {
             self.stack_base,
             self.stack_size,
             self.image_base,
+            self.module_base,
+            self.module_size,
         ]
     }
 
@@ -90,13 +97,13 @@ impl BootInfo {
 
     /// The inverse of [`to_le_bytes`](Self::to_le_bytes).
     pub fn from_le_bytes(bytes: &[u8; Self::SIZE]) -> Self {
-        let mut fields = [0u64; 10];
+        let mut fields = [0u64; 12];
         for (field, chunk) in fields.iter_mut().zip(bytes.chunks_exact(8)) {
             let mut le = [0; 8];
             le.copy_from_slice(chunk);
             *field = u64::from_le_bytes(le);
         }
-        let [magic, heap_base, heap_size, input_base, input_size, output_base, output_size, stack_base, stack_size, image_base] =
+        let [magic, heap_base, heap_size, input_base, input_size, output_base, output_size, stack_base, stack_size, image_base, module_base, module_size] =
             fields;
         Self {
             magic,
@@ -109,6 +116,8 @@ impl BootInfo {
             stack_base,
             stack_size,
             image_base,
+            module_base,
+            module_size,
         }
     }
 }
@@ -143,6 +152,8 @@ mod tests {
             stack_base: 7,
             stack_size: 0x0807_0605_0403_0201,
             image_base: u64::MAX,
+            module_base: 9,
+            module_size: 10,
         };
         let bytes = info.to_le_bytes();
         assert_eq!(&bytes[..8], b"HLBOOT01");
@@ -154,6 +165,8 @@ mod tests {
             [1, 2, 3, 4, 5, 6, 7, 8]
         );
         assert_eq!(at(offset_of!(BootInfo, image_base)), u64::MAX);
+        assert_eq!(at(offset_of!(BootInfo, module_base)), 9);
+        assert_eq!(at(offset_of!(BootInfo, module_size)), 10);
         assert_eq!(BootInfo::from_le_bytes(&bytes), info);
     }
 }

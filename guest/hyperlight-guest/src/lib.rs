@@ -66,7 +66,7 @@ pub use hyperlight_schema::{
     ErrorCode, FunctionCallResult, GuestError, LogLevel, Value, ValueType, WireArgs, WireType,
 };
 pub use io::send_raw;
-pub use runtime::boot_info;
+pub use runtime::{boot_info, module};
 
 /// The shared schema crate (messages, wire encoding, ABI constants).
 pub use hyperlight_schema as schema;

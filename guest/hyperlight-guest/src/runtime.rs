@@ -30,6 +30,8 @@ const NO_BOOT_INFO: BootInfo = BootInfo {
     stack_base: 0,
     stack_size: 0,
     image_base: 0,
+    module_base: 0,
+    module_size: 0,
 };
 
 static BOOT_INFO: Global<Cell<BootInfo>> = Global::new(Cell::new(NO_BOOT_INFO));
@@ -37,6 +39,22 @@ static BOOT_INFO: Global<Cell<BootInfo>> = Global::new(Cell::new(NO_BOOT_INFO));
 /// The memory layout the host gave this guest (a copy of its `BootInfo`, magic checked).
 pub fn boot_info() -> BootInfo {
     BOOT_INFO.get()
+}
+
+/// The module the host gave this sandbox at build time (a WebAssembly module, a script): its
+/// bytes, read-only, for the guest's whole life; empty if the host gave none.
+///
+/// The host maps the module region read-only for the guest and never writes it after the
+/// sandbox is built (a restore finds its pages unchanged), so the slice stays valid and constant.
+pub fn module() -> &'static [u8] {
+    let info = boot_info();
+    if info.module_base == 0 || info.module_size == 0 {
+        return &[];
+    }
+    // SAFETY: the host maps [module_base, module_base + module_size) readable for the guest for
+    // its whole life and never changes those bytes (docs/abi.md); nothing in the guest can write
+    // them (the pages are read-only), so a shared borrow of them is sound for 'static.
+    unsafe { core::slice::from_raw_parts(info.module_base as *const u8, info.module_size as usize) }
 }
 
 /// The guest's entry point, where the host starts the vCPU.

@@ -85,6 +85,9 @@ pub struct VcpuSpec {
     /// What the sandbox starts from; a guest binary is already read (its bytes, bounded by
     /// `config.max_guest_file`).
     pub(crate) source: SandboxSource,
+    /// Bytes mapped read-only into the guest at build time, if any (only with a guest binary:
+    /// a snapshot holds its own).
+    pub(crate) module: Option<Arc<[u8]>>,
     /// Memory sizes.
     pub(crate) config: SandboxConfig,
     /// The signatures of every host function the guest may call.
@@ -96,10 +99,13 @@ pub struct VcpuSpec {
 
 impl VcpuSpec {
     /// Everything a vCPU thread needs, from a builder's parts: validates the config, reads the
-    /// ELF (bounded by `max_guest_file`) and opens the hypervisor. `inline` are the sync host
-    /// functions; `signatures` lists every host function the guest may call (a superset).
+    /// ELF (bounded by `max_guest_file`) and opens the hypervisor. `module` are bytes to map
+    /// read-only into the guest (bounded by `max_module_size`), used with a guest binary; a
+    /// snapshot holds its own module, and `module` is ignored for one. `inline` are the sync host functions; `signatures` lists every
+    /// host function the guest may call (a superset).
     pub fn new(
         source: SandboxSource,
+        module: Option<Arc<[u8]>>,
         config: SandboxConfig,
         hypervisor: Option<Arc<dyn Hypervisor>>,
         inline: HostFunctions,
@@ -112,6 +118,15 @@ impl VcpuSpec {
             }
             snapshot @ SandboxSource::Snapshot(_) => snapshot,
         };
+        if let Some(module) = &module {
+            if module.len() as u64 > config.max_module_size {
+                return Err(Error::InvalidConfig {
+                    field: "module size",
+                    value: module.len() as u64,
+                    reason: "larger than max_module_size",
+                });
+            }
+        }
         let hypervisor = match hypervisor {
             Some(hv) => hv,
             None => crate::hypervisor_for(&config)?,
@@ -119,6 +134,7 @@ impl VcpuSpec {
         Ok(VcpuSpec {
             hypervisor,
             source,
+            module,
             config,
             signatures: Arc::new(signatures),
             inline: Arc::new(inline),
@@ -232,7 +248,8 @@ impl VcpuThread {
             }
             SandboxSource::Binary(guest) => {
                 let elf = guest.load(spec.config.max_guest_file)?;
-                let loaded = Machine::load(&*spec.hypervisor, &elf, &spec.config)?;
+                let module = spec.module.as_deref().unwrap_or_default();
+                let loaded = Machine::load(&*spec.hypervisor, &elf, module, &spec.config)?;
                 let (ready, init) = flume::bounded(1);
                 (Start::Boot { loaded, ready }, PostInit::AfterInit(init))
             }

@@ -73,6 +73,11 @@ pub struct Layout {
     pub input: Region,
     /// The output buffer (guest -> host).
     pub output: Region,
+    /// The module region: bytes the host gives the guest at build time, read-only for it (empty,
+    /// at the end of the output buffer, when there are none).
+    pub module: Region,
+    /// Length of the module's bytes (`module` is that, rounded up to whole pages).
+    pub module_len: u64,
     /// The page tables: PML4, PDPT, PD, then one PT per 2 MiB.
     pub page_tables: Region,
     /// Total size of guest memory.
@@ -84,9 +89,17 @@ fn pages(bytes: u64) -> u64 {
 }
 
 impl Layout {
-    /// Lays out a sandbox for an image of `image_span` bytes (page multiple).
-    pub fn new(config: &SandboxConfig, image_span: u64) -> Result<Self, Error> {
+    /// Lays out a sandbox for an image of `image_span` bytes (page multiple) and a module of
+    /// `module_len` bytes (0: none).
+    pub fn new(config: &SandboxConfig, image_span: u64, module_len: u64) -> Result<Self, Error> {
         config.validate()?;
+        if module_len > config.max_module_size {
+            return Err(Error::InvalidConfig {
+                field: "module size",
+                value: module_len,
+                reason: "larger than max_module_size",
+            });
+        }
         if image_span > SandboxConfig::MAX_GUEST_FILE {
             return Err(Error::InvalidConfig {
                 field: "guest image span",
@@ -101,7 +114,15 @@ impl Layout {
         let stack = Region::at(stack_guard.end, pages(config.stack_size));
         let input = Region::at(stack.end + PAGE_SIZE, pages(config.input_size));
         let output = Region::at(input.end, pages(config.output_size));
-        let pt_start = output.end + PAGE_SIZE;
+        // The module after a guard page, then another before the page tables; without a module
+        // the layout is as it always was.
+        let (module, pt_start) = match module_len {
+            0 => (Region::at(output.end, 0), output.end + PAGE_SIZE),
+            len => {
+                let module = Region::at(output.end + PAGE_SIZE, pages(len));
+                (module, module.end + PAGE_SIZE)
+            }
+        };
         // Page tables map everything below their own end; grow until they cover themselves.
         let mut count = 3 + pt_start.div_ceil(PT_SPAN);
         while 3 + (pt_start + count * PAGE_SIZE).div_ceil(PT_SPAN) > count {
@@ -123,6 +144,8 @@ impl Layout {
             stack_guard,
             input,
             output,
+            module,
+            module_len,
             page_tables,
             total,
         })
@@ -141,6 +164,12 @@ impl Layout {
             stack_base: self.stack.start,
             stack_size: self.stack.size(),
             image_base: self.image.start,
+            module_base: if self.module_len == 0 {
+                0
+            } else {
+                self.module.start
+            },
+            module_size: self.module_len,
         }
     }
 
@@ -156,7 +185,7 @@ mod tests {
 
     #[test]
     fn regions_are_ordered_page_aligned_and_disjoint() {
-        let l = Layout::new(&SandboxConfig::default(), 3 * PAGE_SIZE).unwrap();
+        let l = Layout::new(&SandboxConfig::default(), 3 * PAGE_SIZE, 0).unwrap();
         let order = [
             l.image,
             l.heap,
@@ -188,6 +217,6 @@ mod tests {
             output_size: SandboxConfig::MAX_BUFFER,
             ..SandboxConfig::default()
         };
-        assert!(Layout::new(&config, SandboxConfig::MAX_GUEST_FILE).is_err());
+        assert!(Layout::new(&config, SandboxConfig::MAX_GUEST_FILE, 0).is_err());
     }
 }

@@ -60,18 +60,21 @@ pub(crate) struct Loaded {
 }
 
 impl Machine {
-    /// Loads the ELF, builds the tables, creates the VM and its vCPU and sets its registers;
+    /// Loads the ELF and the module (bytes mapped read-only for the guest; may be empty), builds
+    /// the tables, creates the VM and its vCPU and sets its registers;
     /// also makes the memfd the post-init snapshot will be copied into. Any thread may call it;
     /// the guest's init then runs on the vCPU thread ([`Loaded::init`]).
     pub(crate) fn load(
         hv: &dyn Hypervisor,
         elf: &[u8],
+        module: &[u8],
         config: &SandboxConfig,
     ) -> Result<Loaded, Error> {
         let image = ElfImage::parse(elf)?;
-        let layout = Layout::new(config, image.span())?;
+        let layout = Layout::new(config, image.span(), module.len() as u64)?;
         let mut mem = GuestMemory::new(layout.total as usize)?;
         let loaded = image.load(mem.as_mut_slice(), layout.image.start)?;
+        mem.write(layout.module.start, module)?;
         x86::write_tables(&mut mem, &layout, &loaded)?;
         let target = SnapshotTarget::new(mem.size())?;
         let mut core = Core::new(hv, mem, layout)?;

@@ -123,6 +123,9 @@ pub fn write_tables(
         (layout.input, PageRights::User(USER_RO)),
         (layout.output, PageRights::User(USER_RW)),
     ]);
+    if layout.module_len != 0 {
+        mapped.push((layout.module, PageRights::User(USER_RO)));
+    }
     write_page_tables(mem, layout, &mapped)
 }
 
@@ -487,7 +490,7 @@ mod tests {
     }
 
     fn default_layout() -> Layout {
-        Layout::new(&SandboxConfig::default(), 3 * PAGE_SIZE).unwrap()
+        Layout::new(&SandboxConfig::default(), 3 * PAGE_SIZE, 0).unwrap()
     }
 
     /// The leaf entry that maps `addr` on the tables at `cr3`, walked as the CPU walks them; `None`

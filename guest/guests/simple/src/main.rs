@@ -7,6 +7,7 @@
 //! | `echo_i32` .. `echo_bytes` | `(T) -> T` for i32, u32, i64, u64, f32, f64, bool, String, Bytes | returns its argument |
 //! | `void_fn`, `nop` | `() -> ()` | nothing |
 //! | `add` | `(i32, i32) -> i32` | wrapping sum |
+//! | `module_info` | `() -> Bytes` | the module region: its address and length (two little-endian `u64`s), then a FNV-1a hash of its bytes (`u64`) |
 //! | `mixed` | `(i32, String, bool, f64, Bytes) -> String` | `format!("{i}\|{s}\|{b}\|{f:?}\|{bytes:?}")`, e.g. `-7\|hi\|true\|2.5\|[1, 2, 255]` |
 //! | `sum16` | `(i64 x 16) -> i64` | wrapping sum |
 //! | `call_host_add` | `(i32, i32) -> i32` | host `host_add(i32, i32) -> i32`; a host error is returned as is |
@@ -60,6 +61,7 @@ pub fn hyperlight_main() {
     register_fn("void_fn", || ());
     register_fn("nop", || ());
     register_fn("add", |a: i32, b: i32| a.wrapping_add(b));
+    register_fn("module_info", module_info);
     register_fn("mixed", mixed);
     register_fn("sum16", sum16);
 
@@ -345,4 +347,16 @@ fn read_xmm() -> u64 {
     // SAFETY: reads xmm15 only.
     unsafe { core::arch::asm!("movq {v}, xmm15", v = out(reg) value, options(nostack, nomem)) };
     value
+}
+
+/// Where the host's module lies and a hash of its bytes, for the host to check them.
+fn module_info() -> Vec<u8> {
+    let module = hyperlight_guest::module();
+    let hash = module.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, &b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
+    });
+    [module.as_ptr() as u64, module.len() as u64, hash]
+        .iter()
+        .flat_map(|v| v.to_le_bytes())
+        .collect()
 }
