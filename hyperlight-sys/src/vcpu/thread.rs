@@ -100,7 +100,8 @@ pub struct VcpuSpec {
 impl VcpuSpec {
     /// Everything a vCPU thread needs, from a builder's parts: validates the config, reads the
     /// ELF (bounded by `max_guest_file`) and opens the hypervisor. `module` are bytes to map
-    /// read-only into the guest (bounded by `max_module_size`), used with a guest binary; a
+    /// read-only into the guest (bounded by `max_module_size` when the VM is laid out), used
+    /// with a guest binary; a
     /// snapshot holds its own module, and `module` is ignored for one. `inline` are the sync host functions; `signatures` lists every
     /// host function the guest may call (a superset).
     pub fn new(
@@ -118,15 +119,6 @@ impl VcpuSpec {
             }
             snapshot @ SandboxSource::Snapshot(_) => snapshot,
         };
-        if let Some(module) = &module {
-            if module.len() as u64 > config.max_module_size {
-                return Err(Error::InvalidConfig {
-                    field: "module size",
-                    value: module.len() as u64,
-                    reason: "larger than max_module_size",
-                });
-            }
-        }
         let hypervisor = match hypervisor {
             Some(hv) => hv,
             None => crate::hypervisor_for(&config)?,
@@ -425,13 +417,10 @@ impl Vm {
     /// Poisons the VM with `cause`, keeping the first cause if it is poisoned already.
     fn poison(&mut self, cause: Error) {
         if let Vm::Ready(_) = self {
-            let Vm::Ready(machine) = std::mem::replace(self, Vm::lost(cause.clone())) else {
-                return;
-            };
-            *self = Vm::Poisoned {
-                machine: Some(machine),
-                cause,
-            };
+            let machine = std::mem::replace(self, Vm::lost(cause)).take();
+            if let Vm::Poisoned { machine: slot, .. } = self {
+                *slot = machine;
+            }
         }
     }
 

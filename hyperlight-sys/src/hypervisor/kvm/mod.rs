@@ -409,31 +409,6 @@ impl KvmVcpu {
             },
         })
     }
-
-    /// Finishes the instruction of the last exit if it was a plain `out` (KVM's documented way:
-    /// `KVM_RUN` with `immediate_exit` set finishes it without running the guest, so RIP is past
-    /// the `out`). An exit whose finishing would write guest state is refused: see
-    /// [`Pending::Refused`].
-    fn finish_exit(&mut self) -> Result<(), Error> {
-        match self.pending {
-            Pending::Nothing => return Ok(()),
-            Pending::Refused => return Err(Error::UnfinishableExit),
-            Pending::Out => {}
-        }
-        self.vcpu.set_kvm_immediate_exit(1);
-        let finished = match self.enter() {
-            Ok(Exit::Interrupted) => Ok(()),
-            Ok(exit) => Err(Error::UnexpectedExit {
-                exit: format!("{exit:?} while finishing an `out`"),
-            }),
-            Err(e) => Err(e),
-        };
-        self.vcpu.set_kvm_immediate_exit(0);
-        // Whatever happened, KVM no longer holds a completion: it ran it first (or the vCPU is
-        // broken, and the caller rebuilds it).
-        self.pending = Pending::Nothing;
-        finished
-    }
 }
 
 /// The width of an `out` exit of `count` elements of `size` bytes if it is a plain `out` (one
@@ -540,8 +515,29 @@ impl Vcpu for KvmVcpu {
         Ok(exit)
     }
 
+    /// Finishes the instruction of the last exit if it was a plain `out` (KVM's documented way:
+    /// `KVM_RUN` with `immediate_exit` set finishes it without running the guest, so RIP is past
+    /// the `out`). An exit whose finishing would write guest state is refused: see
+    /// [`Pending::Refused`].
     fn finish_exit(&mut self) -> Result<(), Error> {
-        KvmVcpu::finish_exit(self)
+        match self.pending {
+            Pending::Nothing => return Ok(()),
+            Pending::Refused => return Err(Error::UnfinishableExit),
+            Pending::Out => {}
+        }
+        self.vcpu.set_kvm_immediate_exit(1);
+        let finished = match self.enter() {
+            Ok(Exit::Interrupted) => Ok(()),
+            Ok(exit) => Err(Error::UnexpectedExit {
+                exit: format!("{exit:?} while finishing an `out`"),
+            }),
+            Err(e) => Err(e),
+        };
+        self.vcpu.set_kvm_immediate_exit(0);
+        // Whatever happened, KVM no longer holds a completion: it ran it first (or the vCPU is
+        // broken, and the caller rebuilds it).
+        self.pending = Pending::Nothing;
+        finished
     }
 
     fn set_msrs(&mut self, msrs: &[(u32, u64)]) -> Result<(), Error> {
