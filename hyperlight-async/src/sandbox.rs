@@ -328,6 +328,30 @@ impl Sandbox {
     ///
     /// As [`Sandbox::restore`].
     pub async fn snapshot(&self) -> Result<Snapshot, Error> {
+        self.snapshot_request(Request::Snapshot).await
+    }
+
+    /// Takes a snapshot of the sandbox's state after the calls queued before this one and makes
+    /// it the sandbox's post-init snapshot: restores, and [`SandboxBuilder::fresh_per_call`],
+    /// return to it from now on. For guests that finish setting up in a call (a WebAssembly
+    /// runner instantiating its module); build more sandboxes from the returned snapshot to
+    /// start them in that state.
+    ///
+    /// # Cancel safety
+    ///
+    /// As [`Sandbox::snapshot`]: once sent, the rebase happens even if the future is dropped.
+    ///
+    /// # Errors
+    ///
+    /// As [`Sandbox::snapshot`].
+    pub async fn rebase(&self) -> Result<Snapshot, Error> {
+        self.snapshot_request(Request::Rebase).await
+    }
+
+    async fn snapshot_request(
+        &self,
+        request: fn(flume::Sender<Result<Snapshot, SandboxError>>) -> Request,
+    ) -> Result<Snapshot, Error> {
         check_reentry(&self.inner)?;
         let _turn = self.inner.queue.lock().await;
         if self.inner.poisoned.load(Ordering::SeqCst) {
@@ -337,17 +361,19 @@ impl Sandbox {
         self.inner
             .thread
             .requests
-            .send(Request::Snapshot(done))
+            .send(request(done))
             .map_err(|_| SandboxError::ThreadGone)?;
-        Ok(result
+        let snapshot = result
             .recv_async()
             .await
-            .map_err(|_| SandboxError::ThreadGone)??)
+            .map_err(|_| SandboxError::ThreadGone)??;
+        Ok(snapshot)
     }
 
-    /// The snapshot taken right after the guest's init (or the one this sandbox was built from):
-    /// build more sandboxes from it without loading or initializing the guest again.
-    pub fn post_init_snapshot(&self) -> &Snapshot {
+    /// The snapshot taken right after the guest's init (or the one this sandbox was built from,
+    /// or the one of its last [`Sandbox::rebase`]): build more sandboxes from it without loading
+    /// or initializing the guest again.
+    pub fn post_init_snapshot(&self) -> Snapshot {
         self.inner.thread.post_init_snapshot()
     }
 }

@@ -408,8 +408,21 @@ impl Sandbox {
         self.thread.snapshot()
     }
 
-    /// The snapshot taken right after the guest's init (or the one this sandbox was built from).
-    pub fn post_init_snapshot(&self) -> &Snapshot {
+    /// Takes a snapshot of the sandbox's current state and makes it the sandbox's post-init
+    /// snapshot: restores (and [`SandboxBuilder::fresh_per_call`]) return to it from now on.
+    /// For guests that finish setting up in a call (a WebAssembly runner instantiating its
+    /// module); sandboxes built from the snapshot start in that state too.
+    ///
+    /// # Errors
+    ///
+    /// As [`Sandbox::snapshot`].
+    pub fn rebase(&mut self) -> Result<Snapshot, Error> {
+        self.thread.rebase()
+    }
+
+    /// The snapshot taken right after the guest's init (or the one this sandbox was built from,
+    /// or the one of its last [`Sandbox::rebase`]).
+    pub fn post_init_snapshot(&self) -> Snapshot {
         self.thread.post_init_snapshot()
     }
 }

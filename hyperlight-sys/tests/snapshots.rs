@@ -93,7 +93,7 @@ fn a_snapshot_creates_a_sandbox_that_behaves_identically() {
 fn faults_in_sandboxes_from_a_snapshot_restore_to_it() {
     for hv in common::kvm_write_trackings() {
         let template = common::simple_on(&hv).build().unwrap();
-        let mut sb = common::simple_from_on(template.post_init_snapshot(), &hv)
+        let mut sb = common::simple_from_on(&template.post_init_snapshot(), &hv)
             .build()
             .unwrap();
         assert!(matches!(
@@ -107,7 +107,7 @@ fn faults_in_sandboxes_from_a_snapshot_restore_to_it() {
         sb.restore().unwrap();
         assert_eq!(sb.call::<u64>("counter", ()).unwrap(), 1);
         // A fault with restore after every call leaves the sandbox usable at once.
-        let mut fresh = common::simple_from_on(template.post_init_snapshot(), &hv)
+        let mut fresh = common::simple_from_on(&template.post_init_snapshot(), &hv)
             .fresh_per_call(true)
             .build()
             .unwrap();
@@ -127,7 +127,7 @@ fn a_snapshot_of_another_layout_is_refused() {
         .build()
         .unwrap();
     let mut sb = common::simple().build().unwrap();
-    let err = sb.restore_to(other.post_init_snapshot()).unwrap_err();
+    let err = sb.restore_to(&other.post_init_snapshot()).unwrap_err();
     assert!(matches!(err, Error::InvalidConfig { .. }), "{err:?}");
     assert_eq!(sb.call::<i32>("echo_i32", (1i32,)).unwrap(), 1);
 }
@@ -145,5 +145,39 @@ fn registers_do_not_carry_data_across_a_restore() {
         let mut fresh = common::simple_on(&hv).fresh_per_call(true).build().unwrap();
         fresh.call::<()>("stash_xmm", (secret,)).unwrap();
         assert_ne!(fresh.call::<u64>("read_xmm", ()).unwrap(), secret);
+    }
+}
+
+#[test]
+fn rebase_moves_the_restore_point() {
+    for hv in common::kvm_write_trackings() {
+        let mut sb = common::simple_on(&hv).build().unwrap();
+        let post_init = sb.post_init_snapshot();
+        for want in 1..=2u64 {
+            assert_eq!(sb.call::<u64>("counter", ()).unwrap(), want);
+        }
+        let rebased = sb.rebase().unwrap();
+        assert!(!rebased.same_as(&post_init));
+        assert!(sb.post_init_snapshot().same_as(&rebased));
+        assert_eq!(sb.call::<u64>("counter", ()).unwrap(), 3);
+        // Restores now return to the rebased state, not to the guest's init.
+        sb.restore().unwrap();
+        assert_eq!(sb.call::<u64>("counter", ()).unwrap(), 3);
+        sb.restore().unwrap();
+        assert_eq!(sb.call::<u64>("counter", ()).unwrap(), 3);
+        // A restore to the old snapshot still works (a new VM), and does not move the base.
+        sb.restore_to(&post_init).unwrap();
+        assert_eq!(sb.call::<u64>("counter", ()).unwrap(), 1);
+        sb.restore().unwrap();
+        assert_eq!(sb.call::<u64>("counter", ()).unwrap(), 3);
+        // Sandboxes built from the rebased snapshot start there, and a fresh-per-call one
+        // returns there after every call.
+        let mut fresh = common::simple_from_on(&rebased, &hv)
+            .fresh_per_call(true)
+            .build()
+            .unwrap();
+        for _ in 0..3 {
+            assert_eq!(fresh.call::<u64>("counter", ()).unwrap(), 3);
+        }
     }
 }

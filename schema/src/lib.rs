@@ -46,6 +46,7 @@ macro_rules! for_each_arity {
 }
 mod convert;
 mod types;
+pub mod wasm;
 pub mod wire;
 
 pub use convert::{IntoReturn, WireArgs, WireType};

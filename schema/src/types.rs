@@ -127,6 +127,12 @@ pub enum ErrorCode {
     GuestFunctionFailed,
     /// The call was cancelled by the host.
     Cancelled,
+    /// A WebAssembly instance trapped; the message starts with the trap's name
+    /// ([`crate::wasm::Trap::name`]).
+    WasmTrap,
+    /// A WebAssembly module broke the type convention of `docs/wasm.md` (no `cabi_realloc`, a
+    /// return area out of bounds, a string that is not UTF-8).
+    WasmAbi,
 }
 
 /// An error reported across the boundary.

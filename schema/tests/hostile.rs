@@ -455,7 +455,7 @@ fn unknown_enum_values_in_genuine_messages() {
     });
     let pos = field_pos(&good, root_table(&good), SLOT0);
     assert_eq!(u16_at(&good, pos), 4); // Panic
-    for value in (11..=u16::MAX).step_by(97).chain([11, 12, u16::MAX]) {
+    for value in (13..=u16::MAX).step_by(97).chain([13, 14, u16::MAX]) {
         let mut buf = good.clone();
         buf[pos..pos + 2].copy_from_slice(&value.to_le_bytes());
         assert_eq!(

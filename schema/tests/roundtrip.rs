@@ -6,7 +6,7 @@ use hyperlight_schema::{
     MAX_PARAMS,
 };
 
-const ALL_ERROR_CODES: [ErrorCode; 11] = [
+const ALL_ERROR_CODES: [ErrorCode; 13] = [
     ErrorCode::UnknownFunction,
     ErrorCode::WrongArity,
     ErrorCode::WrongArgumentType,
@@ -18,6 +18,8 @@ const ALL_ERROR_CODES: [ErrorCode; 11] = [
     ErrorCode::MalformedMessage,
     ErrorCode::GuestFunctionFailed,
     ErrorCode::Cancelled,
+    ErrorCode::WasmTrap,
+    ErrorCode::WasmAbi,
 ];
 
 const ALL_LOG_LEVELS: [LogLevel; 5] = [

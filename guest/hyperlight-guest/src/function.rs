@@ -97,11 +97,19 @@ hyperlight_schema::for_each_arity!(guest_fn);
 
 type Erased = Box<dyn Fn(Vec<Value>) -> FunctionCallResult>;
 
-/// A registered function: its signature and its type-erased body.
-struct Registered {
-    params: Vec<ValueType>,
-    ret: ValueType,
-    body: Erased,
+/// The body of a function registered with [`register_dynamic`]: the arguments and the return
+/// type the caller expects.
+type Dynamic = Box<dyn Fn(Vec<Value>, ValueType) -> FunctionCallResult>;
+
+/// A registered function: its signature and its type-erased body, or a body that checks the
+/// signature itself.
+enum Registered {
+    Typed {
+        params: Vec<ValueType>,
+        ret: ValueType,
+        body: Erased,
+    },
+    Dynamic(Dynamic),
 }
 
 /// Registered functions by name. The dispatcher clones the `Rc` out of the map, so a running
@@ -136,7 +144,7 @@ where
             message: String::from("arguments do not match the declared parameters"),
         }),
     });
-    let function = Registered {
+    let function = Registered::Typed {
         params,
         ret: R::TYPE,
         body,
@@ -144,6 +152,34 @@ where
     REGISTRY
         .borrow_mut()
         .insert(String::from(name), Rc::new(function));
+}
+
+/// Registers `f` as the guest function `name` with a signature known only at run time: the
+/// dispatcher checks nothing but the name, and `f` gets the call's arguments and the return type
+/// the caller expects, and must check both (answering a mismatch with
+/// [`ErrorCode::WrongArity`], [`ErrorCode::WrongArgumentType`] or [`ErrorCode::WrongReturnType`]).
+/// For guests that serve functions they learn at run time, such as the exports of a WebAssembly
+/// module. Registering a name again replaces the earlier function.
+///
+/// ```ignore
+/// hyperlight_guest::register_dynamic("sum", |args, ret| {
+///     let mut sum = 0i64;
+///     for arg in args {
+///         let Value::I64(x) = arg else { return Err(wrong_type()) };
+///         sum += x;
+///     }
+///     if ret != ValueType::I64 { return Err(wrong_return()) }
+///     Ok(Value::I64(sum))
+/// });
+/// ```
+pub fn register_dynamic(
+    name: &str,
+    f: impl Fn(Vec<Value>, ValueType) -> FunctionCallResult + 'static,
+) {
+    REGISTRY.borrow_mut().insert(
+        String::from(name),
+        Rc::new(Registered::Dynamic(Box::new(f))),
+    );
 }
 
 /// Whether a guest function of that name is registered.
@@ -165,17 +201,24 @@ pub(crate) fn dispatch(call: FunctionCall) -> FunctionCallResult {
             format!("guest function `{name}` is not registered"),
         ));
     };
-    if args.len() != function.params.len() {
+    let (params, ret, body) = match &*function {
+        Registered::Typed { params, ret, body } => (params, *ret, body),
+        Registered::Dynamic(body) => {
+            drop(name);
+            return body(args, return_type);
+        }
+    };
+    if args.len() != params.len() {
         return Err(error(
             ErrorCode::WrongArity,
             format!(
                 "guest function `{name}` takes {} arguments, got {}",
-                function.params.len(),
+                params.len(),
                 args.len()
             ),
         ));
     }
-    for (i, (arg, &expected)) in args.iter().zip(&function.params).enumerate() {
+    for (i, (arg, &expected)) in args.iter().zip(params).enumerate() {
         let actual = arg.value_type();
         if actual != expected {
             return Err(error(
@@ -186,17 +229,14 @@ pub(crate) fn dispatch(call: FunctionCall) -> FunctionCallResult {
             ));
         }
     }
-    if return_type != function.ret {
+    if return_type != ret {
         return Err(error(
             ErrorCode::WrongReturnType,
-            format!(
-                "guest function `{name}` returns {:?}, the caller expects {return_type:?}",
-                function.ret
-            ),
+            format!("guest function `{name}` returns {ret:?}, the caller expects {return_type:?}"),
         ));
     }
     drop(name);
-    (function.body)(args)
+    body(args)
 }
 
 fn error(code: ErrorCode, message: String) -> GuestError {
@@ -322,5 +362,20 @@ mod tests {
         assert_eq!(call("late", vec![], ValueType::U64), Ok(Value::U64(1)));
         register_fn("late", || 2u64);
         assert_eq!(call("late", vec![], ValueType::U64), Ok(Value::U64(2)));
+
+        // A dynamic function gets every call of its name, unchecked, with the expected type.
+        register_dynamic("dynamic", |args, ret| {
+            Ok(Value::String(alloc::format!("{} {ret:?}", args.len())))
+        });
+        assert_eq!(
+            call(
+                "dynamic",
+                vec![Value::I32(1), Value::Bool(true)],
+                ValueType::F64
+            ),
+            Ok(Value::String("2 F64".to_string()))
+        );
+        register_fn("dynamic", || 3u32);
+        assert_eq!(call("dynamic", vec![], ValueType::U32), Ok(Value::U32(3)));
     }
 }

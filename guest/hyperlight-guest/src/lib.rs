@@ -58,7 +58,7 @@ pub mod log;
 mod panic;
 mod runtime;
 
-pub use function::{is_registered, register_fn, GuestFn, GuestReturn};
+pub use function::{is_registered, register_dynamic, register_fn, GuestFn, GuestReturn};
 pub use heap::{heap_stats, HeapStats};
 pub use host::{call_host, call_host_values};
 pub use hyperlight_schema::abi::BootInfo;

@@ -20,6 +20,10 @@ use crate::vm::machine::{HostCalls, Loaded, Machine};
 use crate::vm::memory::SnapshotTarget;
 use crate::vm::snapshot::Snapshot;
 
+/// Where the vCPU thread puts the snapshot of a [`Request::Rebase`] for its owner; `None` until
+/// the first rebase.
+type Rebased = Arc<Mutex<Option<Snapshot>>>;
+
 /// A message from the owner to the vCPU thread.
 #[derive(Debug)]
 pub enum Request {
@@ -51,6 +55,9 @@ pub enum Request {
     },
     /// Take a snapshot of the current state; it is sent on the given channel.
     Snapshot(Sender<Result<Snapshot, Error>>),
+    /// Take a snapshot of the current state and make it the one restores return to (the
+    /// post-init snapshot from now on); it is sent on the given channel.
+    Rebase(Sender<Result<Snapshot, Error>>),
     /// Sent by a kick to wake a wait for a host reply; carries no data.
     Wake,
 }
@@ -193,7 +200,11 @@ pub struct VcpuThread {
     pub events: Receiver<Event>,
     /// Kicks the vCPU.
     pub interrupt: InterruptHandle,
+    /// The post-init snapshot the sandbox started with.
     post_init: Snapshot,
+    /// The snapshot of the last [`Request::Rebase`], set by the vCPU thread: the post-init
+    /// snapshot from then on.
+    rebased: Rebased,
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
@@ -246,8 +257,10 @@ impl VcpuThread {
                 (Start::Boot { loaded, ready }, PostInit::AfterInit(init))
             }
         };
+        let rebased = Rebased::default();
+        let thread_rebased = rebased.clone();
         let thread = factory.run(Box::new(move || {
-            thread_main(spec, helpers, state, start, req_rx, ev_tx)
+            thread_main(spec, helpers, state, start, req_rx, ev_tx, thread_rebased)
         }))?;
         let post_init = match post_init {
             PostInit::Known(snapshot) => Ok(snapshot),
@@ -261,6 +274,7 @@ impl VcpuThread {
                 events: ev_rx,
                 interrupt,
                 post_init,
+                rebased,
                 thread: Some(thread),
             }),
             Err(e) => {
@@ -272,10 +286,22 @@ impl VcpuThread {
         }
     }
 
-    /// The sandbox's post-init snapshot (taken after the guest's init, or the snapshot it was
-    /// created from): what [`VcpuThread::restore`] returns to, and a source for more sandboxes.
-    pub fn post_init_snapshot(&self) -> &Snapshot {
-        &self.post_init
+    /// The sandbox's post-init snapshot (taken after the guest's init, the snapshot it was
+    /// created from, or the last rebase's): what [`VcpuThread::restore`] returns to, and a source
+    /// for more sandboxes.
+    pub fn post_init_snapshot(&self) -> Snapshot {
+        let rebased = self.rebased.lock().unwrap_or_else(|e| e.into_inner());
+        rebased.clone().unwrap_or_else(|| self.post_init.clone())
+    }
+
+    /// Makes the sandbox's state after the requests sent before it its post-init snapshot:
+    /// restores return to it from now on. Returns the snapshot.
+    pub fn rebase(&self) -> Result<Snapshot, Error> {
+        let (done, result) = flume::bounded(1);
+        self.requests
+            .send(Request::Rebase(done))
+            .map_err(|_| Error::ThreadGone)?;
+        result.recv().map_err(|_| Error::ThreadGone)?
     }
 
     /// Brings the sandbox back to `to` (`None`: its post-init snapshot) and clears poisoning;
@@ -494,6 +520,18 @@ impl ThreadState {
         machine.snapshot(target)
     }
 
+    /// Takes a snapshot and makes it the one restores return to, for this thread and its owner.
+    fn rebase(&mut self, rebased: &Rebased) -> Result<Snapshot, Error> {
+        let helpers = self.helpers;
+        let machine = self.machine()?;
+        let size = machine.memory_size();
+        let target = helpers.run_and_wait(move || SnapshotTarget::new(size))?;
+        let snapshot = machine.rebase(target)?;
+        self.post_init = snapshot.clone();
+        *rebased.lock().unwrap_or_else(|e| e.into_inner()) = Some(snapshot.clone());
+        Ok(snapshot)
+    }
+
     fn machine(&mut self) -> Result<&mut Machine, Error> {
         match &mut self.vm {
             Vm::Ready(machine) => Ok(machine),
@@ -556,7 +594,7 @@ impl Pending {
         match request {
             Request::Call { generation, .. } => Pending::Call(*generation),
             Request::Restore { done, .. } => Pending::Restore(done.clone()),
-            Request::Snapshot(done) => Pending::Snapshot(done.clone()),
+            Request::Snapshot(done) | Request::Rebase(done) => Pending::Snapshot(done.clone()),
             Request::HostReply { .. } | Request::Wake => Pending::Nobody,
         }
     }
@@ -599,6 +637,7 @@ fn thread_main(
     start: Start,
     inbox: Inbox,
     events: Sender<Event>,
+    rebased: Rebased,
 ) {
     kick.thread_started();
     let _exiting = Exiting {
@@ -680,6 +719,11 @@ fn thread_main(
                 }
                 Request::Snapshot(done) => {
                     let snapshot = state.snapshot();
+                    pending = Pending::Nobody;
+                    let _ = done.send(snapshot);
+                }
+                Request::Rebase(done) => {
+                    let snapshot = state.rebase(&rebased);
                     pending = Pending::Nobody;
                     let _ = done.send(snapshot);
                 }

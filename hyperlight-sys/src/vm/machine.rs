@@ -119,6 +119,13 @@ impl Machine {
         self.core.snapshot(target)
     }
 
+    /// Takes a snapshot of the current state (between calls) into `target` and makes it
+    /// [`Machine::base`]: restores return to it from now on.
+    pub(crate) fn rebase(&mut self, target: SnapshotTarget) -> Result<Snapshot, Error> {
+        self.base = self.core.take_base(target)?;
+        Ok(self.base.clone())
+    }
+
     /// Size of the guest memory in bytes, for [`SnapshotTarget::new`].
     pub(crate) fn memory_size(&self) -> usize {
         self.core.mem.size()
@@ -172,13 +179,7 @@ impl Loaded {
                 reason: "guest init reported a value instead of void".into(),
             });
         }
-        // The post-init state becomes the snapshot that restores return to. The memory equals
-        // it now, so once the writes of the init are forgotten, copying back the pages written
-        // from here on restores it exactly. (The booted sandbox keeps its own memory: mapping
-        // the snapshot copy-on-write instead would take a new VM.)
-        let base = core.snapshot(target)?;
-        let written = core.dirty.written(&core.mem)?;
-        core.dirty.restored(&core.mem, &written, &written)?;
+        let base = core.take_base(target)?;
         Ok(Machine {
             armed: Some(armed),
             core,
@@ -204,6 +205,19 @@ impl Core {
             layout,
             input_written: 0,
         })
+    }
+
+    /// Takes the snapshot that restores return to from now on. The memory equals it now, so
+    /// once the writes so far are forgotten, copying back the pages written from here on
+    /// restores it exactly. (The booted sandbox keeps its own memory: mapping the snapshot
+    /// copy-on-write instead would take a new VM.)
+    fn take_base(&mut self, target: SnapshotTarget) -> Result<Snapshot, Error> {
+        let base = self.snapshot(target)?;
+        let written = self.dirty.written(&self.mem)?;
+        self.dirty.restored(&self.mem, &written, &written)?;
+        // The input buffer's content is in the snapshot too.
+        self.input_written = 0;
+        Ok(base)
     }
 
     fn snapshot(&mut self, target: SnapshotTarget) -> Result<Snapshot, Error> {

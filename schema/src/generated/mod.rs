@@ -14,6 +14,14 @@ pub mod hyperlight {
     pub use self::outcome_generated::*;
     mod log_level_generated;
     pub use self::log_level_generated::*;
+    mod core_type_generated;
+    pub use self::core_type_generated::*;
+    mod extern_kind_generated;
+    pub use self::extern_kind_generated::*;
+    mod link_outcome_generated;
+    pub use self::link_outcome_generated::*;
+    mod problem_kind_generated;
+    pub use self::problem_kind_generated::*;
     mod void_value_generated;
     pub use self::void_value_generated::*;
     mod i32_value_generated;
@@ -46,5 +54,17 @@ pub mod hyperlight {
     pub use self::function_call_result_generated::*;
     mod log_record_generated;
     pub use self::log_record_generated::*;
+    mod func_type_generated;
+    pub use self::func_type_generated::*;
+    mod extern_generated;
+    pub use self::extern_generated::*;
+    mod import_decl_generated;
+    pub use self::import_decl_generated::*;
+    mod wasm_link_generated;
+    pub use self::wasm_link_generated::*;
+    mod link_problem_generated;
+    pub use self::link_problem_generated::*;
+    mod wasm_module_generated;
+    pub use self::wasm_module_generated::*;
   } // wire
 } // hyperlight

@@ -5,10 +5,10 @@ use super::*;
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
 pub const ENUM_MIN_ERROR_CODE: u16 = 0;
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
-pub const ENUM_MAX_ERROR_CODE: u16 = 10;
+pub const ENUM_MAX_ERROR_CODE: u16 = 12;
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
 #[allow(non_camel_case_types)]
-pub const ENUM_VALUES_ERROR_CODE: [ErrorCode; 11] = [
+pub const ENUM_VALUES_ERROR_CODE: [ErrorCode; 13] = [
   ErrorCode::UnknownFunction,
   ErrorCode::WrongArity,
   ErrorCode::WrongArgumentType,
@@ -20,6 +20,8 @@ pub const ENUM_VALUES_ERROR_CODE: [ErrorCode; 11] = [
   ErrorCode::MalformedMessage,
   ErrorCode::GuestFunctionFailed,
   ErrorCode::Cancelled,
+  ErrorCode::WasmTrap,
+  ErrorCode::WasmAbi,
 ];
 
 /// Why a call failed (`hyperlight_schema::ErrorCode`). Append new codes at the end.
@@ -39,9 +41,14 @@ impl ErrorCode {
   pub const MalformedMessage: Self = Self(8);
   pub const GuestFunctionFailed: Self = Self(9);
   pub const Cancelled: Self = Self(10);
+  /// A WebAssembly instance trapped; the message starts with the trap's name.
+  pub const WasmTrap: Self = Self(11);
+  /// A WebAssembly module broke the type convention (no `cabi_realloc`, a return area out of
+  /// bounds, a string that is not UTF-8).
+  pub const WasmAbi: Self = Self(12);
 
   pub const ENUM_MIN: u16 = 0;
-  pub const ENUM_MAX: u16 = 10;
+  pub const ENUM_MAX: u16 = 12;
   pub const ENUM_VALUES: &'static [Self] = &[
     Self::UnknownFunction,
     Self::WrongArity,
@@ -54,6 +61,8 @@ impl ErrorCode {
     Self::MalformedMessage,
     Self::GuestFunctionFailed,
     Self::Cancelled,
+    Self::WasmTrap,
+    Self::WasmAbi,
   ];
   /// Returns the variant's name or "" if unknown.
   pub fn variant_name(self) -> Option<&'static str> {
@@ -69,6 +78,8 @@ impl ErrorCode {
       Self::MalformedMessage => Some("MalformedMessage"),
       Self::GuestFunctionFailed => Some("GuestFunctionFailed"),
       Self::Cancelled => Some("Cancelled"),
+      Self::WasmTrap => Some("WasmTrap"),
+      Self::WasmAbi => Some("WasmAbi"),
       _ => None,
     }
   }

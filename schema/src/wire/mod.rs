@@ -33,7 +33,7 @@ use crate::types::{
 };
 
 /// The flatc output, checked in and never edited by hand (see `scripts/regen-schema.sh`).
-#[path = "generated/mod.rs"]
+#[path = "../generated/mod.rs"]
 #[rustfmt::skip]
 #[allow(
     unsafe_code,
@@ -55,6 +55,12 @@ use crate::types::{
 mod generated;
 
 use generated::hyperlight::wire as fb;
+
+mod wasm;
+pub use wasm::{
+    decode_wasm_link, decode_wasm_module, encode_wasm_link, encode_wasm_module,
+    WASM_LINK_IDENTIFIER, WASM_MODULE_IDENTIFIER,
+};
 
 /// The largest message any decoder accepts, in bytes (16 MiB).
 pub const MAX_MESSAGE_SIZE: usize = 16 * 1024 * 1024;
@@ -124,6 +130,16 @@ pub enum DecodeError {
         /// The limit.
         max: usize,
     },
+    /// A list of a WebAssembly runner message holds more items than its limit
+    /// ([`crate::wasm::MAX_EXTERNS`], [`MAX_PARAMS`]).
+    TooManyItems {
+        /// `Table.field` of the list.
+        field: &'static str,
+        /// Number of items in the message.
+        count: usize,
+        /// The limit.
+        max: usize,
+    },
     /// A call argument is `Void`, which is valid only as a return value.
     VoidArgument {
         /// Position of the argument.
@@ -175,6 +191,12 @@ impl fmt::Display for DecodeError {
                 write!(
                     f,
                     "call has {count} arguments, more than the limit of {max}"
+                )
+            }
+            DecodeError::TooManyItems { field, count, max } => {
+                write!(
+                    f,
+                    "`{field}` has {count} items, more than the limit of {max}"
                 )
             }
             DecodeError::VoidArgument { index } => {
@@ -246,6 +268,8 @@ fn error_code_to_fb(code: ErrorCode) -> fb::ErrorCode {
         ErrorCode::MalformedMessage => fb::ErrorCode::MalformedMessage,
         ErrorCode::GuestFunctionFailed => fb::ErrorCode::GuestFunctionFailed,
         ErrorCode::Cancelled => fb::ErrorCode::Cancelled,
+        ErrorCode::WasmTrap => fb::ErrorCode::WasmTrap,
+        ErrorCode::WasmAbi => fb::ErrorCode::WasmAbi,
     }
 }
 
@@ -429,17 +453,48 @@ pub fn encode_log_record(record: &LogRecord) -> Vec<u8> {
 // Decoding
 
 /// The verifier options for a buffer of `len` bytes.
-fn verifier_options(len: usize) -> VerifierOptions {
+fn verifier_options(len: usize, limits: Limits) -> VerifierOptions {
     VerifierOptions {
         max_depth: MAX_DEPTH,
-        max_tables: MAX_TABLES,
-        max_apparent_size: len.saturating_add(APPARENT_SIZE_SLACK),
+        max_tables: limits.max_tables,
+        max_apparent_size: len
+            .saturating_mul(limits.apparent_factor)
+            .saturating_add(APPARENT_SIZE_SLACK),
         ignore_missing_null_terminator: false,
     }
 }
 
 /// Checks the size limits and the file identifier, then verifies `buf` as a `T` root.
 fn verified_root<'a, T>(buf: &'a [u8], identifier: &'static str) -> Result<T::Inner, DecodeError>
+where
+    T: 'a + Follow<'a> + Verifiable,
+{
+    verified_root_with::<T>(
+        buf,
+        identifier,
+        Limits {
+            max_tables: MAX_TABLES,
+            apparent_factor: 1,
+        },
+    )
+}
+
+/// The verifier's bounds for one message type.
+#[derive(Clone, Copy)]
+struct Limits {
+    /// The most tables visited.
+    max_tables: usize,
+    /// The apparent size may be this many times the buffer length (plus the slack): more than
+    /// 1 for messages of many small tables sharing one vtable, each of which counts it again.
+    apparent_factor: usize,
+}
+
+/// [`verified_root`] with bounds of its own.
+fn verified_root_with<'a, T>(
+    buf: &'a [u8],
+    identifier: &'static str,
+    limits: Limits,
+) -> Result<T::Inner, DecodeError>
 where
     T: 'a + Follow<'a> + Verifiable,
 {
@@ -465,7 +520,7 @@ where
             found,
         });
     }
-    flatbuffers::root_with_opts::<T>(&verifier_options(buf.len()), buf).map_err(|e| {
+    flatbuffers::root_with_opts::<T>(&verifier_options(buf.len(), limits), buf).map_err(|e| {
         // The verifier's text spans several lines (an error trace); keep it on one.
         let text = e.to_string();
         let mut reason = String::with_capacity(text.len());
@@ -517,6 +572,8 @@ fn error_code_from_fb(code: fb::ErrorCode) -> Result<ErrorCode, DecodeError> {
         fb::ErrorCode::MalformedMessage => ErrorCode::MalformedMessage,
         fb::ErrorCode::GuestFunctionFailed => ErrorCode::GuestFunctionFailed,
         fb::ErrorCode::Cancelled => ErrorCode::Cancelled,
+        fb::ErrorCode::WasmTrap => ErrorCode::WasmTrap,
+        fb::ErrorCode::WasmAbi => ErrorCode::WasmAbi,
         other => {
             return Err(DecodeError::UnknownEnumValue {
                 field: "GuestError.code",
