@@ -1,11 +1,12 @@
 //! Builds the guest workspace (`../guest`) for `x86_64-unknown-none`, in release mode, into its own
 //! target dir (`../guest/target`), and tells the crate where the binaries are
-//! (`HYPERLIGHT_GUEST_DIR`).
+//! (`HYPERLIGHT_GUEST_DIR`); then the same for the Wasm module workspace (`wasm-modules`, for
+//! `wasm32-unknown-unknown`, into `wasm-modules/target`, `HYPERLIGHT_WASM_DIR`).
 //!
-//! The nested cargo gets its own target dir: the outer cargo holds the lock of its target dir
+//! Each nested cargo gets its own target dir: the outer cargo holds the lock of its target dir
 //! while build scripts run, so sharing it would deadlock. Environment variables the outer cargo
 //! sets for build scripts (or that configure the *host* build) are removed, so that they do not
-//! leak into the guest build.
+//! leak into the nested builds.
 
 use std::env;
 use std::ffi::OsString;
@@ -17,6 +18,7 @@ mod env_scrub;
 use env_scrub::scrub_env;
 
 const GUEST_TARGET: &str = "x86_64-unknown-none";
+const WASM_TARGET: &str = "wasm32-unknown-unknown";
 
 fn main() {
     let manifest_dir =
@@ -26,7 +28,6 @@ fn main() {
         .expect("the testing crate lives in the repository root")
         .to_path_buf();
     let guest_dir = repo.join("guest");
-    let target_dir = guest_dir.join("target");
 
     for path in [
         guest_dir.join("Cargo.toml"),
@@ -44,25 +45,54 @@ fn main() {
     }
     println!("cargo:rerun-if-env-changed=RUSTUP_TOOLCHAIN");
 
-    let cargo = env::var_os("CARGO").unwrap_or_else(|| OsString::from("cargo"));
-    ensure_target_installed();
+    let wasm_dir = manifest_dir.join("wasm-modules");
+    for path in [
+        wasm_dir.join("Cargo.toml"),
+        wasm_dir.join("Cargo.lock"),
+        wasm_dir.join("cabi"),
+        wasm_dir.join("plugin"),
+        wasm_dir.join("compute"),
+    ] {
+        println!("cargo:rerun-if-changed={}", path.display());
+    }
 
+    let guest_release = build_workspace(&guest_dir, GUEST_TARGET, "guest");
+    println!(
+        "cargo:rustc-env=HYPERLIGHT_GUEST_DIR={}",
+        guest_release.display()
+    );
+    let wasm_release = build_workspace(&wasm_dir, WASM_TARGET, "Wasm module");
+    println!(
+        "cargo:rustc-env=HYPERLIGHT_WASM_DIR={}",
+        wasm_release.display()
+    );
+}
+
+/// Runs `cargo build --release --workspace --target <target>` in the workspace `dir` with the
+/// target dir `dir/target`, installing the target first if the toolchain lacks it, and returns
+/// the directory of the built artifacts. Panics with the build's output if it fails; `what`
+/// names the workspace's contents in the messages.
+fn build_workspace(dir: &Path, target: &str, what: &str) -> PathBuf {
+    let cargo = env::var_os("CARGO").unwrap_or_else(|| OsString::from("cargo"));
+    ensure_target_installed(target, what);
+
+    let target_dir = dir.join("target");
     let mut command = Command::new(&cargo);
     command
-        .current_dir(&guest_dir)
+        .current_dir(dir)
         .args([
             "build",
             "--release",
             "--workspace",
             "--target",
-            GUEST_TARGET,
+            target,
             "--target-dir",
         ])
         .arg(&target_dir);
     scrub_env(&mut command);
     let output = command.output().unwrap_or_else(|e| {
         panic!(
-            "cannot run `{}` to build the guests: {e}",
+            "cannot run `{}` to build the {what}s: {e}",
             Path::new(&cargo).display()
         )
     });
@@ -70,23 +100,18 @@ fn main() {
         eprintln!("{}", String::from_utf8_lossy(&output.stdout));
         eprintln!("{}", String::from_utf8_lossy(&output.stderr));
         panic!(
-            "building the guest workspace failed ({}): `cargo build --release --target {GUEST_TARGET}` in {}; its output is above",
+            "building the {what} workspace failed ({}): `cargo build --release --target {target}` in {}; its output is above",
             output.status,
-            guest_dir.display()
+            dir.display()
         );
     }
-
-    let release_dir = target_dir.join(GUEST_TARGET).join("release");
-    println!(
-        "cargo:rustc-env=HYPERLIGHT_GUEST_DIR={}",
-        release_dir.display()
-    );
+    target_dir.join(target).join("release")
 }
 
-/// Installs the `x86_64-unknown-none` standard library with rustup if the toolchain lacks it (a
-/// fresh machine has only the host target; `rust-toolchain.toml` lists it, but only rustup's
-/// proxies act on that).
-fn ensure_target_installed() {
+/// Installs the standard library of `target` with rustup if the toolchain lacks it (a fresh
+/// machine has only the host target; `rust-toolchain.toml` lists the others, but only rustup's
+/// proxies act on that). `what` names what the target is for, in the messages.
+fn ensure_target_installed(target: &str, what: &str) {
     let rustc = env::var_os("RUSTC").unwrap_or_else(|| OsString::from("rustc"));
     let sysroot = Command::new(&rustc)
         .args(["--print", "sysroot"])
@@ -97,7 +122,7 @@ fn ensure_target_installed() {
     if let Some(sysroot) = &sysroot {
         if sysroot
             .join("lib/rustlib")
-            .join(GUEST_TARGET)
+            .join(target)
             .join("lib")
             .is_dir()
         {
@@ -105,13 +130,13 @@ fn ensure_target_installed() {
         }
     }
     let status = Command::new("rustup")
-        .args(["target", "add", GUEST_TARGET])
+        .args(["target", "add", target])
         .status()
         .unwrap_or_else(|e| {
-            panic!("the {GUEST_TARGET} target is not installed and rustup cannot be run: {e}")
+            panic!("the {target} target is not installed and rustup cannot be run: {e}")
         });
     assert!(
         status.success(),
-        "`rustup target add {GUEST_TARGET}` failed ({status}); install the target to build the guests"
+        "`rustup target add {target}` failed ({status}); install the target to build the {what}s"
     );
 }

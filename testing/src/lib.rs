@@ -9,9 +9,16 @@
 //! let elf = std::fs::read(hyperlight_testing::simple_guest()).unwrap();
 //! assert_eq!(&elf[..4], b"\x7fELF");
 //! ```
+//!
+//! It builds the test Wasm modules the same way (the `testing/wasm-modules` workspace, target
+//! `wasm32-unknown-unknown`, target dir `testing/wasm-modules/target`), and compiles the
+//! hand-written ones of `testing/wat` on request: [`wasm_bytes`]`("plugin")`, [`wat`]`("traps")`.
 #![deny(missing_docs)]
 
 mod env;
+mod wasm;
+
+pub use wasm::{wasm_bytes, wasm_module, wat, WASM_DIR};
 
 use std::ffi::OsString;
 use std::fmt::Display;
