@@ -6,10 +6,10 @@
 use std::env;
 use std::path::PathBuf;
 
-#[path = "../testing/src/env.rs"]
-mod env_scrub;
 #[path = "../testing/src/build_support.rs"]
 mod build_support;
+#[path = "../testing/src/env.rs"]
+mod env_scrub;
 use build_support::{build_workspace, rerun_if_guest_changed, GUEST_TARGET};
 
 fn main() {

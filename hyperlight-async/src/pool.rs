@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use hyperlight_sys::schema::{FunctionCall, WireArgs, WireType};
+use hyperlight_sys::schema::{FunctionCall, Value, ValueType, WireArgs, WireType};
 use hyperlight_sys::Snapshot;
 use tokio::sync::Semaphore;
 
@@ -126,6 +126,26 @@ impl SandboxPool {
                 name: name.to_string(),
                 args: args.into_values(),
                 return_type: R::TYPE,
+            },
+            timeout: None,
+            _result: PhantomData,
+        }
+    }
+
+    /// Calls guest function `name` on a fresh sandbox with dynamically typed arguments and
+    /// return type.
+    pub fn call_value(
+        &self,
+        name: &str,
+        args: Vec<Value>,
+        return_type: ValueType,
+    ) -> PoolCall<Value> {
+        PoolCall {
+            pool: self.clone(),
+            call: FunctionCall {
+                name: name.to_string(),
+                args,
+                return_type,
             },
             timeout: None,
             _result: PhantomData,
