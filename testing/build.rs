@@ -7,10 +7,10 @@
 use std::env;
 use std::path::PathBuf;
 
-#[path = "src/env.rs"]
-mod env_scrub;
 #[path = "src/build_support.rs"]
 mod build_support;
+#[path = "src/env.rs"]
+mod env_scrub;
 use build_support::{build_workspace, rerun_if_guest_changed, GUEST_TARGET};
 
 const WASM_TARGET: &str = "wasm32-unknown-unknown";
@@ -47,4 +47,3 @@ fn main() {
         wasm_release.display()
     );
 }
-

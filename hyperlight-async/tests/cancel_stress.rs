@@ -147,5 +147,5 @@ fn ten_thousand_cancellations_at_random_moments() {
     eprintln!("{cancelled} cancellations, {completed} completed calls");
     assert!(cancelled >= target);
     assert!(completed > 0);
-    common::wait_for_counts(fds, threads);
+    hyperlight_testing::wait_for_counts(fds, threads);
 }

@@ -37,5 +37,5 @@ fn dropping_the_last_handle_mid_call_ends_the_vcpu_thread() {
         }
     });
     runtime.shutdown_timeout(Duration::from_secs(30));
-    common::wait_for_counts(fds, threads);
+    hyperlight_testing::wait_for_counts(fds, threads);
 }

@@ -89,6 +89,27 @@ pub fn runtime_thread_count() -> usize {
         .count()
 }
 
+/// Open file descriptors of this process.
+pub fn fd_count() -> usize {
+    std::fs::read_dir("/proc/self/fd")
+        .expect("/proc/self/fd")
+        .count()
+}
+
+/// Waits (up to 30 s) until the fd count and [`runtime_thread_count`] are back to `fds` and
+/// `threads` (vCPU threads of dropped sandboxes end asynchronously), then asserts that they are:
+/// the leak check after a test's sandboxes are gone.
+pub fn wait_for_counts(fds: usize, threads: usize) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while (fd_count() != fds || runtime_thread_count() != threads)
+        && std::time::Instant::now() < deadline
+    {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    assert_eq!(fd_count(), fds, "leaked file descriptors");
+    assert_eq!(runtime_thread_count(), threads, "leaked threads");
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -22,7 +22,7 @@ pub fn simple() -> SandboxBuilder {
 
 /// Builds and drops one sandbox on a throw-away runtime, so that the process-wide state (the KVM
 /// fd, the signal handler, the vCPU thread factories) exists, then returns the fd and thread
-/// counts: the baseline for [`wait_for_counts`] once the test's sandboxes are gone.
+/// counts: the baseline for [`hyperlight_testing::wait_for_counts`] once the test's sandboxes are gone.
 pub fn warm_up() -> (usize, usize) {
     let warm = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -30,7 +30,10 @@ pub fn warm_up() -> (usize, usize) {
         .unwrap();
     warm.block_on(async { drop(simple().build().await.unwrap()) });
     drop(warm);
-    (fd_count(), thread_count())
+    (
+        hyperlight_testing::fd_count(),
+        hyperlight_testing::runtime_thread_count(),
+    )
 }
 
 /// A multi-threaded runtime with two workers (the machines this runs on have two CPUs).
@@ -54,26 +57,4 @@ pub async fn eventually(what: &str, mut condition: impl FnMut() -> bool) {
         );
         tokio::time::sleep(Duration::from_millis(1)).await;
     }
-}
-
-/// Open file descriptors of this process.
-pub fn fd_count() -> usize {
-    std::fs::read_dir("/proc/self/fd").unwrap().count()
-}
-
-/// Threads of this process that the runtime started (see
-/// [`hyperlight_testing::runtime_thread_count`]).
-pub fn thread_count() -> usize {
-    hyperlight_testing::runtime_thread_count()
-}
-
-/// Waits (up to 30 s) until the fd and thread counts are back to `fds` and `threads`: vCPU
-/// threads of dropped sandboxes end asynchronously.
-pub fn wait_for_counts(fds: usize, threads: usize) {
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    while (fd_count() != fds || thread_count() != threads) && std::time::Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    assert_eq!(fd_count(), fds, "leaked file descriptors");
-    assert_eq!(thread_count(), threads, "leaked threads");
 }
