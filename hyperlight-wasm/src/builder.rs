@@ -160,11 +160,16 @@ impl WasmSandboxBuilder {
             // restores after every call.
             let snapshot = sandbox.post_init_snapshot();
             drop(sandbox);
-            native.source(snapshot).fresh_per_call(true).build().await?
+            native
+                .clone()
+                .source(snapshot)
+                .fresh_per_call(true)
+                .build()
+                .await?
         } else {
             sandbox
         };
-        Ok(WasmSandbox::new(sandbox, exports, fresh))
+        Ok(WasmSandbox::new(sandbox, exports, fresh, native))
     }
 
     /// Builds a pool of `size` sandboxes (at least one): the module is linked and instantiated

@@ -2,7 +2,9 @@
 
 use std::sync::Arc;
 
-use hyperlight_async::{InterruptHandle, Sandbox, Snapshot, Value, ValueType, WireArgs, WireType};
+use hyperlight_async::{
+    InterruptHandle, Sandbox, SandboxBuilder, Snapshot, Value, ValueType, WireArgs, WireType,
+};
 use hyperlight_schema::wasm::Extern;
 
 use crate::builder::WasmSandboxBuilder;
@@ -17,11 +19,22 @@ use crate::exports::Exports;
 /// the host before anything runs, then run in the VM; imports the module calls are the host
 /// functions registered on the builder. `WasmSandbox` is cheap to clone (clones share the VM),
 /// and its calls queue in FIFO order like [`Sandbox`]'s.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct WasmSandbox {
     sandbox: Sandbox,
     exports: Arc<Exports>,
     fresh_per_call: bool,
+    /// Builds sandboxes like this one (its source set to the snapshot): [`WasmSandbox::fork`].
+    native: SandboxBuilder,
+}
+
+impl std::fmt::Debug for WasmSandbox {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WasmSandbox")
+            .field("id", &self.sandbox.id())
+            .field("exports", &self.exports.all().len())
+            .finish_non_exhaustive()
+    }
 }
 
 impl WasmSandbox {
@@ -33,12 +46,45 @@ impl WasmSandbox {
         WasmSandboxBuilder::new(bytes.into())
     }
 
-    pub(crate) fn new(sandbox: Sandbox, exports: Arc<Exports>, fresh_per_call: bool) -> Self {
+    pub(crate) fn new(
+        sandbox: Sandbox,
+        exports: Arc<Exports>,
+        fresh_per_call: bool,
+        native: SandboxBuilder,
+    ) -> Self {
         WasmSandbox {
             sandbox,
             exports,
             fresh_per_call,
+            native,
         }
+    }
+
+    /// A new sandbox in the state this one had right after instantiation, built from its
+    /// snapshot: no validation, compilation or instantiation, its memory shared copy-on-write
+    /// with the snapshot. The new sandbox has the same imports, limits and settings.
+    ///
+    /// # Cancel safety
+    ///
+    /// Dropping the future drops the sandbox being built; nothing leaks.
+    ///
+    /// # Errors
+    ///
+    /// What building a sandbox from a snapshot reports ([`Error::Sandbox`]).
+    pub async fn fork(&self) -> Result<WasmSandbox, Error> {
+        let sandbox = self
+            .native
+            .clone()
+            .source(self.sandbox.post_init_snapshot())
+            .fresh_per_call(self.fresh_per_call)
+            .build()
+            .await?;
+        Ok(WasmSandbox::new(
+            sandbox,
+            self.exports.clone(),
+            self.fresh_per_call,
+            self.native.clone(),
+        ))
     }
 
     /// Calls the export `name` with typed arguments (a tuple of wire types: `(1i32, 2i32)`,
