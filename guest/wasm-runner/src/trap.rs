@@ -1,0 +1,29 @@
+//! wasmi's traps as the protocol's [`Trap`]s.
+
+use alloc::string::{String, ToString};
+
+use hyperlight_guest::schema::wasm::Trap;
+use wasmi::TrapCode;
+
+/// The trap of a failed wasmi call, and its detail: empty for a trap the protocol names, the
+/// engine's text for any other failure ([`Trap::Other`]).
+pub fn from_wasmi(error: &wasmi::Error) -> (Trap, String) {
+    let Some(code) = error.as_trap_code() else {
+        return (Trap::Other, error.to_string());
+    };
+    let trap = match code {
+        TrapCode::UnreachableCodeReached => Trap::Unreachable,
+        TrapCode::MemoryOutOfBounds => Trap::MemoryOutOfBounds,
+        TrapCode::TableOutOfBounds => Trap::TableOutOfBounds,
+        TrapCode::IndirectCallToNull => Trap::IndirectCallToNull,
+        TrapCode::IntegerDivisionByZero => Trap::IntegerDivisionByZero,
+        TrapCode::IntegerOverflow => Trap::IntegerOverflow,
+        TrapCode::BadConversionToInteger => Trap::BadConversionToInteger,
+        TrapCode::StackOverflow => Trap::StackOverflow,
+        TrapCode::BadSignature => Trap::BadSignature,
+        TrapCode::OutOfFuel => Trap::OutOfFuel,
+        TrapCode::GrowthOperationLimited => Trap::MemoryLimit,
+        other => return (Trap::Other, String::from(other.trap_message())),
+    };
+    (trap, String::new())
+}
