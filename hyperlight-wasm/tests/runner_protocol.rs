@@ -16,12 +16,13 @@ const HEAP_SIZE: u64 = 32 << 20;
 const PAGE: u64 = 64 << 10;
 
 /// The module most tests run: scalar, string and bytes exports, a sync import (`env.add`) and an
-/// async one returning a string (`env.greet`), a bump allocator as `cabi_realloc`, and
+/// async one returning a string (`env.greet`), one that always fails (`env.fail`), a bump allocator as `cabi_realloc`, and
 /// functions that trap or hit a limit.
 const MODULE: &str = r#"
 (module
   (import "env" "add" (func $add (param i32 i32) (result i32)))
   (import "env" "greet" (func $greet (param i32 i32 i32)))
+  (import "env" "fail" (func $fail (param i32) (result i32)))
   (memory (export "memory") 2)
   (global $bump (mut i32) (i32.const 1024))
   (func (export "cabi_realloc") (param i32 i32 i32 i32) (result i32)
@@ -63,6 +64,23 @@ const MODULE: &str = r#"
     i32.const 32
     call $greet
     i32.const 32)
+  ;; `env.greet` with a return area that is not 4-aligned.
+  (func (export "greet_misaligned") (param i32 i32) (result i32)
+    local.get 0
+    local.get 1
+    i32.const 33
+    call $greet
+    i32.const 32)
+  ;; `env.greet` with a string out of bounds.
+  (func (export "greet_out_of_bounds") (result i32)
+    i32.const 65536
+    i32.const 200000
+    i32.const 32
+    call $greet
+    i32.const 32)
+  (func (export "fail_via_host") (param i32) (result i32)
+    local.get 0
+    call $fail)
   ;; A return area whose string lies outside linear memory.
   (func (export "bad_result") (result i32)
     i32.const 16
@@ -110,6 +128,7 @@ fn link() -> Link {
         imports: vec![
             decl("add", vec![ValueType::I32, ValueType::I32], ValueType::I32),
             decl("greet", vec![ValueType::String], ValueType::String),
+            decl("fail", vec![ValueType::I32], ValueType::I32),
         ],
         max_memory: 4 * PAGE,
         fuel: Some(10_000_000),
@@ -118,7 +137,8 @@ fn link() -> Link {
     }
 }
 
-/// A sandbox of the runner with `module`, serving `env.add` (sync) and `env.greet` (async).
+/// A sandbox of the runner with `module`, serving `env.add` (sync), `env.greet` (async) and
+/// `env.fail` (an error).
 async fn sandbox(module: Vec<u8>) -> Sandbox {
     Sandbox::builder(hyperlight_testing::guest_path("wasm-runner"))
         .config(SandboxConfig {
@@ -136,6 +156,9 @@ async fn sandbox(module: Vec<u8>) -> Sandbox {
                 format!("hello {name}")
             },
         )
+        .host_fn_async(&import_function_name("env", "fail"), |_: i32| async {
+            Err::<i32, _>("unavailable")
+        })
         .build()
         .await
         .expect("runner sandbox builds")
@@ -183,7 +206,7 @@ async fn link_describes_the_module() {
         .iter()
         .map(|i| (i.module.as_str(), i.name.as_str()))
         .collect();
-    assert_eq!(names, [("env", "add"), ("env", "greet")]);
+    assert_eq!(names, [("env", "add"), ("env", "greet"), ("env", "fail")]);
     let add = info.exports.iter().find(|e| e.name == "add").unwrap();
     assert_eq!(add.kind, ExternKind::Func);
     assert_eq!(
@@ -244,6 +267,28 @@ async fn imports_call_the_host() {
         .await
         .unwrap();
     assert_eq!(greeting, "hello wasm");
+    // A host function's error reaches the caller as is, not as a trap.
+    let (code, message) = guest_error(sandbox.call::<i32>("fail_via_host", (1i32,)).await);
+    assert_eq!(code, ErrorCode::HostFunctionFailed, "{message}");
+    assert!(message.contains("unavailable"), "{message}");
+    // A module that hands an import bad pointers gets an ABI error; the runner does not panic.
+    for export in ["greet_misaligned", "greet_out_of_bounds"] {
+        let args = if export == "greet_misaligned" {
+            vec![hyperlight_async::Value::String("x".into())]
+        } else {
+            vec![]
+        };
+        let result = sandbox.call_value(export, args, ValueType::String).await;
+        let (code, message) = guest_error(result);
+        assert_eq!(code, ErrorCode::WasmAbi, "{export}: {message}");
+    }
+    assert_eq!(
+        sandbox
+            .call::<i32>("add_via_host", (1i32, 2i32))
+            .await
+            .unwrap(),
+        3
+    );
 }
 
 #[tokio::test]
@@ -361,6 +406,20 @@ async fn unlinkable_imports_are_listed_together() {
     // Nothing was instantiated, so nothing is exported.
     let (code, _) = guest_error(sandbox.call::<()>("anything", ()).await);
     assert_eq!(code, ErrorCode::UnknownFunction);
+}
+
+#[tokio::test]
+async fn a_memory_past_the_limit_is_refused_at_instantiation() {
+    let text = r#"(module (memory (export "memory") 100))"#;
+    let sandbox = sandbox(wasm(text)).await;
+    let info = link_call(&sandbox, &link()).await.unwrap();
+    assert_eq!(info.outcome, LinkOutcome::InitTrapped, "{info:?}");
+    assert_eq!(
+        Trap::from_message(&info.message).map(|t| t.0),
+        Some(Trap::MemoryLimit),
+        "{}",
+        info.message
+    );
 }
 
 #[tokio::test]

@@ -3,13 +3,26 @@
 use alloc::string::{String, ToString};
 
 use hyperlight_guest::schema::wasm::Trap;
+use wasmi::errors::{ErrorKind, InstantiationError, MemoryError, TableError};
 use wasmi::TrapCode;
 
 /// The trap of a failed wasmi call, and its detail: empty for a trap the protocol names, the
-/// engine's text for any other failure ([`Trap::Other`]).
+/// engine's text for any other failure ([`Trap::Other`]) and for a memory or table that could
+/// not be created at instantiation ([`Trap::MemoryLimit`]: past the limits, or no heap left).
 pub fn from_wasmi(error: &wasmi::Error) -> (Trap, String) {
     let Some(code) = error.as_trap_code() else {
-        return (Trap::Other, error.to_string());
+        let trap = match error.kind() {
+            ErrorKind::Instantiation(
+                InstantiationError::FailedToInstantiateMemory(
+                    MemoryError::ResourceLimiterDeniedAllocation,
+                )
+                | InstantiationError::FailedToInstantiateTable(
+                    TableError::ResourceLimiterDeniedAllocation,
+                ),
+            ) => Trap::MemoryLimit,
+            _ => Trap::Other,
+        };
+        return (trap, error.to_string());
     };
     let trap = match code {
         TrapCode::UnreachableCodeReached => Trap::Unreachable,
