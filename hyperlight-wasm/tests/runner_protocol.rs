@@ -435,3 +435,36 @@ async fn a_trapping_start_function_is_reported() {
         info.message
     );
 }
+
+/// wasmi's frames must live on its own heap-allocated stack, not on the guest's: with its
+/// tail-call dispatch (the default without `portable-dispatch`), 5,000 levels of `call` or 1,500
+/// of `call_indirect` overflowed a 256 KiB guest stack: a fault of the guest, not a trap.
+#[tokio::test]
+async fn unbounded_recursion_traps_without_overflowing_the_guest_stack() {
+    let text = r#"(module
+      (type $t (func (param i32) (result i32)))
+      (table 1 funcref)
+      (elem (i32.const 0) $indirect)
+      (func $direct (export "direct") (param i32) (result i32)
+        local.get 0
+        call $direct)
+      (func $indirect (export "indirect") (param i32) (result i32)
+        local.get 0
+        i32.const 0
+        call_indirect (type $t)))"#;
+    let sandbox = sandbox(wasm(text)).await;
+    let unbounded = Link {
+        max_recursion_depth: u32::MAX,
+        max_stack_height: 1_000_000,
+        fuel: None,
+        ..link()
+    };
+    let info = link_call(&sandbox, &unbounded).await.unwrap();
+    assert_eq!(info.outcome, LinkOutcome::Linked, "{info:?}");
+    for export in ["direct", "indirect"] {
+        assert_trap(
+            sandbox.call::<i32>(export, (0i32,)).await,
+            Trap::StackOverflow,
+        );
+    }
+}
