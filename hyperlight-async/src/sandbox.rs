@@ -4,7 +4,7 @@ use std::collections::HashMap;
 use std::future::{Future, IntoFuture};
 use std::marker::PhantomData;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -23,8 +23,6 @@ use tracing::Instrument;
 
 use crate::error::Error;
 use crate::host::{invoke, AsyncHostFunction, DynAsyncHostFn};
-
-static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 
 tokio::task_local! {
     /// The async host functions this task is awaiting, outermost first: (sandbox id, function
@@ -171,7 +169,7 @@ impl SandboxBuilder {
                 })??;
         Ok(Sandbox {
             inner: Arc::new(Inner {
-                id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
+                id: thread.id,
                 thread,
                 async_fns: async_fns.into_iter().map(|(n, (_, f))| (n, f)).collect(),
                 queue: tokio::sync::Mutex::new(spinner),
