@@ -12,6 +12,7 @@ use hyperlight_sys::Snapshot;
 use tokio::sync::Semaphore;
 
 use crate::error::Error;
+use crate::metrics;
 use crate::sandbox::{FromCallValue, Sandbox, SandboxBuilder};
 
 /// What a pool is doing, at one moment.
@@ -103,6 +104,7 @@ impl SandboxPool {
                 source,
             })??);
         }
+        metrics::pool_idle(size as f64);
         Ok(SandboxPool {
             inner: Arc::new(PoolInner {
                 idle: Mutex::new(sandboxes),
@@ -186,9 +188,10 @@ impl<R: FromCallValue> IntoFuture for PoolCall<R> {
         Box::pin(async move {
             let work = self.pool.inner.clone().run(self.call);
             let value = match self.timeout {
-                Some(limit) => tokio::time::timeout(limit, work)
-                    .await
-                    .unwrap_or(Err(Error::Timeout { timeout: limit })),
+                Some(limit) => tokio::time::timeout(limit, work).await.unwrap_or_else(|_| {
+                    metrics::pool_timeout();
+                    Err(Error::Timeout { timeout: limit })
+                }),
                 None => work.await,
             }?;
             R::from_call_value(value)
@@ -196,12 +199,13 @@ impl<R: FromCallValue> IntoFuture for PoolCall<R> {
     }
 }
 
-/// Counts a waiting caller while it lives.
+/// Counts a waiting caller while it lives (also in the `hyperlight_pool_waiting` gauge).
 struct Counted<'a>(&'a AtomicUsize);
 
 impl<'a> Counted<'a> {
     fn new(counter: &'a AtomicUsize) -> Self {
         counter.fetch_add(1, Ordering::Relaxed);
+        metrics::pool_waiting(1.0);
         Counted(counter)
     }
 }
@@ -209,6 +213,7 @@ impl<'a> Counted<'a> {
 impl Drop for Counted<'_> {
     fn drop(&mut self) {
         self.0.fetch_sub(1, Ordering::Relaxed);
+        metrics::pool_waiting(-1.0);
     }
 }
 
@@ -228,7 +233,16 @@ impl Drop for Lease<'_> {
                 .push(sandbox);
         }
         self.pool.busy.fetch_sub(1, Ordering::Relaxed);
+        metrics::pool_busy(-1.0);
+        metrics::pool_idle(1.0);
         self.pool.permits.add_permits(1);
+    }
+}
+
+impl Drop for PoolInner {
+    fn drop(&mut self) {
+        // Every lease has ended (each borrows the pool): all its slots are idle.
+        metrics::pool_idle(-(self.size as f64));
     }
 }
 
@@ -247,6 +261,8 @@ impl PoolInner {
         // The lease hands the permit back when the sandbox returns to the pool.
         permit.forget();
         self.busy.fetch_add(1, Ordering::Relaxed);
+        metrics::pool_idle(-1.0);
+        metrics::pool_busy(1.0);
         let idle = self.idle.lock().unwrap_or_else(|e| e.into_inner()).pop();
         let mut lease = Lease {
             pool: &self,
@@ -265,6 +281,7 @@ impl PoolInner {
                         source: Box::new(e),
                     })?;
                 self.replaced.fetch_add(1, Ordering::Relaxed);
+                metrics::pool_replaced();
                 lease.sandbox.insert(fresh).clone()
             }
         };
