@@ -53,9 +53,39 @@ pub const POOL_BUSY: &str = "hyperlight_pool_busy";
 pub const POOL_WAITING: &str = "hyperlight_pool_waiting";
 /// Counter: pooled sandboxes rebuilt because one could not be restored.
 pub const POOL_REPLACED: &str = "hyperlight_pool_replaced_total";
-/// Counter: pool calls that failed with [`Error::Timeout`] at the pool (its timeout covers the
-/// wait for a sandbox; a sandbox call it cuts short is counted as a `dropped` cancellation).
+/// Counter: pool calls that timed out while waiting for a sandbox (one that times out in its
+/// sandbox's call is a call timeout, [`CALL_TIMEOUTS`]).
 pub const POOL_TIMEOUTS: &str = "hyperlight_pool_timeouts_total";
+
+/// Registers the unit and a one-line description of every metric above with the installed
+/// recorder (an exporter shows them, e.g. as Prometheus `# HELP` lines). Call it once, after
+/// installing the recorder; recording works without it.
+pub fn describe() {
+    use metrics::{describe_counter, describe_gauge, describe_histogram, Unit};
+    describe_counter!(CALLS, "guest calls that returned a result");
+    describe_counter!(CALL_ERRORS, "guest calls that returned an error, by kind");
+    describe_counter!(CALL_TIMEOUTS, "guest calls that timed out");
+    describe_counter!(CALL_CANCELLATIONS, "guest calls cancelled, by reason");
+    describe_histogram!(CALL_DURATION, Unit::Seconds, "guest call time");
+    describe_counter!(RESTORES, "sandbox restores, by reason and outcome");
+    describe_histogram!(RESTORE_DURATION, Unit::Seconds, "restore time");
+    describe_counter!(SANDBOXES_CREATED, "sandboxes built");
+    describe_counter!(SANDBOX_BUILD_ERRORS, "sandbox builds that failed");
+    describe_gauge!(SANDBOXES_LIVE, "sandboxes alive");
+    describe_histogram!(
+        SANDBOX_CREATION_DURATION,
+        Unit::Seconds,
+        "sandbox build time"
+    );
+    describe_gauge!(POOL_IDLE, "pooled sandboxes idle");
+    describe_gauge!(POOL_BUSY, "pooled sandboxes running a call");
+    describe_gauge!(POOL_WAITING, "callers waiting for a pooled sandbox");
+    describe_counter!(POOL_REPLACED, "pooled sandboxes rebuilt");
+    describe_counter!(
+        POOL_TIMEOUTS,
+        "pool calls that timed out waiting for a sandbox"
+    );
+}
 
 /// Records one guest call: started by [`CallRecord::start`], finished by
 /// [`CallRecord::finish`]; dropped unfinished, it counts a `dropped` cancellation.

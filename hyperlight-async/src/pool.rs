@@ -173,7 +173,8 @@ pub struct PoolCall<R> {
 
 impl<R> PoolCall<R> {
     /// Fails with [`Error::Timeout`] if the call has not finished `timeout` after it was first
-    /// polled, time spent waiting for a sandbox included.
+    /// polled, time spent waiting for a sandbox included. (The sandbox's call gets what is left
+    /// of it as its own timeout; a restore after a failed call is not counted in it.)
     pub fn timeout(mut self, timeout: Duration) -> Self {
         self.timeout = Some(timeout);
         self
@@ -186,14 +187,7 @@ impl<R: FromCallValue> IntoFuture for PoolCall<R> {
 
     fn into_future(self) -> Self::IntoFuture {
         Box::pin(async move {
-            let work = self.pool.inner.clone().run(self.call);
-            let value = match self.timeout {
-                Some(limit) => tokio::time::timeout(limit, work).await.unwrap_or_else(|_| {
-                    metrics::pool_timeout();
-                    Err(Error::Timeout { timeout: limit })
-                }),
-                None => work.await,
-            }?;
+            let value = self.pool.inner.clone().run(self.call, self.timeout).await?;
             R::from_call_value(value)
         })
     }
@@ -250,7 +244,46 @@ impl PoolInner {
     async fn run(
         self: Arc<Self>,
         call: FunctionCall,
+        timeout: Option<Duration>,
     ) -> Result<hyperlight_sys::schema::Value, Error> {
+        let deadline = timeout.map(|limit| (tokio::time::Instant::now() + limit, limit));
+        let (mut lease, sandbox) = match deadline {
+            Some((at, limit)) => tokio::time::timeout_at(at, self.lease())
+                .await
+                .unwrap_or_else(|_| {
+                    metrics::pool_timeout();
+                    Err(Error::Timeout { timeout: limit })
+                })?,
+            None => self.lease().await?,
+        };
+        let mut sandbox_call = sandbox.call_value(&call.name, call.args, call.return_type);
+        if let Some((at, _)) = deadline {
+            sandbox_call =
+                sandbox_call.timeout(at.saturating_duration_since(tokio::time::Instant::now()));
+        }
+        let result = match (sandbox_call.await, deadline) {
+            (Err(Error::Timeout { .. }), Some((_, limit))) => {
+                Err(Error::Timeout { timeout: limit })
+            }
+            (result, _) => result,
+        };
+        if matches!(&result, Err(e) if e.poisons()) {
+            // Restore now rather than on the next call. A sandbox that cannot be restored is
+            // dropped; the next call that finds its slot empty builds a new one.
+            if let Err(error) = sandbox.restore().await {
+                tracing::warn!(
+                    sandbox.id = sandbox.id(),
+                    %error,
+                    "a pooled sandbox could not be restored and is dropped"
+                );
+                lease.sandbox = None;
+            }
+        }
+        result
+    }
+
+    /// Waits for a sandbox (building one if its slot's was lost).
+    async fn lease(&self) -> Result<(Lease<'_>, Sandbox), Error> {
         let permit = {
             let _waiting = Counted::new(&self.waiting);
             self.permits
@@ -265,7 +298,7 @@ impl PoolInner {
         metrics::pool_busy(1.0);
         let idle = self.idle.lock().unwrap_or_else(|e| e.into_inner()).pop();
         let mut lease = Lease {
-            pool: &self,
+            pool: self,
             sandbox: idle,
         };
         let sandbox = match &lease.sandbox {
@@ -285,21 +318,6 @@ impl PoolInner {
                 lease.sandbox.insert(fresh).clone()
             }
         };
-        let result = sandbox
-            .call_value(&call.name, call.args, call.return_type)
-            .await;
-        if matches!(&result, Err(e) if e.poisons()) {
-            // Restore now rather than on the next call. A sandbox that cannot be restored is
-            // dropped; the next call that finds its slot empty builds a new one.
-            if let Err(error) = sandbox.restore().await {
-                tracing::warn!(
-                    sandbox.id = sandbox.id(),
-                    %error,
-                    "a pooled sandbox could not be restored and is dropped"
-                );
-                lease.sandbox = None;
-            }
-        }
-        result
+        Ok((lease, sandbox))
     }
 }

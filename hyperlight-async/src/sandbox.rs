@@ -678,6 +678,11 @@ impl Drop for Abandon<'_> {
         if self.armed {
             self.inner.poisoned.store(true, Ordering::SeqCst);
             self.inner.thread.interrupt.cancel(self.generation);
+            // The vCPU thread ends the kicked call as any other: a fresh_per_call sandbox is
+            // restored after it.
+            if self.inner.fresh_per_call {
+                metrics::restored_after_call();
+            }
         }
     }
 }
