@@ -23,7 +23,7 @@ pub const CALL_ERRORS: &str = "hyperlight_call_errors_total";
 pub const CALL_TIMEOUTS: &str = "hyperlight_call_timeouts_total";
 /// Counter: guest calls cancelled, by `reason`: `interrupt` (through the interrupt handle:
 /// [`Error::Cancelled`], also in [`CALL_ERRORS`]) or `dropped` (the call's future was dropped
-/// after it had started; it returned nothing, so it is not in [`CALLS`]).
+/// after its first poll, queued or running; it returned nothing, so it is not in [`CALLS`]).
 pub const CALL_CANCELLATIONS: &str = "hyperlight_call_cancellations_total";
 /// Histogram, seconds: from a call's first poll to its result (queueing behind other calls on
 /// the same sandbox included).

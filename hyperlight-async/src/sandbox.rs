@@ -395,6 +395,7 @@ async fn restore(inner: &Inner, to: Option<Snapshot>, reason: RestoreReason) -> 
     restored
 }
 
+/// The restore itself: asks the vCPU thread, waits for its answer, clears the poisoning.
 async fn send_restore(inner: &Inner, to: Option<Snapshot>) -> Result<(), Error> {
     let (done, result) = flume::bounded(1);
     inner

@@ -647,7 +647,7 @@ enum Served {
     OwnerGone,
 }
 
-// The thread's whole world arrives here, once.
+// Everything the thread owns, handed over once at spawn.
 #[allow(clippy::too_many_arguments)]
 fn thread_main(
     spec: VcpuSpec,
