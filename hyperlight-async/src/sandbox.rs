@@ -4,7 +4,7 @@ use std::collections::HashMap;
 use std::future::{Future, IntoFuture};
 use std::marker::PhantomData;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -23,8 +23,7 @@ use tracing::Instrument;
 
 use crate::error::Error;
 use crate::host::{invoke, AsyncHostFunction, DynAsyncHostFn};
-
-static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+use crate::metrics::{self, CallRecord, RestoreReason};
 
 tokio::task_local! {
     /// The async host functions this task is awaiting, outermost first: (sandbox id, function
@@ -162,16 +161,20 @@ impl SandboxBuilder {
             .iter()
             .map(|(name, (sig, _))| (name.clone(), sig.clone()))
             .collect();
+        let start = Instant::now();
         let thread =
             tokio::task::spawn_blocking(move || VcpuThread::spawn(sys.into_spec(signatures)?))
                 .await
                 .map_err(|source| Error::Task {
                     task: "build",
                     source,
-                })??;
+                })
+                .and_then(|built| built.map_err(Error::from));
+        metrics::built(start, &thread);
+        let thread = thread?;
         Ok(Sandbox {
             inner: Arc::new(Inner {
-                id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
+                id: thread.id,
                 thread,
                 async_fns: async_fns.into_iter().map(|(n, (_, f))| (n, f)).collect(),
                 queue: tokio::sync::Mutex::new(spinner),
@@ -198,6 +201,7 @@ struct Inner {
 
 impl Drop for Inner {
     fn drop(&mut self) {
+        metrics::sandbox_dropped();
         // End the vCPU thread without blocking a runtime worker: it stops once the call or host
         // function it runs is over; joining happens on the blocking pool.
         if let Some(thread) = self.thread.shutdown() {
@@ -296,7 +300,7 @@ impl Sandbox {
     pub async fn restore(&self) -> Result<(), Error> {
         check_reentry(&self.inner)?;
         let _turn = self.inner.queue.lock().await;
-        restore(&self.inner, None).await
+        restore(&self.inner, None, RestoreReason::Requested).await
     }
 
     /// Brings the sandbox back to `snapshot` (of a sandbox of the same guest and memory
@@ -313,7 +317,12 @@ impl Sandbox {
     pub async fn restore_to(&self, snapshot: &Snapshot) -> Result<(), Error> {
         check_reentry(&self.inner)?;
         let _turn = self.inner.queue.lock().await;
-        restore(&self.inner, Some(snapshot.clone())).await
+        restore(
+            &self.inner,
+            Some(snapshot.clone()),
+            RestoreReason::Requested,
+        )
+        .await
     }
 
     /// Takes a snapshot of the sandbox's state after the calls queued before this one: memory
@@ -355,7 +364,7 @@ impl Sandbox {
         check_reentry(&self.inner)?;
         let _turn = self.inner.queue.lock().await;
         if self.inner.poisoned.load(Ordering::SeqCst) {
-            restore(&self.inner, None).await?;
+            restore(&self.inner, None, RestoreReason::Poisoned).await?;
         }
         let (done, result) = flume::bounded(1);
         self.inner
@@ -379,7 +388,15 @@ impl Sandbox {
 }
 
 /// Restores `to` (`None`: post-init) on the vCPU thread; the caller holds the queue.
-async fn restore(inner: &Inner, to: Option<Snapshot>) -> Result<(), Error> {
+async fn restore(inner: &Inner, to: Option<Snapshot>, reason: RestoreReason) -> Result<(), Error> {
+    let start = Instant::now();
+    let restored = send_restore(inner, to).await;
+    metrics::restored(reason, start, &restored);
+    restored
+}
+
+/// The restore itself: asks the vCPU thread, waits for its answer, clears the poisoning.
+async fn send_restore(inner: &Inner, to: Option<Snapshot>) -> Result<(), Error> {
     let (done, result) = flume::bounded(1);
     inner
         .thread
@@ -480,7 +497,7 @@ async fn run_call(
         outcome = Empty,
         duration_us = Empty,
     );
-    let start = Instant::now();
+    let record = CallRecord::start();
     let work = exclusive_call(&inner, call, span.clone());
     let result = match timeout {
         Some(limit) => tokio::time::timeout(limit, work)
@@ -488,7 +505,8 @@ async fn run_call(
             .unwrap_or(Err(Error::Timeout { timeout: limit })),
         None => work.await,
     };
-    span.record("duration_us", start.elapsed().as_micros() as u64);
+    let elapsed = record.finish(&result);
+    span.record("duration_us", elapsed.as_micros() as u64);
     match &result {
         Ok(_) => span.record("outcome", "ok"),
         Err(e) => span.record("outcome", tracing::field::display(e)),
@@ -506,7 +524,7 @@ async fn exclusive_call(
         check_reentry(inner)?;
         let mut turn = inner.queue.lock().await;
         if inner.poisoned.load(Ordering::SeqCst) {
-            restore(inner, None).await?;
+            restore(inner, None, RestoreReason::Poisoned).await?;
         }
         let generation = inner.thread.next_generation();
         inner
@@ -527,6 +545,9 @@ async fn exclusive_call(
         };
         let result = drive(inner, generation, &mut turn).await;
         abandon.armed = false;
+        if inner.fresh_per_call && vcpu_restores_after(&result) {
+            metrics::restored_after_call();
+        }
         if matches!(&result, Err(e) if e.poisons()) {
             inner.poisoned.store(true, Ordering::SeqCst);
         }
@@ -534,6 +555,17 @@ async fn exclusive_call(
     }
     .instrument(span)
     .await
+}
+
+/// Whether the vCPU thread goes on to restore a `fresh_per_call` sandbox after a call with this
+/// result: unless the thread is gone or host code panicked on it while it served the call.
+fn vcpu_restores_after(result: &Result<Value, Error>) -> bool {
+    !matches!(
+        result,
+        Err(Error::Sandbox(
+            SandboxError::ThreadGone | SandboxError::HostPanic { .. }
+        ))
+    )
 }
 
 /// Receives the call's events: runs async host functions until the call is done.
@@ -647,6 +679,11 @@ impl Drop for Abandon<'_> {
         if self.armed {
             self.inner.poisoned.store(true, Ordering::SeqCst);
             self.inner.thread.interrupt.cancel(self.generation);
+            // The vCPU thread ends the kicked call as any other: a fresh_per_call sandbox is
+            // restored after it.
+            if self.inner.fresh_per_call {
+                metrics::restored_after_call();
+            }
         }
     }
 }

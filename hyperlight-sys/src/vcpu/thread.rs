@@ -2,6 +2,7 @@
 //! sandbox creates the VM) and talks to the sandbox's owner only through messages, so that a
 //! blocking caller and an async task can drive it alike.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -191,9 +192,14 @@ fn request_channel() -> (Requests, Inbox) {
     (Requests { tx, open }, inbox)
 }
 
+/// The next [`VcpuThread::id`].
+static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+
 /// The owner's end of a running vCPU thread.
 #[derive(Debug)]
 pub struct VcpuThread {
+    /// The sandbox's process-unique id: a field of its guest log events.
+    pub id: u64,
     /// Send requests here.
     pub requests: Requests,
     /// Receive events here.
@@ -259,8 +265,18 @@ impl VcpuThread {
         };
         let rebased = Rebased::default();
         let thread_rebased = rebased.clone();
+        let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
         let thread = factory.run(Box::new(move || {
-            thread_main(spec, helpers, state, start, req_rx, ev_tx, thread_rebased)
+            thread_main(
+                spec,
+                id,
+                helpers,
+                state,
+                start,
+                req_rx,
+                ev_tx,
+                thread_rebased,
+            )
         }))?;
         let post_init = match post_init {
             PostInit::Known(snapshot) => Ok(snapshot),
@@ -270,6 +286,7 @@ impl VcpuThread {
         };
         match post_init {
             Ok(post_init) => Ok(VcpuThread {
+                id,
                 requests: req_tx,
                 events: ev_rx,
                 interrupt,
@@ -630,8 +647,11 @@ enum Served {
     OwnerGone,
 }
 
+// Everything the thread owns, handed over once at spawn.
+#[allow(clippy::too_many_arguments)]
 fn thread_main(
     spec: VcpuSpec,
+    id: u64,
     helpers: &'static ThreadFactory,
     kick: Arc<KickState>,
     start: Start,
@@ -650,7 +670,7 @@ fn thread_main(
             machine.arm();
             machine
         }
-        Start::Boot { loaded, ready } => match loaded.init(&kick) {
+        Start::Boot { loaded, ready } => match loaded.init(&kick, id) {
             Ok(machine) => {
                 let _ = ready.send(Ok(machine.base().clone()));
                 machine
@@ -695,7 +715,7 @@ fn thread_main(
                             events: &events,
                             spinner: &mut spinner,
                         };
-                        span.in_scope(|| m.call(generation, &call, &kick, &mut host))
+                        span.in_scope(|| m.call(generation, &call, &kick, &mut host, id))
                     });
                     kick.end();
                     if let Err(e) = &result {

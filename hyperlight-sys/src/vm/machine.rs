@@ -152,27 +152,34 @@ impl Machine {
         Ok(())
     }
 
-    /// Runs one guest call to completion. `generation` identifies it for kicks.
+    /// Runs one guest call to completion. `generation` identifies it for kicks; `sandbox` (the
+    /// sandbox's id) and the call's name are fields of its guest log events.
     pub(crate) fn call(
         &mut self,
         generation: u64,
         call: &FunctionCall,
         kick: &KickState,
         host: &mut dyn HostCalls,
+        sandbox: u64,
     ) -> Result<Value, Error> {
-        self.core.call(generation, call, kick, host)
+        self.core.call(generation, call, kick, host, sandbox)
     }
 }
 
 impl Loaded {
     /// Runs the guest's init and takes the post-init snapshot: on the thread that runs the
     /// vCPU from now on (the kick signal is pointed at it here).
-    pub(crate) fn init(self, kick: &KickState) -> Result<Machine, Error> {
+    /// `sandbox` is the sandbox's id, a field of the init's guest log events.
+    pub(crate) fn init(self, kick: &KickState, sandbox: u64) -> Result<Machine, Error> {
         let Loaded { mut core, target } = self;
         let armed = ArmedVcpu::arm(core.vcpu.immediate_exit());
         let generation = kick.next_generation();
         kick.begin(generation);
-        let init = core.run(generation, kick, &mut NoHostCalls);
+        let log = LogFields {
+            sandbox,
+            function: None,
+        };
+        let init = core.run(generation, kick, &mut NoHostCalls, log);
         kick.end();
         if init? != Value::Void {
             return Err(Error::Protocol {
@@ -235,9 +242,14 @@ impl Core {
         call: &FunctionCall,
         kick: &KickState,
         host: &mut dyn HostCalls,
+        sandbox: u64,
     ) -> Result<Value, Error> {
         self.write_input(&wire::encode_function_call(call))?;
-        let value = self.run(generation, kick, host)?;
+        let log = LogFields {
+            sandbox,
+            function: Some(&call.name),
+        };
+        let value = self.run(generation, kick, host, log)?;
         if value.value_type() != call.return_type {
             return Err(Error::ReturnTypeMismatch {
                 expected: call.return_type,
@@ -269,6 +281,7 @@ impl Core {
         generation: u64,
         kick: &KickState,
         host: &mut dyn HostCalls,
+        log: LogFields<'_>,
     ) -> Result<Value, Error> {
         loop {
             if kick.is_cancelled(generation) {
@@ -291,7 +304,7 @@ impl Core {
                             };
                             self.write_reply(&reply)?;
                         }
-                        GuestMessage::Log(record) => emit_log(&record)?,
+                        GuestMessage::Log(record) => emit_log(&record, log)?,
                         GuestMessage::Abort(GuestError { code, message }) => {
                             return Err(match code {
                                 ErrorCode::OutOfMemory => Error::GuestOutOfMemory { message },
@@ -409,15 +422,28 @@ impl HostCalls for NoHostCalls {
     }
 }
 
-/// Emits a guest log record as a `tracing` event, inside whatever span the call runs in. A
-/// subscriber that panics on it (the guest chooses when records come) fails the call with
-/// [`Error::HostPanic`]; the machine is left as it was, between two exits.
-fn emit_log(record: &LogRecord) -> Result<(), Error> {
+/// Whose guest log records these are: fields of every event made of them, so that a log
+/// formatter that drops span fields still shows them.
+#[derive(Clone, Copy)]
+struct LogFields<'a> {
+    /// The sandbox's id.
+    sandbox: u64,
+    /// The guest function called; `None` during the guest's init.
+    function: Option<&'a str>,
+}
+
+/// Emits a guest log record as a `tracing` event, inside whatever span the call runs in, with
+/// the sandbox id and the function name as fields (`sandbox.id`, `function`). A subscriber that
+/// panics on it (the guest chooses when records come) fails the call with [`Error::HostPanic`];
+/// the machine is left as it was, between two exits.
+fn emit_log(record: &LogRecord, log: LogFields<'_>) -> Result<(), Error> {
     macro_rules! emit {
         ($level:expr) => {
             tracing::event!(
                 target: "hyperlight_guest",
                 $level,
+                sandbox.id = log.sandbox,
+                function = log.function,
                 guest.target = %record.target,
                 guest.file = %record.file,
                 guest.line = record.line,
