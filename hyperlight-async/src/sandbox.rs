@@ -348,6 +348,38 @@ impl Sandbox {
         self.snapshot_request(Request::Rebase).await
     }
 
+    /// Writes an ELF core file of the guest, as it is after the calls queued before this one,
+    /// to `path` (which must not exist): its memory regions at their guest addresses and its
+    /// registers, for `gdb guest-elf path` (see `docs/debugging.md`). A sandbox poisoned by a
+    /// fault is dumped as the fault left it (the restore waits for the next call). The vCPU
+    /// thread copies the state and a helper thread writes the file; this task only awaits.
+    /// Returns the file's size.
+    ///
+    /// # Cancel safety
+    ///
+    /// Dropping the future while it waits for its turn does nothing; once sent, the dump is
+    /// written all the same.
+    ///
+    /// # Errors
+    ///
+    /// As [`hyperlight_sys::Sandbox::crash_dump`].
+    pub async fn crash_dump(&self, path: impl Into<std::path::PathBuf>) -> Result<u64, Error> {
+        check_reentry(&self.inner)?;
+        let path = path.into();
+        let _turn = self.inner.queue.lock().await;
+        let (done, result) = flume::bounded(1);
+        self.inner
+            .thread
+            .requests
+            .send(Request::CrashDump { path, done })
+            .map_err(|_| SandboxError::ThreadGone)?;
+        let size = result
+            .recv_async()
+            .await
+            .map_err(|_| SandboxError::ThreadGone)??;
+        Ok(size)
+    }
+
     async fn snapshot_request(
         &self,
         request: fn(flume::Sender<Result<Snapshot, SandboxError>>) -> Request,

@@ -48,8 +48,8 @@ use mshv_bindings::{
 use mshv_ioctls::{Mshv, MshvError, VcpuFd, VmFd};
 
 use super::{
-    bitmap_pages, DirtyLog, Exit, FaultState, Hypervisor, Registers, Segment, SpecialRegisters,
-    Vcpu, VcpuState, Vm,
+    bitmap_pages, DirtyLog, Exit, FaultState, GeneralRegisters, Hypervisor, Registers, Segment,
+    SpecialRegisters, Vcpu, VcpuState, Vm,
 };
 use crate::error::{Error, Unusable, UnusableReason};
 use crate::vm::memory::GuestMemory;
@@ -504,6 +504,34 @@ impl Vcpu for MshvVcpu {
         self.vcpu
             .set_regs(&standard_registers(r))
             .map_err(mshv_err("SET_REGS"))
+    }
+
+    fn general_registers(&mut self) -> Result<GeneralRegisters, Error> {
+        let r = self
+            .vcpu
+            .get_regs()
+            .map_err(mshv_err("HVCALL_GET_VP_REGISTERS"))?;
+        let s = self
+            .vcpu
+            .get_sregs()
+            .map_err(mshv_err("HVCALL_GET_VP_REGISTERS"))?;
+        Ok(GeneralRegisters {
+            rax: r.rax,
+            rbx: r.rbx,
+            rcx: r.rcx,
+            rdx: r.rdx,
+            rsi: r.rsi,
+            rdi: r.rdi,
+            rbp: r.rbp,
+            rsp: r.rsp,
+            r: [r.r8, r.r9, r.r10, r.r11, r.r12, r.r13, r.r14, r.r15],
+            // `run` moves RIP past a port access on re-entry: report where the guest resumes.
+            rip: self.resume_rip.unwrap_or(r.rip),
+            rflags: r.rflags,
+            selectors: [s.cs, s.ss, s.ds, s.es, s.fs, s.gs].map(|seg| seg.selector),
+            fs_base: s.fs.base,
+            gs_base: s.gs.base,
+        })
     }
 
     fn fault_state(&mut self) -> Result<FaultState, Error> {

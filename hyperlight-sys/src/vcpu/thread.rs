@@ -2,6 +2,7 @@
 //! sandbox creates the VM) and talks to the sandbox's owner only through messages, so that a
 //! blocking caller and an async task can drive it alike.
 
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -16,6 +17,7 @@ use crate::sandbox::{GuestBinary, SandboxSource};
 use crate::vcpu::factory::ThreadFactory;
 use crate::vcpu::kick::{InterruptHandle, KickState};
 use crate::vcpu::spin::Spinner;
+use crate::vm::crash_dump::{self, CrashDump};
 use crate::vm::machine::{HostCalls, Loaded, Machine};
 use crate::vm::memory::SnapshotTarget;
 use crate::vm::snapshot::Snapshot;
@@ -58,6 +60,15 @@ pub enum Request {
     /// Take a snapshot of the current state and make it the one restores return to (the
     /// post-init snapshot from now on); it is sent on the given channel.
     Rebase(Sender<Result<Snapshot, Error>>),
+    /// Write a crash dump of the guest as it is now (after the requests sent before it) to
+    /// `path`, which must not exist; the file's size is sent on `done`. A poisoned sandbox that
+    /// still has its machine is dumped as the fault left it.
+    CrashDump {
+        /// The file to create.
+        path: PathBuf,
+        /// Where the outcome goes.
+        done: Sender<Result<u64, Error>>,
+    },
     /// Sent by a kick to wake a wait for a host reply; carries no data.
     Wake,
 }
@@ -102,6 +113,9 @@ pub struct VcpuSpec {
     /// Host functions that run right on the vCPU thread, with no round trip to the owner.
     /// Calls of the other functions in `signatures` go to the owner as [`Event::HostCall`].
     pub(crate) inline: Arc<HostFunctions>,
+    /// Where a guest fault writes its crash dump, if anywhere
+    /// ([`SandboxConfig::effective_crash_dump_dir`]).
+    pub(crate) crash_dump_dir: Option<PathBuf>,
 }
 
 impl VcpuSpec {
@@ -134,6 +148,7 @@ impl VcpuSpec {
             hypervisor,
             source,
             module,
+            crash_dump_dir: config.effective_crash_dump_dir(),
             config,
             signatures: Arc::new(signatures),
             inline: Arc::new(inline),
@@ -325,6 +340,18 @@ impl VcpuThread {
         result.recv().map_err(|_| Error::ThreadGone)?
     }
 
+    /// Writes a crash dump of the guest as it is after the requests sent before it to `path`
+    /// (which must not exist): an ELF core file for gdb, at most
+    /// [`SandboxConfig::crash_dump_max_size`] bytes of guest memory. The vCPU thread copies the
+    /// state and an unfiltered helper thread writes the file. Returns the file's size.
+    pub fn crash_dump(&self, path: PathBuf) -> Result<u64, Error> {
+        let (done, result) = flume::bounded(1);
+        self.requests
+            .send(Request::CrashDump { path, done })
+            .map_err(|_| Error::ThreadGone)?;
+        result.recv().map_err(|_| Error::ThreadGone)?
+    }
+
     /// A new call generation for [`Request::Call`].
     pub fn next_generation(&self) -> u64 {
         self.interrupt.state.next_generation()
@@ -425,6 +452,10 @@ struct ThreadState {
     vm: Vm,
     /// The post-init snapshot.
     post_init: Snapshot,
+    /// Where a guest fault writes its crash dump, if anywhere.
+    crash_dump_dir: Option<PathBuf>,
+    /// Most bytes of guest memory in one crash dump.
+    crash_dump_max_size: u64,
 }
 
 /// The sandbox's VM, usable or poisoned (then with the error that poisoned it).
@@ -532,6 +563,76 @@ impl ThreadState {
         Ok(snapshot)
     }
 
+    /// Captures a crash dump of the machine (usable, or poisoned by `fault`) on this thread and
+    /// has a helper thread write it to `path` (`None`: a fresh file in the configured
+    /// directory). Returns the file's path and size.
+    fn crash_dump(
+        &mut self,
+        fault: Option<&Error>,
+        path: Option<PathBuf>,
+    ) -> Result<(PathBuf, u64), Error> {
+        let helpers = self.helpers;
+        let max = self.crash_dump_max_size;
+        let machine = match &mut self.vm {
+            Vm::Ready(machine)
+            | Vm::Poisoned {
+                machine: Some(machine),
+                ..
+            } => machine,
+            Vm::Poisoned { cause, .. } => {
+                return Err(Error::Poisoned {
+                    cause: Box::new(cause.clone()),
+                })
+            }
+        };
+        let dump: CrashDump = machine.crash_dump(fault, max)?;
+        let dir = self.crash_dump_dir.clone();
+        helpers.run_and_wait(move || {
+            let path = match (path, dir) {
+                (Some(path), _) => path,
+                (None, Some(dir)) => {
+                    std::fs::create_dir_all(&dir).map_err(|source| Error::CrashDumpFile {
+                        path: dir.clone(),
+                        source: Arc::new(source),
+                    })?;
+                    crash_dump::file_in(&dir)
+                }
+                (None, None) => {
+                    return Err(Error::InvalidConfig {
+                        field: "crash_dump_dir",
+                        value: 0,
+                        reason: "no crash dump directory is configured",
+                    })
+                }
+            };
+            let size = dump.write(path.clone())?;
+            Ok((path, size))
+        })
+    }
+
+    /// After a call failed with a guest fault: writes its crash dump if a directory is
+    /// configured, before the call's error is reported, and says where in a `tracing` event.
+    fn dump_fault(&mut self, fault: &Error) {
+        if self.crash_dump_dir.is_none() || !fault.is_guest_fault() {
+            return;
+        }
+        match self.crash_dump(Some(fault), None) {
+            Ok((path, size)) => tracing::warn!(
+                target: "hyperlight::crash_dump",
+                path = %path.display(),
+                size,
+                fault = %fault,
+                "guest fault: crash dump written"
+            ),
+            Err(error) => tracing::warn!(
+                target: "hyperlight::crash_dump",
+                %error,
+                fault = %fault,
+                "guest fault: crash dump failed"
+            ),
+        }
+    }
+
     fn machine(&mut self) -> Result<&mut Machine, Error> {
         match &mut self.vm {
             Vm::Ready(machine) => Ok(machine),
@@ -583,6 +684,7 @@ impl Drop for Exiting<'_> {
 /// serving panicked is still answered.
 enum Pending {
     Call(u64),
+    CrashDump(Sender<Result<u64, Error>>),
     Restore(Sender<Result<(), Error>>),
     Snapshot(Sender<Result<Snapshot, Error>>),
     /// Answered already, or nobody waits.
@@ -595,6 +697,7 @@ impl Pending {
             Request::Call { generation, .. } => Pending::Call(*generation),
             Request::Restore { done, .. } => Pending::Restore(done.clone()),
             Request::Snapshot(done) | Request::Rebase(done) => Pending::Snapshot(done.clone()),
+            Request::CrashDump { done, .. } => Pending::CrashDump(done.clone()),
             Request::HostReply { .. } | Request::Wake => Pending::Nobody,
         }
     }
@@ -605,6 +708,7 @@ impl Pending {
             Pending::Call(_) => "serving a guest call",
             Pending::Restore(_) => "serving a restore",
             Pending::Snapshot(_) => "serving a snapshot",
+            Pending::CrashDump(_) => "writing a crash dump",
             Pending::Nobody => "after answering a request",
         }
     }
@@ -618,6 +722,7 @@ impl Pending {
             }
             Pending::Restore(done) => drop(done.send(Err(error))),
             Pending::Snapshot(done) => drop(done.send(Err(error))),
+            Pending::CrashDump(done) => drop(done.send(Err(error))),
             Pending::Nobody => {}
         }
     }
@@ -666,6 +771,8 @@ fn thread_main(
         helpers,
         post_init: machine.base().clone(),
         vm: Vm::Ready(machine),
+        crash_dump_dir: spec.crash_dump_dir.clone(),
+        crash_dump_max_size: spec.config.crash_dump_max_size,
     };
     let mut spinner = Spinner::new(spec.config.spin_wait);
     // Nothing is imminent before the first request (polling then would only take CPU from
@@ -699,6 +806,8 @@ fn thread_main(
                     });
                     kick.end();
                     if let Err(e) = &result {
+                        // The machine is as the fault left it: nothing has run since.
+                        state.dump_fault(e);
                         if e.is_fatal() {
                             state.vm.poison(e.clone());
                         }
@@ -726,6 +835,11 @@ fn thread_main(
                     let snapshot = state.rebase(&rebased);
                     pending = Pending::Nobody;
                     let _ = done.send(snapshot);
+                }
+                Request::CrashDump { path, done } => {
+                    let written = state.crash_dump(None, Some(path)).map(|(_, size)| size);
+                    pending = Pending::Nobody;
+                    let _ = done.send(written);
                 }
                 Request::HostReply { .. } | Request::Wake => {}
             }

@@ -15,6 +15,7 @@ use crate::config::SandboxConfig;
 use crate::error::{Access, Error};
 use crate::hypervisor::{DirtyLog, Exit, Hypervisor, Vcpu};
 use crate::vcpu::kick::{ArmedVcpu, KickState};
+use crate::vm::crash_dump::CrashDump;
 use crate::vm::elf::ElfImage;
 use crate::vm::layout::{self, Layout};
 use crate::vm::memory::{GuestMemory, SnapshotTarget};
@@ -150,6 +151,19 @@ impl Machine {
         core.vcpu.restore_state(&base.vcpu)?;
         core.input_written = 0;
         Ok(())
+    }
+
+    /// Captures a crash dump of the guest as it is now (after `fault`, or on demand between
+    /// calls), at most `max_bytes` of its memory: to be written by a thread that may create
+    /// files ([`CrashDump::write`]).
+    pub(crate) fn crash_dump(
+        &mut self,
+        fault: Option<&Error>,
+        max_bytes: u64,
+    ) -> Result<CrashDump, Error> {
+        let core = &mut self.core;
+        let regs = core.vcpu.general_registers()?;
+        CrashDump::capture(regs, &core.mem, &core.layout, fault, max_bytes)
     }
 
     /// Runs one guest call to completion. `generation` identifies it for kicks.

@@ -17,6 +17,7 @@
 //! | `call_host_n` | `(String name, u32 n) -> u64` | calls host `name() -> u64` `n` times, returns the wrapping sum; stops at the first error and returns it |
 //! | `log_all_levels` | `(String msg) -> ()` | logs `trace: msg`, `debug: msg`, `info: msg`, `warn: msg`, `error: msg` (in that order, at those levels) |
 //! | `do_panic` | `(String msg) -> ()` | `panic!("{msg}")` |
+//! | `fault_in_callee` | `(u64 x) -> u64` | `fault_caller(x)` calls `fault_callee(x)` (neither inlined, both with frame pointers), which writes `x` to the null page: #PF (a crash dump's backtrace names both) |
 //! | `divide_by_zero` | `(u64 x) -> u64` | a real `div` by zero: #DE (vector 0) |
 //! | `stack_overflow` | `(u64 depth) -> u64` | recurses forever (1 KiB frames), counting from `depth`: #PF on the stack guard page |
 //! | `exhaust_heap` | `() -> u64` | keeps allocating 64 KiB blocks until allocation fails: `OutOfMemory` abort |
@@ -84,6 +85,7 @@ pub fn hyperlight_main() {
     register_fn("log_all_levels", log_all_levels);
 
     register_fn("do_panic", do_panic);
+    register_fn("fault_in_callee", fault_caller);
     register_fn("divide_by_zero", divide_by_zero);
     register_fn("stack_overflow", stack_overflow);
     register_fn("exhaust_heap", exhaust_heap);
@@ -173,6 +175,24 @@ fn divide_by_zero(x: u64) -> u64 {
         );
     }
     quotient
+}
+
+/// The caller a crash dump's backtrace shows above [`fault_callee`]: it uses the callee's
+/// result, so the call is not a tail call.
+#[inline(never)]
+fn fault_caller(x: u64) -> u64 {
+    black_box(fault_callee(black_box(x))).wrapping_add(1)
+}
+
+/// Writes `x` to the null page (unmapped): #PF, and the guest never resumes.
+#[inline(never)]
+fn fault_callee(x: u64) -> u64 {
+    // SAFETY: not sound, on purpose: the write faults (the null page is never mapped), which the
+    // host reports as a memory violation; nothing is written.
+    unsafe {
+        core::ptr::write_volatile(black_box(core::ptr::without_provenance_mut::<u64>(16)), x)
+    };
+    x
 }
 
 #[allow(unconditional_recursion)]

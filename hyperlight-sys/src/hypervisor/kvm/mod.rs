@@ -14,8 +14,8 @@ use kvm_bindings::{
 use kvm_ioctls::{Cap, Kvm, VcpuFd, VmFd};
 
 use super::{
-    bitmap_pages, DirtyLog, Exit, FaultState, Hypervisor, Registers, Segment, SpecialRegisters,
-    Vcpu, VcpuState, Vm,
+    bitmap_pages, DirtyLog, Exit, FaultState, GeneralRegisters, Hypervisor, Registers, Segment,
+    SpecialRegisters, Vcpu, VcpuState, Vm,
 };
 use crate::error::{Error, Unusable, UnusableReason};
 use crate::seccomp::gate;
@@ -479,6 +479,27 @@ impl Vcpu for KvmVcpu {
             ..Default::default()
         };
         self.set_regs(&regs)
+    }
+
+    fn general_registers(&mut self) -> Result<GeneralRegisters, Error> {
+        let r = self.get_regs()?;
+        let s = self.get_sregs()?;
+        Ok(GeneralRegisters {
+            rax: r.rax,
+            rbx: r.rbx,
+            rcx: r.rcx,
+            rdx: r.rdx,
+            rsi: r.rsi,
+            rdi: r.rdi,
+            rbp: r.rbp,
+            rsp: r.rsp,
+            r: [r.r8, r.r9, r.r10, r.r11, r.r12, r.r13, r.r14, r.r15],
+            rip: r.rip,
+            rflags: r.rflags,
+            selectors: [s.cs, s.ss, s.ds, s.es, s.fs, s.gs].map(|seg| seg.selector),
+            fs_base: s.fs.base,
+            gs_base: s.gs.base,
+        })
     }
 
     fn fault_state(&mut self) -> Result<FaultState, Error> {
