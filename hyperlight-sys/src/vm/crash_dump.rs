@@ -74,7 +74,7 @@ struct Candidate {
 impl CrashDump {
     /// Captures the guest's state after `fault` (`None`: a dump on demand): `regs` as the vCPU holds them (inside a ring-0 exception
     /// stub after a fault: then the guest's RIP, CS, RFLAGS, RSP and SS come from the frame the
-    /// CPU pushed on the ring-0 stack, and RAX's low byte is the vector the stub loaded), and
+    /// CPU pushed on the ring-0 stack, and RAX and RDX from where the stub saved them), and
     /// the guest's memory regions, at most `max_bytes` of them by priority: the image's
     /// headers, the stack (its top if it does not fit whole), the rest of the image, boot info,
     /// output and input buffers, heap, module.
@@ -218,7 +218,7 @@ pub(crate) fn file_in(dir: &Path) -> PathBuf {
 
 /// The guest's own registers and the signal a dump reports: inside an exception stub (CS is
 /// the ring-0 selector), the frame the CPU pushed holds the guest's RIP, CS, RFLAGS, RSP and
-/// SS, and RAX's low byte the vector (the stub's `mov al, vector`). Out of a stub the
+/// SS, and the stub saved RAX and RDX below it before it changed them. Out of a stub the
 /// registers are the guest's as they are: a panic or heap exhaustion reported from ring 3 is
 /// `SIGABRT`, a dump on demand no signal.
 fn guest_view(
@@ -236,15 +236,16 @@ fn guest_view(
         regs.selectors[0] = hyperlight_schema::abi::SELECTOR_USER_CODE;
         return (regs, SIGSEGV);
     }
-    let frame = if x86::has_error_code(vector) { 48 } else { 40 };
-    let base = layout::RSP0 - frame + if frame == 48 { 8 } else { 0 };
-    // The ring-0 stack is the host's page: the guest cannot write it, and it is in bounds.
-    let word = |i: u64| mem.read_u64(base + 8 * i).unwrap_or(0);
-    regs.rip = word(0);
-    regs.selectors[0] = word(1) as u16;
-    regs.rflags = word(2);
-    regs.rsp = word(3);
-    regs.selectors[1] = word(4) as u16;
+    let Ok(frame) = x86::GuestFrame::read(mem, vector) else {
+        return (regs, SIGSEGV);
+    };
+    regs.rip = frame.rip;
+    regs.selectors[0] = frame.cs;
+    regs.rflags = frame.rflags;
+    regs.rsp = frame.rsp;
+    regs.selectors[1] = frame.ss;
+    regs.rax = frame.rax;
+    regs.rdx = frame.rdx;
     let signal = match vector {
         0 => SIGFPE,
         1 | 3 => SIGTRAP,
