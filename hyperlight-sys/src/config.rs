@@ -80,6 +80,12 @@ pub struct SandboxConfig {
     /// region that no longer fits is left out, the stack keeps its top. Default 64 MiB, between
     /// [`SandboxConfig::MIN_CRASH_DUMP`] and [`SandboxConfig::MAX_CRASH_DUMP`].
     pub crash_dump_max_size: u64,
+    /// With a port, the sandbox has a gdb stub (cargo feature `gdb`; see `docs/debugging.md`):
+    /// it listens on `127.0.0.1:port` from the build on, and the guest waits before its first
+    /// call until gdb has connected and continued it. Breakpoints stop a call until gdb
+    /// continues. Default `None`; one port per sandbox.
+    #[cfg(feature = "gdb")]
+    pub gdb_port: Option<u16>,
 }
 
 impl SandboxConfig {
@@ -155,6 +161,14 @@ impl SandboxConfig {
                 reason: "outside [MIN_CRASH_DUMP, MAX_CRASH_DUMP]",
             });
         }
+        #[cfg(feature = "gdb")]
+        if self.gdb_port == Some(0) {
+            return Err(Error::InvalidConfig {
+                field: "gdb_port",
+                value: 0,
+                reason: "port 0 is no port gdb could be told",
+            });
+        }
         if self.thread_stack_size < Self::MIN_THREAD_STACK {
             return Err(Error::InvalidConfig {
                 field: "thread_stack_size",
@@ -188,6 +202,8 @@ impl Default for SandboxConfig {
             kick_signal_offset: 0,
             crash_dump_dir: None,
             crash_dump_max_size: 64 << 20,
+            #[cfg(feature = "gdb")]
+            gdb_port: None,
         }
     }
 }

@@ -123,6 +123,17 @@ pub enum Error {
         #[source]
         source: Arc<elfcore::CoreError>,
     },
+    /// The gdb stub could not listen on its port (`SandboxConfig::gdb_port`, cargo feature
+    /// `gdb`): in use, or not allowed.
+    #[cfg(feature = "gdb")]
+    #[error("gdb stub cannot listen on 127.0.0.1:{port}: {source}")]
+    GdbListen {
+        /// The port.
+        port: u16,
+        /// The OS error.
+        #[source]
+        source: Arc<std::io::Error>,
+    },
     /// The guest file is not a loadable ELF.
     #[error("invalid guest ELF: {0}")]
     Elf(#[from] ElfError),

@@ -253,6 +253,10 @@ pub trait Vcpu: Send {
     /// Reads every general register, the segment selectors and the FS/GS bases (for a crash
     /// dump): the state the guest resumes in, should it resume.
     fn general_registers(&mut self) -> Result<GeneralRegisters, Error>;
+    /// Sets every general register, RIP and RFLAGS (not the segments): what a debugger
+    /// changed, or the guest's state to resume it from an exception stub.
+    #[cfg(feature = "gdb")]
+    fn set_general_registers(&mut self, regs: &GeneralRegisters) -> Result<(), Error>;
     /// Reads what the runtime needs to explain a fault.
     fn fault_state(&mut self) -> Result<FaultState, Error>;
     /// Sets model-specific registers (index, value).

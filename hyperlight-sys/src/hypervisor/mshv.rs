@@ -534,6 +534,33 @@ impl Vcpu for MshvVcpu {
         })
     }
 
+    #[cfg(feature = "gdb")]
+    fn set_general_registers(&mut self, r: &GeneralRegisters) -> Result<(), Error> {
+        // New registers replace the pending move past an `out`, as on KVM.
+        self.resume_rip = None;
+        let regs = StandardRegisters {
+            rax: r.rax,
+            rbx: r.rbx,
+            rcx: r.rcx,
+            rdx: r.rdx,
+            rsi: r.rsi,
+            rdi: r.rdi,
+            rbp: r.rbp,
+            rsp: r.rsp,
+            r8: r.r[0],
+            r9: r.r[1],
+            r10: r.r[2],
+            r11: r.r[3],
+            r12: r.r[4],
+            r13: r.r[5],
+            r14: r.r[6],
+            r15: r.r[7],
+            rip: r.rip,
+            rflags: r.rflags,
+        };
+        self.vcpu.set_regs(&regs).map_err(mshv_err("SET_REGS"))
+    }
+
     fn fault_state(&mut self) -> Result<FaultState, Error> {
         let mut regs = FAULT_REGISTERS.map(|name| hv_register_assoc {
             name,

@@ -221,6 +221,9 @@ pub struct VcpuThread {
     /// snapshot from then on.
     rebased: Rebased,
     thread: Option<std::thread::JoinHandle<()>>,
+    /// The sandbox's gdb stub, if it has one; dropped after the thread is joined.
+    #[cfg(feature = "gdb")]
+    _gdb: Option<crate::vcpu::gdb::GdbServer>,
 }
 
 impl VcpuThread {
@@ -274,8 +277,28 @@ impl VcpuThread {
         };
         let rebased = Rebased::default();
         let thread_rebased = rebased.clone();
+        // The stub's socket and thread are made here: the vCPU thread may make neither.
+        #[cfg(feature = "gdb")]
+        let (gdb, debug) = match spec.config.gdb_port {
+            Some(port) => {
+                let (server, link) = crate::vcpu::gdb::start(port)?;
+                (Some(server), Some(link))
+            }
+            None => (None, None),
+        };
+        #[cfg(not(feature = "gdb"))]
+        let debug = None;
         let thread = factory.run(Box::new(move || {
-            thread_main(spec, helpers, state, start, req_rx, ev_tx, thread_rebased)
+            thread_main(
+                spec,
+                helpers,
+                state,
+                start,
+                req_rx,
+                ev_tx,
+                thread_rebased,
+                debug,
+            )
         }))?;
         let post_init = match post_init {
             PostInit::Known(snapshot) => Ok(snapshot),
@@ -291,6 +314,8 @@ impl VcpuThread {
                 post_init,
                 rebased,
                 thread: Some(thread),
+                #[cfg(feature = "gdb")]
+                _gdb: gdb,
             }),
             Err(e) => {
                 interrupt.kill();
@@ -407,6 +432,9 @@ pub(crate) fn recv_or_kill<T>(
 
 struct HostCallDispatcher<'a> {
     generation: u64,
+    /// The gdb session, if the sandbox has one.
+    #[cfg(feature = "gdb")]
+    debug: Option<&'a mut crate::vm::debug::DebugLink>,
     kick: &'a KickState,
     signatures: &'a Signatures,
     inline: &'a HostFunctions,
@@ -441,6 +469,28 @@ impl HostCalls for HostCallDispatcher<'_> {
             }
         }
     }
+
+    #[cfg(feature = "gdb")]
+    fn debug_stop(
+        &mut self,
+        stop: crate::vm::debug::Stop,
+        regs: &mut crate::hypervisor::GeneralRegisters,
+        mem: &mut crate::vm::memory::GuestMemory,
+        image: crate::vm::layout::Region,
+    ) -> Option<crate::vm::debug::Resumed> {
+        use crate::vm::debug::OnRequest;
+        let link = self.debug.as_deref_mut()?;
+        let (kick, generation) = (self.kick, self.generation);
+        // While the guest is stopped, only a kick (a wake-up request) can come: it ends the
+        // stop if it cancelled this call.
+        link.serve(stop, regs, mem, image, self.requests, &mut |_| {
+            if kick.is_cancelled(generation) {
+                OnRequest::Interrupt
+            } else {
+                OnRequest::Wait
+            }
+        })
+    }
 }
 
 /// The vCPU thread's state between requests.
@@ -456,6 +506,9 @@ struct ThreadState {
     crash_dump_dir: Option<PathBuf>,
     /// Most bytes of guest memory in one crash dump.
     crash_dump_max_size: u64,
+    /// The gdb session, if the sandbox has one.
+    #[cfg(feature = "gdb")]
+    debug: Option<crate::vm::debug::DebugLink>,
 }
 
 /// The sandbox's VM, usable or poisoned (then with the error that poisoned it).
@@ -634,12 +687,44 @@ impl ThreadState {
     }
 
     fn machine(&mut self) -> Result<&mut Machine, Error> {
-        match &mut self.vm {
-            Vm::Ready(machine) => Ok(machine),
-            Vm::Poisoned { cause, .. } => Err(Error::Poisoned {
-                cause: Box::new(cause.clone()),
-            }),
+        ready(&mut self.vm)
+    }
+
+    /// With a gdb stub: stops the guest before its first call until gdb has connected and
+    /// continued it. Requests that come meanwhile are kept in `early`, in order.
+    #[cfg(feature = "gdb")]
+    fn wait_for_debugger(
+        &mut self,
+        requests: &Receiver<Request>,
+        early: &mut std::collections::VecDeque<Request>,
+    ) {
+        use crate::vm::debug::{OnRequest, Stop};
+        let (Some(link), Vm::Ready(machine)) = (self.debug.as_mut(), &mut self.vm) else {
+            return;
+        };
+        if !link.waiting_for_attach() {
+            return;
         }
+        tracing::info!(target: "hyperlight::gdb", "the guest waits for gdb to attach");
+        let served = machine.debug_between_calls(|regs, mem, image| {
+            link.serve(Stop::Attached, regs, mem, image, requests, &mut |request| {
+                early.push_back(request);
+                OnRequest::Wait
+            })
+        });
+        if let Err(e) = served {
+            self.vm.poison(e);
+        }
+    }
+}
+
+/// The machine of `vm`, if it is usable.
+fn ready(vm: &mut Vm) -> Result<&mut Machine, Error> {
+    match vm {
+        Vm::Ready(machine) => Ok(machine),
+        Vm::Poisoned { cause, .. } => Err(Error::Poisoned {
+            cause: Box::new(cause.clone()),
+        }),
     }
 }
 
@@ -735,6 +820,13 @@ enum Served {
     OwnerGone,
 }
 
+/// The vCPU thread's end of a gdb session (none without the `gdb` feature).
+#[cfg(feature = "gdb")]
+type Debug = Option<crate::vm::debug::DebugLink>;
+#[cfg(not(feature = "gdb"))]
+type Debug = Option<std::convert::Infallible>;
+
+#[allow(clippy::too_many_arguments)]
 fn thread_main(
     spec: VcpuSpec,
     helpers: &'static ThreadFactory,
@@ -743,6 +835,7 @@ fn thread_main(
     inbox: Inbox,
     events: Sender<Event>,
     rebased: Rebased,
+    debug: Debug,
 ) {
     kick.thread_started();
     let _exiting = Exiting {
@@ -773,12 +866,24 @@ fn thread_main(
         vm: Vm::Ready(machine),
         crash_dump_dir: spec.crash_dump_dir.clone(),
         crash_dump_max_size: spec.config.crash_dump_max_size,
+        #[cfg(feature = "gdb")]
+        debug,
     };
+    #[cfg(not(feature = "gdb"))]
+    let _ = debug;
+    // Requests that came while the guest waited for gdb to attach, served first.
+    let mut early = std::collections::VecDeque::new();
+    #[cfg(feature = "gdb")]
+    state.wait_for_debugger(requests, &mut early);
     let mut spinner = Spinner::new(spec.config.spin_wait);
     // Nothing is imminent before the first request (polling then would only take CPU from
     // whoever is still building sandboxes); between calls, the next one often is.
-    let mut first = Some(requests.recv());
-    while let Ok(request) = first.take().unwrap_or_else(|| spinner.recv(requests)) {
+    let mut first = Some(early.pop_front().map_or_else(|| requests.recv(), Ok));
+    while let Ok(request) = first
+        .take()
+        .or_else(|| early.pop_front().map(Ok))
+        .unwrap_or_else(|| spinner.recv(requests))
+    {
         // Host code runs while a request is served (tracing subscribers for the call's span and
         // guest logs, host functions, which catch their own panics): a panic that escapes it
         // fails the request, not the thread.
@@ -792,9 +897,13 @@ fn thread_main(
                     restore_after,
                 } => {
                     kick.begin(generation);
-                    let result = state.machine().and_then(|m| {
+                    #[cfg(feature = "gdb")]
+                    let debug = state.debug.as_mut();
+                    let result = ready(&mut state.vm).and_then(|m| {
                         let mut host = HostCallDispatcher {
                             generation,
+                            #[cfg(feature = "gdb")]
+                            debug,
                             kick: &kick,
                             signatures: &spec.signatures,
                             inline: &spec.inline,

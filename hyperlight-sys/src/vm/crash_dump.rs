@@ -297,18 +297,24 @@ fn thread_view(r: &GeneralRegisters, signal: u16) -> ThreadView {
 /// guest linker's layout, `docs/abi.md`); the guest cannot write that read-only page. Without an
 /// ELF header there, only `AT_PAGESZ`: gdb then needs `add-symbol-file` (`docs/debugging.md`).
 fn aux_vector(mem: &GuestMemory, image: Region) -> Vec<Elf64_Auxv> {
-    let entry = |a_type, a_val| Elf64_Auxv { a_type, a_val };
-    let mut auxv = vec![entry(AT_PAGESZ, PAGE_SIZE)];
     let header = mem.read(image.start, 64).unwrap_or_default();
+    aux_vector_of(&header, image)
+        .into_iter()
+        .map(|(a_type, a_val)| Elf64_Auxv { a_type, a_val })
+        .collect()
+}
+
+/// The auxiliary vector (type, value pairs, ending with `AT_NULL`) of an image loaded at
+/// `image` whose first 64 bytes are `header`: see [`aux_vector`]. The gdb stub serves the same.
+pub(crate) fn aux_vector_of(header: &[u8], image: Region) -> Vec<(u64, u64)> {
+    let mut auxv = vec![(AT_PAGESZ, PAGE_SIZE)];
     let u64_at = |at: usize| {
-        header
-            .get(at..at + 8)
-            .map(|b| u64::from_le_bytes(b.try_into().unwrap_or_default()))
+        let bytes = header.get(at..at + 8)?;
+        Some(u64::from_le_bytes(bytes.try_into().ok()?))
     };
     let u16_at = |at: usize| {
-        header
-            .get(at..at + 2)
-            .map(|b| u16::from_le_bytes(b.try_into().unwrap_or_default()))
+        let bytes = header.get(at..at + 2)?;
+        Some(u16::from_le_bytes(bytes.try_into().ok()?))
     };
     if header.starts_with(b"\x7fELF") {
         if let (Some(e_entry), Some(e_phoff), Some(e_phentsize), Some(e_phnum)) =
@@ -318,15 +324,15 @@ fn aux_vector(mem: &GuestMemory, image: Region) -> Vec<Elf64_Auxv> {
             let table = u64::from(e_phentsize) * u64::from(e_phnum);
             if phdr.saturating_add(table) <= image.end {
                 auxv.extend([
-                    entry(AT_PHDR, phdr),
-                    entry(AT_PHENT, e_phentsize.into()),
-                    entry(AT_PHNUM, e_phnum.into()),
+                    (AT_PHDR, phdr),
+                    (AT_PHENT, e_phentsize.into()),
+                    (AT_PHNUM, e_phnum.into()),
                 ]);
             }
-            auxv.push(entry(AT_ENTRY, image.start.saturating_add(e_entry)));
+            auxv.push((AT_ENTRY, image.start.saturating_add(e_entry)));
         }
     }
-    auxv.push(entry(AT_NULL, 0));
+    auxv.push((AT_NULL, 0));
     auxv
 }
 

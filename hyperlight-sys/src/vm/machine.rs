@@ -26,6 +26,19 @@ use crate::vm::x86;
 pub(crate) trait HostCalls {
     /// Runs a checked host call; `None` if the call was cancelled while it ran.
     fn host_call(&mut self, call: FunctionCall) -> Option<FunctionCallResult>;
+
+    /// The guest stopped for gdb (`regs` are its registers, to resume with; `image` is where
+    /// its ELF image is loaded): serves the debugger until it resumes the guest. `None` if no debugger takes this stop.
+    #[cfg(feature = "gdb")]
+    fn debug_stop(
+        &mut self,
+        _stop: crate::vm::debug::Stop,
+        _regs: &mut crate::hypervisor::GeneralRegisters,
+        _mem: &mut GuestMemory,
+        _image: layout::Region,
+    ) -> Option<crate::vm::debug::Resumed> {
+        None
+    }
 }
 
 /// A booted VM with the snapshot it restores to. Field order is drop order: the kick guard
@@ -164,6 +177,29 @@ impl Machine {
         let core = &mut self.core;
         let regs = core.vcpu.general_registers()?;
         CrashDump::capture(regs, &core.mem, &core.layout, fault, max_bytes)
+    }
+
+    /// Stops the guest between calls for gdb: `serve` gets its registers (as it resumes) and
+    /// memory; registers it changed are set before the guest runs again.
+    #[cfg(feature = "gdb")]
+    pub(crate) fn debug_between_calls<T>(
+        &mut self,
+        serve: impl FnOnce(
+            &mut crate::hypervisor::GeneralRegisters,
+            &mut GuestMemory,
+            layout::Region,
+        ) -> T,
+    ) -> Result<T, Error> {
+        let core = &mut self.core;
+        let mut regs = core.vcpu.general_registers()?;
+        let before = regs;
+        let served = serve(&mut regs, &mut core.mem, core.layout.image);
+        if regs != before {
+            // Finish the guest's last `out` first: new registers replace what it left.
+            core.vcpu.finish_exit()?;
+            core.vcpu.set_general_registers(&regs)?;
+        }
+        Ok(served)
     }
 
     /// Runs one guest call to completion. `generation` identifies it for kicks.
@@ -318,7 +354,13 @@ impl Core {
                     port: PORT_EXCEPTION,
                     value,
                     ..
-                } => return Err(self.exception(value as u8)),
+                } => {
+                    #[cfg(feature = "gdb")]
+                    if self.debug_trap(value as u8, host)? {
+                        continue;
+                    }
+                    return Err(self.exception(value as u8));
+                }
                 Exit::Interrupted => {
                     self.vcpu.immediate_exit().store(0, Ordering::SeqCst);
                 }
@@ -346,6 +388,49 @@ impl Core {
             }
             other => other,
         }
+    }
+
+    /// A breakpoint or single-step trap for gdb: serves the debugger, then resumes the guest
+    /// where it stopped (`Ok(true)`). `Ok(false)`: no debugger takes it, it is a fault.
+    #[cfg(feature = "gdb")]
+    fn debug_trap(&mut self, vector: u8, host: &mut dyn HostCalls) -> Result<bool, Error> {
+        use crate::vm::debug::{Resumed, Stop, INT3_GP_ERROR, TRAP_FLAG};
+        if !matches!(vector, 1 | 3 | 13) {
+            return Ok(false);
+        }
+        let state = self.vcpu.fault_state()?;
+        if state.cs_selector != SELECTOR_KERNEL_CODE {
+            return Ok(false);
+        }
+        let frame = x86::GuestFrame::read(&self.mem, vector)?;
+        let (stop, rip) = match vector {
+            // #BP is a trap: RIP is past the one-byte `int3`.
+            3 => (Stop::Breakpoint, frame.rip.wrapping_sub(1)),
+            // The gate's DPL 0 turned the `int3` into a #GP fault: RIP is at it.
+            13 if frame.error_code == INT3_GP_ERROR => (Stop::Breakpoint, frame.rip),
+            1 => (Stop::Step, frame.rip),
+            _ => return Ok(false),
+        };
+        tracing::debug!(target: "hyperlight::gdb", vector, rip, ?stop, "debug trap");
+        let mut regs = self.vcpu.general_registers()?;
+        regs.rip = rip;
+        regs.rsp = frame.rsp;
+        regs.rflags = frame.rflags & !TRAP_FLAG;
+        regs.rax = frame.rax;
+        regs.rdx = frame.rdx;
+        regs.selectors[0] = frame.cs;
+        regs.selectors[1] = frame.ss;
+        match host.debug_stop(stop, &mut regs, &mut self.mem, self.layout.image) {
+            None => return Ok(false),
+            Some(Resumed::Interrupted) => return Err(Error::Cancelled),
+            Some(Resumed::Continue | Resumed::Step | Resumed::Detached) => {}
+        }
+        // Leave the stub as an `iretq` would: finish its `out`, back to ring 3.
+        self.vcpu.finish_exit()?;
+        self.vcpu
+            .set_special_registers(&x86::initial_special_registers(&self.layout))?;
+        self.vcpu.set_general_registers(&regs)?;
+        Ok(true)
     }
 
     /// Explains an exception reported by a ring-0 stub.

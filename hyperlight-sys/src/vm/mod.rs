@@ -6,6 +6,8 @@
 //! only (the crate root hides this module from the docs).
 
 pub(crate) mod crash_dump;
+#[cfg(feature = "gdb")]
+pub(crate) mod debug;
 pub mod elf;
 pub mod layout;
 pub(crate) mod machine;

@@ -502,6 +502,30 @@ impl Vcpu for KvmVcpu {
         })
     }
 
+    #[cfg(feature = "gdb")]
+    fn set_general_registers(&mut self, r: &GeneralRegisters) -> Result<(), Error> {
+        self.set_regs(&kvm_regs {
+            rax: r.rax,
+            rbx: r.rbx,
+            rcx: r.rcx,
+            rdx: r.rdx,
+            rsi: r.rsi,
+            rdi: r.rdi,
+            rbp: r.rbp,
+            rsp: r.rsp,
+            r8: r.r[0],
+            r9: r.r[1],
+            r10: r.r[2],
+            r11: r.r[3],
+            r12: r.r[4],
+            r13: r.r[5],
+            r14: r.r[6],
+            r15: r.r[7],
+            rip: r.rip,
+            rflags: r.rflags,
+        })
+    }
+
     fn fault_state(&mut self) -> Result<FaultState, Error> {
         let regs = self.get_regs()?;
         let sregs = self.get_sregs()?;

@@ -1,0 +1,116 @@
+//! The gdb stub on real KVM (cargo feature `gdb`; `scripts/test.sh` runs this with it): stock
+//! gdb, in batch mode, connects to a sandbox's debug port, breaks in a guest function that the
+//! host calls, shows the backtrace and registers, and continues; the call returns its result.
+#![cfg(feature = "gdb")]
+
+mod common;
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+
+use hyperlight_sys::SandboxConfig;
+
+/// A port nothing listens on now (the kernel's choice of a free one).
+fn free_port() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.local_addr().unwrap().port()
+}
+
+/// Starts `gdb -batch` on the simple guest's ELF against the stub at `port`, with `ex`;
+/// `None` (and a SKIPPED line) if gdb is not installed.
+fn start_gdb(port: u16, ex: &[&str]) -> Option<std::process::Child> {
+    if !Path::new("/usr/bin/gdb").exists() {
+        hyperlight_testing::skip("gdb is not installed (apt-get install gdb)");
+        return None;
+    }
+    // A bound on a broken session, not a synchronisation: every step below waits for gdb.
+    let mut command = Command::new("timeout");
+    command.args(["120", "/usr/bin/gdb", "-nx", "-batch"]);
+    command.args(["-ex", "set pagination off"]);
+    command.args(["-ex", &format!("target remote 127.0.0.1:{port}")]);
+    for e in ex {
+        command.args(["-ex", e]);
+    }
+    command
+        .arg(hyperlight_testing::simple_guest())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    Some(command.spawn().unwrap())
+}
+
+#[test]
+fn gdb_breaks_in_a_guest_function_the_host_calls_and_continues() {
+    let port = free_port();
+    let config = SandboxConfig {
+        gdb_port: Some(port),
+        ..SandboxConfig::default()
+    };
+    let mut sb = common::simple().config(config).build().unwrap();
+    let Some(gdb) = start_gdb(
+        port,
+        &[
+            "break debug_inner",
+            // From the stop before the first call: the call below runs into the breakpoint.
+            "continue",
+            "bt",
+            "info registers rip rdi",
+            // Write a register, run one instruction (`lea rax, [rdi + 2 * rdi]`), read memory.
+            "set var $rdi = 100",
+            "stepi",
+            "info registers rax",
+            "x/2xg $sp",
+            "continue",
+        ],
+    ) else {
+        return;
+    };
+    // Blocks until gdb has attached and continued, then at the breakpoint until gdb continues.
+    // gdb changed the argument from 14 to 100 at the breakpoint.
+    let result: u64 = sb.call("debug_target", (14u64,)).unwrap();
+    assert_eq!(result, 301);
+    // The sandbox goes: gdb sees the target exit and its batch ends.
+    drop(sb);
+    let out = gdb.wait_with_output().unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.status.success(),
+        "gdb failed ({:?}):\n{text}",
+        out.status
+    );
+    let frame = |n: usize, f: &str| {
+        text.lines()
+            .any(|l| l.starts_with(&format!("#{n} ")) && l.contains(f))
+    };
+    assert!(text.contains("Breakpoint 1, "), "{text}");
+    assert!(frame(0, "debug_inner"), "{text}");
+    assert!(frame(1, "debug_outer"), "{text}");
+    // `info registers`: RIP in the function, and its argument in RDI (the System V ABI).
+    let reg = |name: &str| {
+        text.lines()
+            .find(|l| l.split_whitespace().next() == Some(name))
+            .unwrap_or_else(|| panic!("no {name} in:\n{text}"))
+            .to_string()
+    };
+    assert!(reg("rip").contains("debug_inner"), "{text}");
+    assert!(reg("rdi").contains("0xe"), "{text}");
+    // After the step, RAX holds 3 * 100 and the stop is past the 4-byte `lea`.
+    assert!(reg("rax").contains("0x12c"), "{text}");
+    let at = text
+        .lines()
+        .find_map(|l| l.strip_prefix("Breakpoint 1 at 0x"))
+        .and_then(|hex| u64::from_str_radix(hex.trim(), 16).ok())
+        .unwrap_or_else(|| panic!("no breakpoint address in:\n{text}"));
+    let stepped = format!("{:#018x} in debug_inner", at + 4);
+    assert!(text.contains(&stepped), "{stepped} not in:\n{text}");
+    // `x/2xg $sp`: the saved RBP and the return address into debug_outer.
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("0x") && l.contains(":\t0x")),
+        "{text}"
+    );
+    assert!(text.contains("exited normally"), "{text}");
+}
