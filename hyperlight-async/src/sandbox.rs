@@ -355,6 +355,21 @@ impl Sandbox {
     /// thread copies the state and a helper thread writes the file; this task only awaits.
     /// Returns the file's size.
     ///
+    /// ```
+    /// # use hyperlight_async::Sandbox;
+    /// # let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    /// # rt.block_on(async {
+    /// let sandbox = Sandbox::builder(hyperlight_testing::simple_guest()).build().await?;
+    /// assert!(sandbox.call::<u64>("fault_in_callee", (1u64,)).await.is_err());
+    /// let path = std::env::temp_dir().join(format!("doc-{}.core", std::process::id()));
+    /// // The state the fault left: `gdb simple <path>`, then `bt`.
+    /// let size = sandbox.crash_dump(&path).await?;
+    /// assert_eq!(std::fs::metadata(&path)?.len(), size);
+    /// # std::fs::remove_file(&path)?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// # }).unwrap();
+    /// ```
+    ///
     /// # Cancel safety
     ///
     /// Dropping the future while it waits for its turn does nothing; once sent, the dump is
