@@ -114,3 +114,29 @@ fn gdb_breaks_in_a_guest_function_the_host_calls_and_continues() {
     );
     assert!(text.contains("exited normally"), "{text}");
 }
+
+#[test]
+fn a_sandbox_that_waits_for_gdb_is_dropped_without_it() {
+    let config = SandboxConfig {
+        gdb_port: Some(free_port()),
+        ..SandboxConfig::default()
+    };
+    let sb = common::simple().config(config).build().unwrap();
+    // Its vCPU thread waits for gdb before the first call; dropping the sandbox ends the wait
+    // and the stub's wait for a connection (the drop joins the vCPU thread).
+    drop(sb);
+}
+
+#[test]
+fn a_gdb_port_in_use_fails_the_build() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port();
+    let config = SandboxConfig {
+        gdb_port: Some(port),
+        ..SandboxConfig::default()
+    };
+    match common::simple().config(config).build() {
+        Err(hyperlight_sys::Error::GdbListen { port: p, .. }) => assert_eq!(p, port),
+        other => panic!("expected GdbListen, got {:?}", other.err()),
+    }
+}
