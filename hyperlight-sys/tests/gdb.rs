@@ -140,3 +140,42 @@ fn a_gdb_port_in_use_fails_the_build() {
         other => panic!("expected GdbListen, got {:?}", other.err()),
     }
 }
+
+#[test]
+fn gdb_stops_at_a_guest_fault_before_the_call_fails() {
+    let port = free_port();
+    let config = SandboxConfig {
+        gdb_port: Some(port),
+        ..SandboxConfig::default()
+    };
+    let mut sb = common::simple().config(config).build().unwrap();
+    let Some(gdb) = start_gdb(port, &["continue", "bt", "continue"]) else {
+        return;
+    };
+    // gdb sees the fault first; when it continues, the call ends with the fault's error.
+    let err = sb.call::<u64>("fault_in_callee", (5u64,)).unwrap_err();
+    assert!(
+        matches!(err, hyperlight_sys::Error::MemoryViolation { addr: 16, .. }),
+        "{err:?}"
+    );
+    drop(sb);
+    let out = gdb.wait_with_output().unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.status.success(),
+        "gdb failed ({:?}):\n{text}",
+        out.status
+    );
+    assert!(text.contains("received signal SIGSEGV"), "{text}");
+    let frame = |n: usize, f: &str| {
+        text.lines()
+            .any(|l| l.starts_with(&format!("#{n} ")) && l.contains(f))
+    };
+    assert!(frame(0, "fault_callee"), "{text}");
+    assert!(frame(1, "fault_caller"), "{text}");
+    assert!(text.contains("exited normally"), "{text}");
+}

@@ -298,6 +298,11 @@ impl run_blocking::BlockingEventLoop for EventLoop {
                         SingleThreadStopReason::DoneStep,
                     ))
                 }
+                Ok(Stop::Fault(signal)) => {
+                    return Ok(run_blocking::Event::TargetStopped(
+                        SingleThreadStopReason::Signal(Signal(signal)),
+                    ))
+                }
                 Ok(Stop::Attached) => {
                     return Ok(run_blocking::Event::TargetStopped(
                         SingleThreadStopReason::Signal(Signal::SIGTRAP),

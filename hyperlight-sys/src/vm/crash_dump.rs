@@ -221,7 +221,7 @@ pub(crate) fn file_in(dir: &Path) -> PathBuf {
 /// SS, and the stub saved RAX and RDX below it before it changed them. Out of a stub the
 /// registers are the guest's as they are: a panic or heap exhaustion reported from ring 3 is
 /// `SIGABRT`, a dump on demand no signal.
-fn guest_view(
+pub(crate) fn guest_view(
     mut regs: GeneralRegisters,
     mem: &GuestMemory,
     fault: Option<&Error>,

@@ -8,7 +8,8 @@
 //! a trap: RIP is past it) or, where the CPU checks the gate's DPL, as #GP with the error code
 //! of IDT entry 3 (a fault: RIP is at it). A single step sets RFLAGS.TF: the #DB after one
 //! instruction reaches the stub of vector 1. No hypervisor debug interface is needed, so this
-//! works where the guest runs natively in ring 3 (PVM) as on hardware KVM.
+//! works where the guest runs natively in ring 3 (PVM) as on hardware KVM. A guest fault stops
+//! too, as a signal, so that gdb can look at it before the call ends with its error.
 
 use std::collections::BTreeMap;
 
@@ -67,6 +68,9 @@ pub(crate) enum Stop {
     Breakpoint,
     /// After a single step.
     Step,
+    /// At a fault of the guest, reported to gdb as this signal; the call ends with the fault's
+    /// error once gdb resumes the guest.
+    Fault(u8),
 }
 
 /// How a stop ended.

@@ -343,10 +343,13 @@ impl Core {
                         }
                         GuestMessage::Log(record) => emit_log(&record)?,
                         GuestMessage::Abort(GuestError { code, message }) => {
-                            return Err(match code {
+                            let fault = match code {
                                 ErrorCode::OutOfMemory => Error::GuestOutOfMemory { message },
                                 _ => Error::GuestPanic { message },
-                            })
+                            };
+                            #[cfg(feature = "gdb")]
+                            self.debug_fault(&fault, host)?;
+                            return Err(fault);
                         }
                     }
                 }
@@ -359,7 +362,10 @@ impl Core {
                     if self.debug_trap(value as u8, host)? {
                         continue;
                     }
-                    return Err(self.exception(value as u8));
+                    let fault = self.exception(value as u8);
+                    #[cfg(feature = "gdb")]
+                    self.debug_fault(&fault, host)?;
+                    return Err(fault);
                 }
                 Exit::Interrupted => {
                     self.vcpu.immediate_exit().store(0, Ordering::SeqCst);
@@ -431,6 +437,27 @@ impl Core {
             .set_special_registers(&x86::initial_special_registers(&self.layout))?;
         self.vcpu.set_general_registers(&regs)?;
         Ok(true)
+    }
+
+    /// A guest fault with gdb attached: stops for gdb (as the signal a crash dump reports)
+    /// until it resumes the guest, which does not run again: the call ends with `fault`.
+    #[cfg(feature = "gdb")]
+    fn debug_fault(&mut self, fault: &Error, host: &mut dyn HostCalls) -> Result<(), Error> {
+        use crate::vm::debug::{Resumed, Stop};
+        if !fault.is_guest_fault() {
+            return Ok(());
+        }
+        let regs = self.vcpu.general_registers()?;
+        let (mut regs, signal) = crate::vm::crash_dump::guest_view(regs, &self.mem, Some(fault));
+        match host.debug_stop(
+            Stop::Fault(signal as u8),
+            &mut regs,
+            &mut self.mem,
+            self.layout.image,
+        ) {
+            Some(Resumed::Interrupted) => Err(Error::Cancelled),
+            _ => Ok(()),
+        }
     }
 
     /// Explains an exception reported by a ring-0 stub.
