@@ -19,6 +19,16 @@ fn free_port() -> u16 {
 /// Starts `gdb -batch` on the simple guest's ELF against the stub at `port`, with `ex`;
 /// `None` (and a SKIPPED line) if gdb is not installed.
 fn start_gdb(port: u16, ex: &[&str]) -> Option<std::process::Child> {
+    gdb_command(port, ex).map(|mut c| c.spawn().unwrap())
+}
+
+/// [`start_gdb`] with a pipe to gdb's standard input.
+fn start_gdb_with_stdin(port: u16, ex: &[&str]) -> Option<std::process::Child> {
+    gdb_command(port, ex).map(|mut c| c.stdin(Stdio::piped()).spawn().unwrap())
+}
+
+/// The gdb command of [`start_gdb`].
+fn gdb_command(port: u16, ex: &[&str]) -> Option<Command> {
     if !Path::new("/usr/bin/gdb").exists() {
         hyperlight_testing::skip("gdb is not installed (apt-get install gdb)");
         return None;
@@ -35,7 +45,7 @@ fn start_gdb(port: u16, ex: &[&str]) -> Option<std::process::Child> {
         .arg(hyperlight_testing::simple_guest())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
-    Some(command.spawn().unwrap())
+    Some(command)
 }
 
 #[test]
@@ -178,4 +188,61 @@ fn gdb_stops_at_a_guest_fault_before_the_call_fails() {
     assert!(frame(0, "fault_callee"), "{text}");
     assert!(frame(1, "fault_caller"), "{text}");
     assert!(text.contains("exited normally"), "{text}");
+}
+
+#[test]
+fn a_kick_at_a_breakpoint_cancels_the_call_and_ends_the_gdb_session() {
+    use std::io::{BufRead, Write};
+
+    let port = free_port();
+    let config = SandboxConfig {
+        gdb_port: Some(port),
+        ..SandboxConfig::default()
+    };
+    let mut sb = common::simple().config(config).build().unwrap();
+    // `shell read` holds gdb at the breakpoint until this test writes a line to its stdin.
+    let Some(mut gdb) = start_gdb_with_stdin(
+        port,
+        &[
+            "break debug_inner",
+            "continue",
+            "shell read line",
+            // Memory gdb has not cached: a packet to the stub.
+            "x/2xg 0x5000",
+        ],
+    ) else {
+        return;
+    };
+    let interrupt = sb.interrupt_handle();
+    let stdout = gdb.stdout.take().unwrap();
+    let watcher = std::thread::spawn(move || {
+        let mut lines = std::io::BufReader::new(stdout).lines();
+        let mut seen = String::new();
+        for line in lines.by_ref() {
+            let line = line.unwrap();
+            seen += &line;
+            seen += "\n";
+            if line.starts_with("Breakpoint 1, ") {
+                // The guest is stopped at the breakpoint: kick it.
+                interrupt.kill();
+                break;
+            }
+        }
+        seen + &lines.map(|l| l.unwrap() + "\n").collect::<String>()
+    });
+    let err = sb.call::<u64>("debug_target", (14u64,)).unwrap_err();
+    assert!(matches!(err, hyperlight_sys::Error::Cancelled), "{err:?}");
+    // Let gdb go on: its next command finds the session over.
+    writeln!(gdb.stdin.take().unwrap()).unwrap();
+    let status = gdb.wait().unwrap();
+    let text = watcher.join().unwrap();
+    assert!(text.contains("Breakpoint 1, "), "{text}");
+    let mut errors = String::new();
+    std::io::Read::read_to_string(&mut gdb.stderr.take().unwrap(), &mut errors).unwrap();
+    // The read fails: the stub's session is over (gdb prints the address, then the error).
+    assert!(!text.contains("0x5000:\t0x"), "{status:?}:\n{text}{errors}");
+    assert!(!status.success(), "{status:?}:\n{text}{errors}");
+    // The sandbox runs on without a debugger: its breakpoint is out of guest memory.
+    sb.restore().unwrap();
+    assert_eq!(sb.call::<u64>("debug_target", (14u64,)).unwrap(), 43);
 }

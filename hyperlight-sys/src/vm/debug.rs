@@ -169,9 +169,9 @@ impl DebugLink {
                 Next::Command(Err(_)) => return self.detach(mem),
                 Next::Request(Ok(request)) => match on_request(request) {
                     OnRequest::Wait => continue,
-                    OnRequest::Interrupt => return Resumed::Interrupted,
+                    OnRequest::Interrupt => return self.end(mem),
                 },
-                Next::Request(Err(_)) => return Resumed::Interrupted,
+                Next::Request(Err(_)) => return self.end(mem),
             };
             match command {
                 Command::ReadRegisters(reply) => drop(reply.send(*regs)),
@@ -239,6 +239,16 @@ impl DebugLink {
                 None => false,
             }
         }
+    }
+
+    /// Ends the session from this side while gdb thinks the guest is stopped (a kick ended
+    /// the stop): detaches and closes both channels, so that the gdb thread's next command
+    /// fails and its session ends instead of talking to a guest that runs on.
+    fn end(&mut self, mem: &mut GuestMemory) -> Resumed {
+        self.detach(mem);
+        self.commands = flume::bounded(0).1;
+        self.stops = flume::bounded(0).0;
+        Resumed::Interrupted
     }
 
     /// Ends the session: takes every breakpoint out of guest memory.
