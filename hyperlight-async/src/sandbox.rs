@@ -357,6 +357,53 @@ impl Sandbox {
         self.snapshot_request(Request::Rebase).await
     }
 
+    /// Writes an ELF core file of the guest, as it is after the calls queued before this one,
+    /// to `path` (which must not exist): its memory regions at their guest addresses and its
+    /// registers, for `gdb guest-elf path` (see `docs/debugging.md`). A sandbox poisoned by a
+    /// fault is dumped as the fault left it (the restore waits for the next call). The vCPU
+    /// thread copies the state and a helper thread writes the file; this task only awaits.
+    /// Returns the file's size.
+    ///
+    /// ```
+    /// # use hyperlight_async::Sandbox;
+    /// # let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    /// # rt.block_on(async {
+    /// let sandbox = Sandbox::builder(hyperlight_testing::simple_guest()).build().await?;
+    /// assert!(sandbox.call::<u64>("fault_in_callee", (1u64,)).await.is_err());
+    /// let path = std::env::temp_dir().join(format!("doc-{}.core", std::process::id()));
+    /// // The state the fault left: `gdb simple <path>`, then `bt`.
+    /// let size = sandbox.crash_dump(&path).await?;
+    /// assert_eq!(std::fs::metadata(&path)?.len(), size);
+    /// # std::fs::remove_file(&path)?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// # }).unwrap();
+    /// ```
+    ///
+    /// # Cancel safety
+    ///
+    /// Dropping the future while it waits for its turn does nothing; once sent, the dump is
+    /// written all the same.
+    ///
+    /// # Errors
+    ///
+    /// As [`hyperlight_sys::Sandbox::crash_dump`].
+    pub async fn crash_dump(&self, path: impl Into<std::path::PathBuf>) -> Result<u64, Error> {
+        check_reentry(&self.inner)?;
+        let path = path.into();
+        let _turn = self.inner.queue.lock().await;
+        let (done, result) = flume::bounded(1);
+        self.inner
+            .thread
+            .requests
+            .send(Request::CrashDump { path, done })
+            .map_err(|_| SandboxError::ThreadGone)?;
+        let size = result
+            .recv_async()
+            .await
+            .map_err(|_| SandboxError::ThreadGone)??;
+        Ok(size)
+    }
+
     async fn snapshot_request(
         &self,
         request: fn(flume::Sender<Result<Snapshot, SandboxError>>) -> Request,
