@@ -104,25 +104,23 @@ case "${1:-}" in
     echo "fuzz: built every target in $((SECONDS - start)) s"
     tmp=$(mktemp -d)
     trap 'rm -rf "$tmp"' EXIT
-    for target in "${decoding_targets[@]}"; do
-      echo "fuzz: $target for ${FUZZ_CI_SECONDS:-20} s"
-      run "$target" "$tmp/$target" -max_total_time="${FUZZ_CI_SECONDS:-20}" 2>"$tmp/$target.log" ||
+    # ci_run <target> <what> <libFuzzer args...>: one brief run; its log is shown if it fails.
+    ci_run() {
+      local target=$1 what=$2
+      shift 2
+      echo "fuzz: $target for $what"
+      run "$target" "$tmp/$target" "$@" 2>"$tmp/$target.log" ||
         { tail -50 "$tmp/$target.log"; echo "fuzz: $target FAILED" >&2; exit 1; }
       grep -E '^#[0-9]+[[:space:]]+DONE' "$tmp/$target.log" | tail -1 || true
+    }
+    for target in "${decoding_targets[@]}"; do
+      ci_run "$target" "${FUZZ_CI_SECONDS:-20} s" -max_total_time="${FUZZ_CI_SECONDS:-20}"
     done
     for target in "${kvm_targets[@]}"; do
-      echo "fuzz: $target for ${FUZZ_CI_KVM_RUNS:-5000} runs"
-      run "$target" "$tmp/$target" -runs="${FUZZ_CI_KVM_RUNS:-5000}" -max_total_time=120 \
-        2>"$tmp/$target.log" ||
-        { tail -50 "$tmp/$target.log"; echo "fuzz: $target FAILED" >&2; exit 1; }
-      grep -E '^#[0-9]+[[:space:]]+DONE' "$tmp/$target.log" | tail -1 || true
+      ci_run "$target" "${FUZZ_CI_KVM_RUNS:-5000} runs" -runs="${FUZZ_CI_KVM_RUNS:-5000}" -max_total_time=120
     done
     for target in "${wasm_targets[@]}"; do
-      echo "fuzz: $target for ${FUZZ_CI_WASM_RUNS:-300} runs"
-      run "$target" "$tmp/$target" -runs="${FUZZ_CI_WASM_RUNS:-300}" -max_total_time=120 \
-        2>"$tmp/$target.log" ||
-        { tail -50 "$tmp/$target.log"; echo "fuzz: $target FAILED" >&2; exit 1; }
-      grep -E '^#[0-9]+[[:space:]]+DONE' "$tmp/$target.log" | tail -1 || true
+      ci_run "$target" "${FUZZ_CI_WASM_RUNS:-300} runs" -runs="${FUZZ_CI_WASM_RUNS:-300}" -max_total_time=120
     done
     echo "fuzz: every target ran without a crash ($((SECONDS - start)) s)"
     ;;
