@@ -62,6 +62,7 @@ mod exports;
 mod limits;
 mod pool;
 mod sandbox;
+mod wasi;
 
 pub use builder::WasmSandboxBuilder;
 pub use call::WasmCall;
@@ -72,3 +73,4 @@ pub use hyperlight_schema::wasm::{
 pub use limits::WasmLimits;
 pub use pool::WasmPool;
 pub use sandbox::WasmSandbox;
+pub use wasi::{WasiCall, WasiConfig, WasiLimit, WasiLimits, WasiOutput, WasiRun};
