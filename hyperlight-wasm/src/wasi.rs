@@ -217,7 +217,11 @@ pub(crate) fn request(config: &WasiConfig, run: WasiRun) -> Result<Vec<u8>, Erro
 
 /// The arguments of the runner's run function.
 pub(crate) fn run_args(message: Vec<u8>) -> (&'static str, Vec<Value>, ValueType) {
-    (WASI_RUN_FUNCTION, vec![Value::Bytes(message)], ValueType::Bytes)
+    (
+        WASI_RUN_FUNCTION,
+        vec![Value::Bytes(message)],
+        ValueType::Bytes,
+    )
 }
 
 /// One run of a WASI command (made by [`WasmSandbox::run`](crate::WasmSandbox::run) or
@@ -242,7 +246,11 @@ pub struct WasiCall {
 }
 
 impl WasiCall {
-    pub(crate) fn new(target: Result<Target, Error>, limits: WasiLimits, sandbox_id: Option<u64>) -> Self {
+    pub(crate) fn new(
+        target: Result<Target, Error>,
+        limits: WasiLimits,
+        sandbox_id: Option<u64>,
+    ) -> Self {
         WasiCall {
             call: WasmCall::new(START_EXPORT, target),
             limits,
@@ -305,16 +313,19 @@ fn monotonic_base() -> Instant {
 /// clock.
 pub(crate) fn host_functions(native: SandboxBuilder) -> SandboxBuilder {
     native
-        .host_fn_async(wasi_host::CLOCK_TIME_GET, |id: u32, _precision: u64| async move {
-            if id == 0 {
-                let since = SystemTime::now()
-                    .duration_since(UNIX_EPOCH)
-                    .unwrap_or(Duration::ZERO);
-                u64::try_from(since.as_nanos()).unwrap_or(u64::MAX)
-            } else {
-                u64::try_from(monotonic_base().elapsed().as_nanos()).unwrap_or(u64::MAX)
-            }
-        })
+        .host_fn_async(
+            wasi_host::CLOCK_TIME_GET,
+            |id: u32, _precision: u64| async move {
+                if id == 0 {
+                    let since = SystemTime::now()
+                        .duration_since(UNIX_EPOCH)
+                        .unwrap_or(Duration::ZERO);
+                    u64::try_from(since.as_nanos()).unwrap_or(u64::MAX)
+                } else {
+                    u64::try_from(monotonic_base().elapsed().as_nanos()).unwrap_or(u64::MAX)
+                }
+            },
+        )
         .host_fn_async(wasi_host::CLOCK_RES_GET, |_id: u32| async move { 1u64 })
         .host_fn_async(wasi_host::RANDOM_GET, |len: u32| async move {
             if len > wasi_host::MAX_RANDOM_CHUNK {
