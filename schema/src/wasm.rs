@@ -301,8 +301,8 @@ pub mod wasi_host {
     /// `random_get(len: u32) -> Vec<u8>`: `len` bytes of OS randomness, at most
     /// [`MAX_RANDOM_CHUNK`] per call.
     pub const RANDOM_GET: &str = "wasi:random_get";
-    /// `poll_oneoff(id: u32, timeout: u64, absolute: bool) -> ()`: sleeps until clock `id` reads
-    /// `timeout` (absolute) or for `timeout` nanoseconds, without blocking a runtime thread.
+    /// `poll_oneoff(nanoseconds: u64) -> ()`: sleeps that long (a `poll_oneoff` whose
+    /// subscriptions are all clocks), without blocking a runtime thread.
     pub const SLEEP: &str = "wasi:poll_oneoff";
     /// The most bytes one [`RANDOM_GET`] call asks for.
     pub const MAX_RANDOM_CHUNK: u32 = 64 * 1024;
