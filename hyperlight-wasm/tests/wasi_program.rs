@@ -35,6 +35,12 @@ fn native(args: &[&str], env: &[(&str, &str)], stdin: &[u8]) -> WasiOutput {
     }
 }
 
+/// Arguments (after `argv[0]`) and environment of one run.
+type Invocation = (
+    &'static [&'static str],
+    &'static [(&'static str, &'static str)],
+);
+
 fn corpus() -> Vec<Vec<u8>> {
     let big: Vec<String> = (0..2_000)
         .map(|i| format!(r#"{{"id":{i},"name":"item {i}","ok":{}}}"#, i % 3 == 0))
@@ -68,7 +74,7 @@ async fn the_program_in_a_sandbox_matches_the_native_build() {
         .pool(2)
         .await
         .unwrap();
-    let invocations: [(&[&str], &[(&str, &str)]); 5] = [
+    let invocations: [Invocation; 5] = [
         (&[], &[]),
         (&["--compact"], &[]),
         (&["--key", "key", "--exit", "3"], &[]),

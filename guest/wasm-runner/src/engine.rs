@@ -113,12 +113,9 @@ pub trait Compiled {
     fn describe(&self) -> Described;
     /// Instantiates the module, serving each import (in [`Described::imports`] order, every one a
     /// function the caller checked) with `imports[i]`: a host function through
-    /// `crate::link::call_import`, or a WASI function of the runner; runs the start function, then `_initialize` if the module
-    /// exports it with type `() -> ()`. `Err`: instantiation failed or trapped.
-    fn instantiate(
-        self: Box<Self>,
-        imports: Vec<Binding>,
-    ) -> Result<Box<dyn Instance>, CallError>;
+    /// `crate::link::call_import`, or a WASI function of the runner; runs the start function,
+    /// then `_initialize` if the module exports it with type `() -> ()`. `Err`: instantiation failed or trapped.
+    fn instantiate(self: Box<Self>, imports: Vec<Binding>) -> Result<Box<dyn Instance>, CallError>;
 }
 
 /// A WebAssembly engine.

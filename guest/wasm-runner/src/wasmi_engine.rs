@@ -186,10 +186,7 @@ impl Compiled for WasmiModule {
         }
     }
 
-    fn instantiate(
-        self: Box<Self>,
-        imports: Vec<Binding>,
-    ) -> Result<Box<dyn Instance>, CallError> {
+    fn instantiate(self: Box<Self>, imports: Vec<Binding>) -> Result<Box<dyn Instance>, CallError> {
         let WasmiModule {
             engine,
             module,

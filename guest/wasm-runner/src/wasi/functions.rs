@@ -50,10 +50,22 @@ macro_rules! function {
 
 /// Every function of preview 1, with its core type.
 pub static FUNCTIONS: [Function; 46] = [
-    function!(args_get(I32, I32) |ctx, a| strings_get(ctx, a, |s| &s.args)),
-    function!(args_sizes_get(I32, I32) |ctx, a| strings_sizes(ctx, a, |s| &s.args)),
-    function!(environ_get(I32, I32) |ctx, a| strings_get(ctx, a, |s| &s.env)),
-    function!(environ_sizes_get(I32, I32) |ctx, a| strings_sizes(ctx, a, |s| &s.env)),
+    function!(
+        args_get(I32, I32) | ctx,
+        a | strings_get(ctx, a, |s| &s.args)
+    ),
+    function!(
+        args_sizes_get(I32, I32) | ctx,
+        a | strings_sizes(ctx, a, |s| &s.args)
+    ),
+    function!(
+        environ_get(I32, I32) | ctx,
+        a | strings_get(ctx, a, |s| &s.env)
+    ),
+    function!(
+        environ_sizes_get(I32, I32) | ctx,
+        a | strings_sizes(ctx, a, |s| &s.env)
+    ),
     function!(clock_res_get(I32, I32) clock_res_get),
     function!(clock_time_get(I32, I64, I32) clock_time_get),
     function!(fd_advise(I32, I64, I64, I32) deny_fd0),
@@ -85,17 +97,24 @@ pub static FUNCTIONS: [Function; 46] = [
     function!(path_readlink(I32, I32, I32, I32, I32, I32) deny_fd0),
     function!(path_remove_directory(I32, I32, I32) deny_fd0),
     function!(path_rename(I32, I32, I32, I32, I32, I32) deny_fd0),
-    function!(path_symlink(I32, I32, I32, I32, I32) |_, a| deny(fd_arg(a, 2))),
+    function!(
+        path_symlink(I32, I32, I32, I32, I32) | _,
+        a | deny(fd_arg(a, 2))
+    ),
     function!(path_unlink_file(I32, I32, I32) deny_fd0),
     function!(poll_oneoff(I32, I32, I32, I32) poll_oneoff),
     Function {
         name: "proc_exit",
         params: &[I32],
         returns_errno: false,
-        body: |_, a| Err(Fail::Stop(CallError::Stop(Stop::Exit(u32_arg(a, 0) as i32)))),
+        body: |_, a| {
+            Err(Fail::Stop(CallError::Stop(
+                Stop::Exit(u32_arg(a, 0) as i32),
+            )))
+        },
     },
-    function!(proc_raise(I32) |_, _| Err(Fail::Errno(ENOSYS))),
-    function!(sched_yield() |_, _| Ok(())),
+    function!(proc_raise(I32) | _, _ | Err(Fail::Errno(ENOSYS))),
+    function!(sched_yield() | _, _ | Ok(())),
     function!(random_get(I32, I32) random_get),
     function!(sock_accept(I32, I32, I32) deny_fd0),
     function!(sock_recv(I32, I32, I32, I32, I32, I32) deny_fd0),
@@ -184,7 +203,10 @@ fn strings_sizes(
 ) -> Result<(), Fail> {
     let (count, size) = with_state(|s| {
         let strings = list(s);
-        (strings.len(), strings.iter().map(|s| s.len() + 1).sum::<usize>())
+        (
+            strings.len(),
+            strings.iter().map(|s| s.len() + 1).sum::<usize>(),
+        )
     });
     let count = u32::try_from(count).map_err(|_| Fail::Errno(EINVAL))?;
     let size = u32::try_from(size).map_err(|_| Fail::Errno(EINVAL))?;
@@ -268,7 +290,12 @@ fn fd_fdstat_get(ctx: &mut dyn Context, a: &[CoreValue]) -> Result<(), Fail> {
     if !is_open(fd) {
         return Err(Fail::Errno(EBADF));
     }
-    let rights = RIGHT_POLL | if fd == 0 { RIGHT_FD_READ } else { RIGHT_FD_WRITE };
+    let rights = RIGHT_POLL
+        | if fd == 0 {
+            RIGHT_FD_READ
+        } else {
+            RIGHT_FD_WRITE
+        };
     let mut stat = [0u8; 24];
     stat[0] = CHARACTER_DEVICE;
     stat[8..16].copy_from_slice(&rights.to_le_bytes());
@@ -327,7 +354,10 @@ fn fd_write(ctx: &mut dyn Context, a: &[CoreValue]) -> Result<(), Fail> {
 fn wrong_answer(name: &str, value: &Value) -> Fail {
     Fail::Stop(CallError::Failed(GuestError {
         code: ErrorCode::WrongReturnType,
-        message: alloc::format!("the host function `{name}` returned {:?}", value.value_type()),
+        message: alloc::format!(
+            "the host function `{name}` returned {:?}",
+            value.value_type()
+        ),
     }))
 }
 
@@ -441,7 +471,11 @@ fn poll_oneoff(ctx: &mut dyn Context, a: &[CoreValue]) -> Result<(), Fail> {
     if ready.is_empty() {
         let earliest = clocks.iter().map(|&(_, r)| r).min().unwrap_or(0);
         if !with_state(|s| s.deterministic_sleep(earliest)) && earliest > 0 {
-            match call_host_values(wasi_host::SLEEP, vec![Value::U64(earliest)], ValueType::Void)? {
+            match call_host_values(
+                wasi_host::SLEEP,
+                vec![Value::U64(earliest)],
+                ValueType::Void,
+            )? {
                 Value::Void => {}
                 other => return Err(wrong_answer(wasi_host::SLEEP, &other)),
             }

@@ -156,7 +156,9 @@ pub fn run(message: Vec<u8>) -> Result<Vec<u8>, GuestError> {
     if instance.export_type(START_EXPORT) != Some(start_type) {
         return Err(GuestError {
             code: ErrorCode::UnknownFunction,
-            message: format!("the module exports no `{START_EXPORT}` of type () -> (): it is not a WASI command"),
+            message: format!(
+                "the module exports no `{START_EXPORT}` of type () -> (): it is not a WASI command"
+            ),
         });
     }
     *STATE.borrow_mut() = RunState {
@@ -164,7 +166,9 @@ pub fn run(message: Vec<u8>) -> Result<Vec<u8>, GuestError> {
         env: request.env,
         stdin: request.stdin,
         max: Some((request.max_stdout as usize, request.max_stderr as usize)),
-        deterministic: request.deterministic.map(|seed| (DETERMINISTIC_EPOCH, seed)),
+        deterministic: request
+            .deterministic
+            .map(|seed| (DETERMINISTIC_EPOCH, seed)),
         ..RunState::IDLE
     };
     let result = instance
