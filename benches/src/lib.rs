@@ -28,3 +28,5 @@ pub async fn simple_async_sandbox(
         .build()
         .await
 }
+
+pub mod wasi;
