@@ -1,5 +1,5 @@
 //! A small WASI program run per request, in one run: in a fresh sandbox instance (a
-//! `WasmSandbox` restored after every run, and a `WasmPool`), in-process on wasmi (a fresh
+//! `WasmSandbox` restored after every run, and a `WasmPool`), in-process on wasmi with wasmi_wasi (a fresh
 //! instance per run, no VM: `hyperlight_benches::wasi`), and as a process of its native build.
 //! The program is `testing/wasi-programs/jsonfmt` (serde_json) on a 1 KiB JSON document.
 
