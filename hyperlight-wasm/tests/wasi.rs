@@ -232,3 +232,39 @@ async fn without_wasi_its_imports_are_missing_and_runs_are_refused() {
         Err(Error::WasiDisabled)
     ));
 }
+
+#[tokio::test]
+async fn clocks_randomness_and_sleeps_come_from_the_host() {
+    let sandbox = common::wat("wasi_clock")
+        .wasi(WasiConfig::default())
+        .build()
+        .await
+        .unwrap();
+    let now = || {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos() as u64
+    };
+    let word = |bytes: &[u8], at: usize| u64::from_le_bytes(bytes[at..at + 8].try_into().unwrap());
+    let before = now();
+    let first = sandbox.run(run(&[], b"")).await.unwrap().stdout;
+    let after = now();
+    assert_eq!(first.len(), 88);
+    // Every call succeeded (the last errno is the event's).
+    assert_eq!(&first[80..88], &[0u8; 8][..]);
+    let realtime = word(&first, 0);
+    assert!(
+        before <= realtime && realtime <= after,
+        "{before} {realtime} {after}"
+    );
+    assert_eq!(word(&first, 8), 1);
+    // OS randomness: the two calls differ, and so does the next run's.
+    assert_ne!(&first[16..32], &first[32..48]);
+    let second = sandbox.run(run(&[], b"")).await.unwrap().stdout;
+    assert_ne!(&first[16..48], &second[16..48]);
+    // The monotonic clock moved on across the sleep; the absolute subscription already due gave
+    // one event with its userdata.
+    assert!(word(&first, 56) > word(&first, 48));
+    assert_eq!((word(&first, 64), word(&first, 72)), (1, 6));
+}
