@@ -42,10 +42,10 @@ impl Exports {
         }
     }
 
-    /// The encoded request of a WASI run, checked against the limits; with the limits.
-    pub(crate) fn wasi_request(&self, run: WasiRun) -> Result<(Vec<u8>, WasiLimits), Error> {
+    /// The encoded request of a WASI run, checked against the limits.
+    pub(crate) fn wasi_request(&self, run: WasiRun) -> Result<Vec<u8>, Error> {
         let config = self.wasi.as_ref().ok_or(Error::WasiDisabled)?;
-        Ok((crate::wasi::request(config, run)?, config.limits))
+        crate::wasi::request(config, run)
     }
 
     /// The WASI limits (the defaults without WASI).

@@ -48,7 +48,7 @@ impl WasmPool {
     /// environment and stdin (see [`WasmSandbox::run`](crate::WasmSandbox::run)).
     pub fn run(&self, run: WasiRun) -> WasiCall {
         let limits = self.exports.wasi_limits();
-        let target = self.exports.wasi_request(run).map(|(message, _)| {
+        let target = self.exports.wasi_request(run).map(|message| {
             let (name, args, result) = crate::wasi::run_args(message);
             Target::Pool(self.pool.call_value(name, args, result))
         });

@@ -117,7 +117,7 @@ impl WasmSandbox {
     /// snapshot, so nothing one run leaves behind reaches the next.
     pub fn run(&self, run: WasiRun) -> WasiCall {
         let limits = self.exports.wasi_limits();
-        let target = self.exports.wasi_request(run).map(|(message, _)| {
+        let target = self.exports.wasi_request(run).map(|message| {
             let (name, args, result) = crate::wasi::run_args(message);
             Target::Sandbox {
                 call: self.sandbox.call_value(name, args, result),
