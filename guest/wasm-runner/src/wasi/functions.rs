@@ -99,7 +99,7 @@ pub static FUNCTIONS: [Function; 46] = [
     function!(path_rename(I32, I32, I32, I32, I32, I32) deny_fd0),
     function!(
         path_symlink(I32, I32, I32, I32, I32) | _,
-        a | deny(fd_arg(a, 2))
+        a | deny(u32_arg(a, 2))
     ),
     function!(path_unlink_file(I32, I32, I32) deny_fd0),
     function!(poll_oneoff(I32, I32, I32, I32) poll_oneoff),
@@ -139,10 +139,6 @@ fn u64_arg(args: &[CoreValue], i: usize) -> u64 {
         Some(CoreValue::I64(x)) => *x as u64,
         _ => 0,
     }
-}
-
-fn fd_arg(args: &[CoreValue], i: usize) -> u32 {
-    u32_arg(args, i)
 }
 
 /// A pointer the module passed that does not lie in its memory: `EFAULT`, not a trap.
@@ -252,15 +248,15 @@ fn deny(fd: u32) -> Result<(), Fail> {
 }
 
 fn deny_fd0(_: &mut dyn Context, a: &[CoreValue]) -> Result<(), Fail> {
-    deny(fd_arg(a, 0))
+    deny(u32_arg(a, 0))
 }
 
 /// Seeking, and reading or writing at an offset, on a stream: `ESPIPE`.
 fn deny_seek(_: &mut dyn Context, a: &[CoreValue]) -> Result<(), Fail> {
-    if is_open(fd_arg(a, 0)) {
+    if is_open(u32_arg(a, 0)) {
         return Err(Fail::Errno(ESPIPE));
     }
-    deny(fd_arg(a, 0))
+    deny(u32_arg(a, 0))
 }
 
 /// There are no preopened directories: `EBADF` for every descriptor, which ends a libc's search
@@ -270,14 +266,14 @@ fn no_preopen(_: &mut dyn Context, _: &[CoreValue]) -> Result<(), Fail> {
 }
 
 fn fd_renumber(_: &mut dyn Context, a: &[CoreValue]) -> Result<(), Fail> {
-    if !is_open(fd_arg(a, 1)) {
+    if !is_open(u32_arg(a, 1)) {
         return Err(Fail::Errno(EBADF));
     }
-    deny(fd_arg(a, 0))
+    deny(u32_arg(a, 0))
 }
 
 fn fd_close(_: &mut dyn Context, a: &[CoreValue]) -> Result<(), Fail> {
-    let fd = fd_arg(a, 0);
+    let fd = u32_arg(a, 0);
     if !is_open(fd) {
         return Err(Fail::Errno(EBADF));
     }
@@ -286,7 +282,7 @@ fn fd_close(_: &mut dyn Context, a: &[CoreValue]) -> Result<(), Fail> {
 }
 
 fn fd_fdstat_get(ctx: &mut dyn Context, a: &[CoreValue]) -> Result<(), Fail> {
-    let fd = fd_arg(a, 0);
+    let fd = u32_arg(a, 0);
     if !is_open(fd) {
         return Err(Fail::Errno(EBADF));
     }
@@ -303,7 +299,7 @@ fn fd_fdstat_get(ctx: &mut dyn Context, a: &[CoreValue]) -> Result<(), Fail> {
 }
 
 fn fd_read(ctx: &mut dyn Context, a: &[CoreValue]) -> Result<(), Fail> {
-    let fd = fd_arg(a, 0);
+    let fd = u32_arg(a, 0);
     if fd != 0 || !is_open(fd) {
         return deny(fd);
     }
@@ -328,7 +324,7 @@ fn fd_read(ctx: &mut dyn Context, a: &[CoreValue]) -> Result<(), Fail> {
 }
 
 fn fd_write(ctx: &mut dyn Context, a: &[CoreValue]) -> Result<(), Fail> {
-    let fd = fd_arg(a, 0);
+    let fd = u32_arg(a, 0);
     let stream = match fd {
         1 if is_open(fd) => WasiStream::Stdout,
         2 if is_open(fd) => WasiStream::Stderr,

@@ -27,12 +27,6 @@ enum Fail {
     Stop(CallError),
 }
 
-impl From<CallError> for Fail {
-    fn from(error: CallError) -> Self {
-        Fail::Stop(error)
-    }
-}
-
 impl From<hyperlight_guest::GuestError> for Fail {
     fn from(error: hyperlight_guest::GuestError) -> Self {
         Fail::Stop(CallError::Failed(error))
