@@ -268,3 +268,32 @@ async fn clocks_randomness_and_sleeps_come_from_the_host() {
     assert!(word(&first, 56) > word(&first, 48));
     assert_eq!((word(&first, 64), word(&first, 72)), (1, 6));
 }
+
+#[tokio::test]
+async fn a_wasi_import_of_the_wrong_type_or_an_unknown_name_does_not_link() {
+    let wasm = wat::parse_str(
+        r#"(module
+          (import "wasi_snapshot_preview1" "fd_write" (func (param i32 i32) (result i32)))
+          (import "wasi_snapshot_preview1" "fd_open_everything" (func))
+          (func (export "_start")))"#,
+    )
+    .unwrap();
+    let problems = match WasmSandbox::builder(wasm)
+        .wasi(WasiConfig::default())
+        .build()
+        .await
+    {
+        Err(Error::Link { problems }) => problems,
+        other => panic!("expected link problems, got {other:?}"),
+    };
+    assert_eq!(problems.len(), 2, "{problems:?}");
+    assert_eq!(problems[0].kind, ProblemKind::Mistyped);
+    assert_eq!(
+        problems[0].registered.as_ref().map(ToString::to_string),
+        Some("(param i32 i32 i32 i32) (result i32)".to_string())
+    );
+    assert_eq!(
+        (problems[1].name.as_str(), problems[1].kind),
+        ("fd_open_everything", ProblemKind::Missing)
+    );
+}
