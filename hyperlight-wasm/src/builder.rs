@@ -142,7 +142,7 @@ impl WasmSandboxBuilder {
     /// (arguments, environment, stdin, stdout and stderr captured, `proc_exit`; clocks,
     /// randomness and sleeps answered by the host; no file system, no sockets: every other
     /// function answers its errno), and [`WasmSandbox::run`] and [`WasmPool::run`] run a
-    /// command's `_start`. Every run of a [`WasmSandbox`] then starts from the
+    /// command's `_start`. Every run (and export call) of a [`WasmSandbox`] then starts from the
     /// post-instantiation snapshot unless [`fresh_per_call`](Self::fresh_per_call)`(false)`
     /// says otherwise. The table of every function is in `docs/wasm.md`.
     pub fn wasi(mut self, config: WasiConfig) -> Self {
