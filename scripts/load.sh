@@ -6,6 +6,9 @@
 # Usage: scripts/load.sh [DURATION_SECONDS] [CONNECTIONS] [POOL_SIZE]
 # EXAMPLE=wasm_server loads the Wasm example instead: a module's export per request in a fresh
 # instance (/upper/hello, through a WasmPool) beside the same work in-process (/native/upper).
+# EXAMPLE=wasi_server loads the WASI example: a WASI program (jsonfmt) run on each POSTed body in
+# a fresh instance (POST /run) beside the same work in-process (POST /native/run); wrk POSTs
+# through a Lua script written to a temporary file.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 duration=${1:-10}
@@ -24,13 +27,27 @@ example=${EXAMPLE:-web_server}
 case "$example" in
   web_server) sandboxed=/add/1/2 native=/native/add/1/2 ;;
   wasm_server) sandboxed=/upper/hello native=/native/upper/hello ;;
-  *) echo "load: EXAMPLE must be web_server or wasm_server" >&2; exit 2 ;;
+  wasi_server) sandboxed=/run native=/native/run ;;
+  *) echo "load: EXAMPLE must be web_server, wasm_server or wasi_server" >&2; exit 2 ;;
 esac
+
+# wrk's extra arguments: for the WASI example, a script that POSTs a small JSON document.
+wrk_script=()
+lua=""
+if [ "$example" = wasi_server ]; then
+  lua=$(mktemp --suffix=.lua)
+  cat >"$lua" <<'LUA'
+wrk.method = "POST"
+wrk.body = '{"name": "hyperlight", "tags": ["wasm", "wasi", "kvm"], "n": 42, "nested": {"ok": true}}'
+wrk.headers["Content-Type"] = "application/json"
+LUA
+  wrk_script=(-s "$lua")
+fi
 
 cargo build --release --example "$example" >&2
 "target/release/examples/$example" "127.0.0.1:$port" "$pool" 1000 >&2 &
 server=$!
-trap 'kill -INT "$server" 2>/dev/null || true; wait "$server" 2>/dev/null || true' EXIT
+trap 'kill -INT "$server" 2>/dev/null || true; wait "$server" 2>/dev/null || true; [ -z "$lua" ] || rm -f "$lua"' EXIT
 for _ in $(seq 1 100); do
   (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break
   sleep 0.1
@@ -39,7 +56,7 @@ done
 run() {
   local name=$1 path=$2
   local out
-  out=$(timeout $((duration + 30)) wrk -t2 -c"$connections" -d"${duration}s" --latency "http://127.0.0.1:$port$path")
+  out=$(timeout $((duration + 30)) wrk -t2 -c"$connections" -d"${duration}s" --latency "${wrk_script[@]}" "http://127.0.0.1:$port$path")
   local rps p50 p90 p99 errors
   rps=$(awk '/^Requests\/sec/ {print $2}' <<<"$out")
   p50=$(awk '$1 == "50%" {print $2}' <<<"$out")

@@ -1,7 +1,10 @@
 //! Builds the guest workspace (`../guest`) for `x86_64-unknown-none`, in release mode, into its own
 //! target dir (`../guest/target`), and tells the crate where the binaries are
 //! (`HYPERLIGHT_GUEST_DIR`); then the same for the Wasm module workspace (`wasm-modules`, for
-//! `wasm32-unknown-unknown`, into `wasm-modules/target`, `HYPERLIGHT_WASM_DIR`). How: see
+//! `wasm32-unknown-unknown`, into `wasm-modules/target`, `HYPERLIGHT_WASM_DIR`), and the WASI
+//! programs (`wasi-programs`) twice from the same sources: for `wasm32-wasip1`
+//! (`HYPERLIGHT_WASI_DIR`) and for the host (`HYPERLIGHT_WASI_NATIVE_DIR`), so that tests and
+//! benchmarks can compare a program in a sandbox with the same program as a process. How: see
 //! `src/build_support.rs`.
 
 use std::env;
@@ -14,6 +17,7 @@ mod env_scrub;
 use build_support::{build_workspace, rerun_if_guest_changed, GUEST_TARGET};
 
 const WASM_TARGET: &str = "wasm32-unknown-unknown";
+const WASI_TARGET: &str = "wasm32-wasip1";
 
 fn main() {
     let manifest_dir =
@@ -36,6 +40,15 @@ fn main() {
         println!("cargo:rerun-if-changed={}", path.display());
     }
 
+    let wasi_dir = manifest_dir.join("wasi-programs");
+    for path in [
+        wasi_dir.join("Cargo.toml"),
+        wasi_dir.join("Cargo.lock"),
+        wasi_dir.join("jsonfmt"),
+    ] {
+        println!("cargo:rerun-if-changed={}", path.display());
+    }
+
     let guest_release = build_workspace(&guest_dir, GUEST_TARGET, "guest");
     println!(
         "cargo:rustc-env=HYPERLIGHT_GUEST_DIR={}",
@@ -45,5 +58,16 @@ fn main() {
     println!(
         "cargo:rustc-env=HYPERLIGHT_WASM_DIR={}",
         wasm_release.display()
+    );
+    let wasi_release = build_workspace(&wasi_dir, WASI_TARGET, "WASI program");
+    println!(
+        "cargo:rustc-env=HYPERLIGHT_WASI_DIR={}",
+        wasi_release.display()
+    );
+    let host = env::var("TARGET").expect("cargo sets TARGET for build scripts");
+    let native_release = build_workspace(&wasi_dir, &host, "native WASI program");
+    println!(
+        "cargo:rustc-env=HYPERLIGHT_WASI_NATIVE_DIR={}",
+        native_release.display()
     );
 }

@@ -28,3 +28,6 @@ pub async fn simple_async_sandbox(
         .build()
         .await
 }
+
+#[cfg(feature = "wasmi-wasi")]
+pub mod wasi;

@@ -5,5 +5,6 @@ pub mod density;
 pub mod hello;
 pub mod many;
 pub mod own_guest;
+pub mod wasi_server;
 pub mod wasm_server;
 pub mod web_server;

@@ -140,3 +140,72 @@ async fn wasm_server_runs_each_request_in_a_fresh_instance() {
     stop.send(()).unwrap();
     server.await.unwrap().unwrap();
 }
+
+/// A minimal HTTP/1.1 POST: (status, body as text).
+async fn post(addr: std::net::SocketAddr, path: &str, body: &[u8]) -> (u16, String) {
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let head = format!(
+        "POST {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    );
+    stream.write_all(head.as_bytes()).await.unwrap();
+    stream.write_all(body).await.unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).await.unwrap();
+    let status = response.split_whitespace().nth(1).unwrap().parse().unwrap();
+    let body = response.split("\r\n\r\n").nth(1).unwrap_or("").to_string();
+    (status, body)
+}
+
+/// Serves the WASI example's app with `wasm` on a free port until `stop` fires.
+async fn wasi_server(
+    wasm: Vec<u8>,
+    timeout: Duration,
+) -> (
+    std::net::SocketAddr,
+    tokio::sync::oneshot::Sender<()>,
+    tokio::task::JoinHandle<std::io::Result<()>>,
+) {
+    let pool = hyperlight_examples::wasi_server::pool(wasm, 2)
+        .await
+        .unwrap();
+    let app = hyperlight_examples::wasi_server::app(pool, timeout);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(hyperlight_examples::web_server::serve(
+        listener,
+        app,
+        async {
+            let _ = stopped.await;
+        },
+    ));
+    (addr, stop, server)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wasi_server_runs_the_program_on_each_body() {
+    let jsonfmt = hyperlight_examples::wasi_server::jsonfmt();
+    let (addr, stop, server) = wasi_server(jsonfmt, Duration::from_secs(10)).await;
+    assert_eq!(
+        post(addr, "/run", br#"{"b": 1, "a": [true]}"#).await,
+        (200, "{\"a\":[true],\"b\":1}\n".to_string())
+    );
+    assert_eq!(
+        post(addr, "/native/run", br#"{"b": 1, "a": [true]}"#).await,
+        (200, "{\"a\":[true],\"b\":1}\n".to_string())
+    );
+    let (status, stderr) = post(addr, "/run", b"not json").await;
+    assert_eq!(status, 422);
+    assert!(stderr.starts_with("jsonfmt: not JSON"), "{stderr}");
+    let (status, _) = post(addr, "/run", &vec![b' '; 100 << 10]).await;
+    assert_eq!(status, 413);
+    stop.send(()).unwrap();
+    server.await.unwrap().unwrap();
+    // A program that sleeps in poll_oneoff for 60 s is cut off by the timeout.
+    let sleeper = hyperlight_testing::wat("wasi_sleep");
+    let (addr, stop, server) = wasi_server(sleeper, Duration::from_millis(100)).await;
+    assert_eq!(post(addr, "/run", b"").await.0, 504);
+    stop.send(()).unwrap();
+    server.await.unwrap().unwrap();
+}

@@ -17,6 +17,7 @@ use crate::exports::Exports;
 use crate::limits::WasmLimits;
 use crate::pool::WasmPool;
 use crate::sandbox::WasmSandbox;
+use crate::wasi::WasiConfig;
 
 /// The runner guest's ELF, built from `guest/wasm-runner` by the build script.
 fn runner() -> GuestBinary {
@@ -37,7 +38,9 @@ pub struct WasmSandboxBuilder {
     imports: BTreeMap<(String, String), ImportDecl>,
     limits: WasmLimits,
     config: Option<SandboxConfig>,
-    fresh_per_call: bool,
+    /// `None`: fresh per call with WASI on, not without.
+    fresh_per_call: Option<bool>,
+    wasi: Option<WasiConfig>,
 }
 
 /// A sandbox whose runner has linked and instantiated the module, with the snapshot taken
@@ -57,7 +60,8 @@ impl WasmSandboxBuilder {
             imports: BTreeMap::new(),
             limits: WasmLimits::default(),
             config: None,
-            fresh_per_call: false,
+            fresh_per_call: None,
+            wasi: None,
         }
     }
 
@@ -128,9 +132,21 @@ impl WasmSandboxBuilder {
     }
 
     /// Makes every call of the [`WasmSandbox`] start from the post-instantiation snapshot (a
-    /// [`WasmPool`] always does).
+    /// [`WasmPool`] always does). Off by default, on by default with [`wasi`](Self::wasi).
     pub fn fresh_per_call(mut self, fresh: bool) -> Self {
-        self.fresh_per_call = fresh;
+        self.fresh_per_call = Some(fresh);
+        self
+    }
+
+    /// Turns WASI preview 1 on: the runner serves the module's `wasi_snapshot_preview1` imports
+    /// (arguments, environment, stdin, stdout and stderr captured, `proc_exit`; clocks,
+    /// randomness and sleeps answered by the host; no file system, no sockets: every other
+    /// function answers its errno), and [`WasmSandbox::run`] and [`WasmPool::run`] run a
+    /// command's `_start`. Every run (and export call) of a [`WasmSandbox`] then starts from the
+    /// post-instantiation snapshot unless [`fresh_per_call`](Self::fresh_per_call)`(false)`
+    /// says otherwise. The table of every function is in `docs/wasm.md`.
+    pub fn wasi(mut self, config: WasiConfig) -> Self {
+        self.wasi = Some(config);
         self
     }
 
@@ -149,7 +165,7 @@ impl WasmSandboxBuilder {
     /// larger than [`SandboxConfig::max_module_size`], a heap too small to compile it, a
     /// timeout).
     pub async fn build(self) -> Result<WasmSandbox, Error> {
-        let fresh = self.fresh_per_call;
+        let fresh = self.fresh_per_call.unwrap_or(self.wasi.is_some());
         let Linked {
             sandbox,
             exports,
@@ -200,14 +216,23 @@ impl WasmSandboxBuilder {
     pub(crate) async fn link(self) -> Result<Linked, Error> {
         let span = tracing::info_span!("wasm.build", module_bytes = self.module_len);
         async move {
-            let config = self
-                .config
-                .clone()
-                .unwrap_or_else(|| self.limits.default_config(self.module_len));
+            let config = match (&self.config, &self.wasi) {
+                (Some(config), _) => config.clone(),
+                (None, Some(wasi)) => wasi
+                    .limits
+                    .enlarge(self.limits.default_config(self.module_len)),
+                (None, None) => self.limits.default_config(self.module_len),
+            };
             self.limits.validate(&config, self.module_len)?;
-            let native = self.native.config(config).fresh_per_call(false);
+            let mut native = self.native.config(config.clone()).fresh_per_call(false);
+            if let Some(wasi) = &self.wasi {
+                wasi.limits.validate(&config)?;
+                native = crate::wasi::host_functions(native);
+            }
             let sandbox = native.clone().build().await?;
-            let link = self.limits.link(self.imports.into_values().collect());
+            let link = self
+                .limits
+                .link(self.imports.into_values().collect(), self.wasi.is_some());
             let answer: Vec<u8> = sandbox
                 .call(LINK_FUNCTION, (encode_wasm_link(&link),))
                 .await?;
@@ -234,7 +259,7 @@ impl WasmSandboxBuilder {
             sandbox.rebase().await?;
             Ok(Linked {
                 sandbox,
-                exports: Arc::new(Exports::new(info.exports, info.imports)),
+                exports: Arc::new(Exports::new(info.exports, info.imports, self.wasi)),
                 native,
             })
         }

@@ -88,6 +88,26 @@ pub enum Error {
         /// Why it is refused.
         reason: String,
     },
+    /// A WASI run passed one of its [`WasiLimits`](crate::WasiLimits): stdin, arguments or
+    /// environment too large (nothing ran), or a write to stdout or stderr past its limit (the
+    /// run was ended there; its output is dropped).
+    #[error("the WASI run passed its limit `{limit:?}` of {max} bytes")]
+    WasiLimit {
+        /// The limit passed.
+        limit: crate::WasiLimit,
+        /// Its value.
+        max: usize,
+    },
+    /// A WASI run's input cannot be given to a program (a NUL in an argument, an `=` in an
+    /// environment variable's name). Nothing ran.
+    #[error("invalid WASI run: {reason}")]
+    WasiInput {
+        /// What is wrong.
+        reason: String,
+    },
+    /// `run` on a sandbox or pool built without [`WasmSandboxBuilder::wasi`](crate::WasmSandboxBuilder::wasi).
+    #[error("WASI is not enabled for this module: build it with `WasmSandboxBuilder::wasi`")]
+    WasiDisabled,
     /// The sandbox reported an error: a timeout, a cancellation, a failed host function (an
     /// import), a module too large for `max_module_size`, the VM could not be built, and so on.
     #[error(transparent)]

@@ -8,6 +8,7 @@ use hyperlight_schema::wasm::{
 };
 
 use crate::error::Error;
+use crate::wasi::{WasiConfig, WasiLimits, WasiRun};
 
 /// A module's exports, as the runner reported them after linking.
 #[derive(Debug)]
@@ -16,10 +17,12 @@ pub(crate) struct Exports {
     all: Vec<Extern>,
     imports: Vec<Extern>,
     has_realloc: bool,
+    /// WASI's configuration, if the module was linked with it.
+    wasi: Option<WasiConfig>,
 }
 
 impl Exports {
-    pub(crate) fn new(all: Vec<Extern>, imports: Vec<Extern>) -> Self {
+    pub(crate) fn new(all: Vec<Extern>, imports: Vec<Extern>, wasi: Option<WasiConfig>) -> Self {
         let functions: HashMap<String, FuncType> = all
             .iter()
             .filter(|e| e.kind == ExternKind::Func)
@@ -35,7 +38,19 @@ impl Exports {
             all,
             imports,
             has_realloc,
+            wasi,
         }
+    }
+
+    /// The encoded request of a WASI run, checked against the limits.
+    pub(crate) fn wasi_request(&self, run: WasiRun) -> Result<Vec<u8>, Error> {
+        let config = self.wasi.as_ref().ok_or(Error::WasiDisabled)?;
+        crate::wasi::request(config, run)
+    }
+
+    /// The WASI limits (the defaults without WASI).
+    pub(crate) fn wasi_limits(&self) -> WasiLimits {
+        self.wasi.map(|c| c.limits).unwrap_or_default()
     }
 
     /// Every export (functions, memories, tables, globals) in the module's order.

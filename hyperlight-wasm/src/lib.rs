@@ -53,6 +53,34 @@
 //! A [`WasmPool`] gives every call a fresh instance, restored from the snapshot taken right
 //! after instantiation. Timeouts and cancellation work as for native sandboxes, also while an
 //! async import is pending.
+//!
+//! WASI programs (command modules built for `wasm32-wasip1`) run with
+//! [`WasmSandboxBuilder::wasi`] and [`WasmSandbox::run`] / [`WasmPool::run`]: arguments,
+//! environment and stdin in, exit code, stdout and stderr out, in a fresh instance per run, with
+//! clocks, randomness and sleeps from the host and no file system or network (`docs/wasm.md` lists
+//! every preview 1 function):
+//!
+//! ```
+//! use hyperlight_wasm::{Error, WasiConfig, WasiRun, WasmSandbox};
+//!
+//! # tokio::runtime::Runtime::new().unwrap().block_on(async {
+//! // A Rust program using serde_json, built for wasm32-wasip1 (testing/wasi-programs/jsonfmt).
+//! let pool = WasmSandbox::builder(hyperlight_testing::wasi_program("jsonfmt"))
+//!     .wasi(WasiConfig::default())
+//!     .pool(1)
+//!     .await?;
+//! let run = WasiRun {
+//!     args: vec!["jsonfmt".into(), "--compact".into()],
+//!     env: vec![],
+//!     stdin: br#"{"b": 1, "a": [true]}"#.to_vec(),
+//! };
+//! let output = pool.run(run).await?;
+//! assert_eq!(output.exit_code, 0);
+//! assert_eq!(output.stdout, b"{\"a\":[true],\"b\":1}\n");
+//! assert!(output.stderr.starts_with(b"jsonfmt: "));
+//! # Ok::<(), Error>(())
+//! # }).unwrap();
+//! ```
 #![forbid(unsafe_code)]
 
 mod builder;
@@ -62,6 +90,7 @@ mod exports;
 mod limits;
 mod pool;
 mod sandbox;
+mod wasi;
 
 pub use builder::WasmSandboxBuilder;
 pub use call::WasmCall;
@@ -72,3 +101,4 @@ pub use hyperlight_schema::wasm::{
 pub use limits::WasmLimits;
 pub use pool::WasmPool;
 pub use sandbox::WasmSandbox;
+pub use wasi::{WasiCall, WasiConfig, WasiLimit, WasiLimits, WasiOutput, WasiRun};

@@ -101,13 +101,14 @@ impl WasmLimits {
     }
 
     /// The link request with these limits.
-    pub(crate) fn link(&self, imports: Vec<ImportDecl>) -> Link {
+    pub(crate) fn link(&self, imports: Vec<ImportDecl>, wasi: bool) -> Link {
         Link {
             imports,
             max_memory: self.max_memory,
             fuel: self.fuel,
             max_recursion_depth: self.max_recursion_depth,
             max_stack_height: self.max_stack_height,
+            wasi,
         }
     }
 }

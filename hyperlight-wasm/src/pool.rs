@@ -7,6 +7,7 @@ use hyperlight_schema::wasm::Extern;
 
 use crate::call::{Target, WasmCall};
 use crate::exports::Exports;
+use crate::wasi::{WasiCall, WasiRun};
 
 /// A bounded pool of Wasm sandboxes built from one post-instantiation snapshot (made by
 /// [`WasmSandboxBuilder::pool`](crate::WasmSandboxBuilder::pool)): every call runs in a fresh
@@ -41,6 +42,17 @@ impl WasmPool {
             .check(name, &args, result)
             .map(|()| Target::Pool(self.pool.call_value(name, args, result)));
         WasmCall::new(name, target)
+    }
+
+    /// Runs the WASI command's `_start` once, in a fresh instance, with `run`'s arguments,
+    /// environment and stdin (see [`WasmSandbox::run`](crate::WasmSandbox::run)).
+    pub fn run(&self, run: WasiRun) -> WasiCall {
+        let limits = self.exports.wasi_limits();
+        let target = self.exports.wasi_request(run).map(|message| {
+            let (name, args, result) = crate::wasi::run_args(message);
+            Target::Pool(self.pool.call_value(name, args, result))
+        });
+        WasiCall::new(target, limits, None)
     }
 
     /// The module's exports.

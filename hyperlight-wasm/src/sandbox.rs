@@ -11,6 +11,7 @@ use crate::builder::WasmSandboxBuilder;
 use crate::call::{Target, WasmCall};
 use crate::error::Error;
 use crate::exports::Exports;
+use crate::wasi::{WasiCall, WasiRun};
 
 /// A WebAssembly module instantiated inside a micro-VM, awaited from async code.
 ///
@@ -108,6 +109,22 @@ impl WasmSandbox {
                 restore: (!self.fresh_per_call).then(|| self.sandbox.clone()),
             });
         WasmCall::new(name, target)
+    }
+
+    /// Runs the WASI command's `_start` once with `run`'s arguments, environment and stdin
+    /// (the module must be built with [`WasmSandboxBuilder::wasi`]); `.await` it, or set a
+    /// [`WasiCall::timeout`] first. By default the run starts from the post-instantiation
+    /// snapshot, so nothing one run leaves behind reaches the next.
+    pub fn run(&self, run: WasiRun) -> WasiCall {
+        let limits = self.exports.wasi_limits();
+        let target = self.exports.wasi_request(run).map(|message| {
+            let (name, args, result) = crate::wasi::run_args(message);
+            Target::Sandbox {
+                call: self.sandbox.call_value(name, args, result),
+                restore: (!self.fresh_per_call).then(|| self.sandbox.clone()),
+            }
+        });
+        WasiCall::new(target, limits, Some(self.sandbox.id()))
     }
 
     /// The module's exports (functions with their core types, memories, tables, globals).

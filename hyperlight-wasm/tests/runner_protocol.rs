@@ -134,6 +134,7 @@ fn link() -> Link {
         fuel: Some(10_000_000),
         max_recursion_depth: 1_000,
         max_stack_height: 100_000,
+        wasi: false,
     }
 }
 

@@ -219,6 +219,9 @@ pub struct Link {
     pub max_recursion_depth: u32,
     /// wasmi's limit on the value stack, in values.
     pub max_stack_height: u32,
+    /// Whether the runner serves the module's [`WASI_MODULE`] imports itself and registers
+    /// [`WASI_RUN_FUNCTION`].
+    pub wasi: bool,
 }
 
 /// How a link request ended.
@@ -273,6 +276,76 @@ pub struct ModuleInfo {
     pub exports: Vec<Extern>,
     /// The imports that cannot be linked (for [`LinkOutcome::Unlinkable`]).
     pub problems: Vec<LinkProblem>,
+}
+
+/// The import module of WASI preview 1, whose functions the runner serves itself when
+/// [`Link::wasi`] is set.
+pub const WASI_MODULE: &str = "wasi_snapshot_preview1";
+
+/// The runner's guest function that runs a WASI command module's `_start` once: its one argument
+/// is an encoded [`WasiRunRequest`], its result an encoded [`WasiOutcome`].
+pub const WASI_RUN_FUNCTION: &str = "__hyperlight_wasi_run";
+
+/// The most arguments, and the most environment variables, of one [`WasiRunRequest`].
+pub const MAX_WASI_STRINGS: usize = 10_000;
+
+/// The host functions that answer WASI preview 1 calls the runner cannot answer inside the VM.
+/// Their names start with `wasi:`, which no import's function name
+/// ([`import_function_name`], `wasm:`) does.
+pub mod wasi_host {
+    /// `clock_time_get(id: u32, precision: u64) -> u64`: nanoseconds of clock `id` (0 realtime,
+    /// 1 monotonic, 2 process CPU time, 3 thread CPU time).
+    pub const CLOCK_TIME_GET: &str = "wasi:clock_time_get";
+    /// `clock_res_get(id: u32) -> u64`: the resolution of clock `id`, in nanoseconds.
+    pub const CLOCK_RES_GET: &str = "wasi:clock_res_get";
+    /// `random_get(len: u32) -> Vec<u8>`: `len` bytes of OS randomness, at most
+    /// [`MAX_RANDOM_CHUNK`] per call.
+    pub const RANDOM_GET: &str = "wasi:random_get";
+    /// `poll_oneoff(nanoseconds: u64) -> ()`: sleeps that long (a `poll_oneoff` whose
+    /// subscriptions are all clocks), without blocking a runtime thread.
+    pub const SLEEP: &str = "wasi:poll_oneoff";
+    /// The most bytes one [`RANDOM_GET`] call asks for.
+    pub const MAX_RANDOM_CHUNK: u32 = 64 * 1024;
+}
+
+/// One run of a WASI command module.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct WasiRunRequest {
+    /// `argv`, the program name first.
+    pub args: Vec<String>,
+    /// The environment, each `KEY=VALUE`.
+    pub env: Vec<String>,
+    /// What fd 0 reads; end of file after it.
+    pub stdin: Vec<u8>,
+    /// The most bytes the program may write to fd 1.
+    pub max_stdout: u32,
+    /// The most bytes the program may write to fd 2.
+    pub max_stderr: u32,
+    /// `Some(seed)`: the runner serves clocks (a fixed start, advancing one microsecond per read
+    /// and by every sleep, which does not wait) and randomness (a PRNG seeded with it) itself.
+    pub deterministic: Option<u64>,
+}
+
+/// An output stream of a WASI run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum WasiStream {
+    /// fd 1.
+    Stdout,
+    /// fd 2.
+    Stderr,
+}
+
+/// How one WASI run ended (a trap or a failed host function is a guest error instead).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct WasiOutcome {
+    /// 0 if `_start` returned, else the code given to `proc_exit`.
+    pub exit_code: i32,
+    /// What the program wrote to fd 1.
+    pub stdout: Vec<u8>,
+    /// What the program wrote to fd 2.
+    pub stderr: Vec<u8>,
+    /// `Some(stream)`: the run was ended by a write past that stream's limit.
+    pub limit: Option<WasiStream>,
 }
 
 macro_rules! traps {

@@ -12,13 +12,15 @@
 //!
 //! It builds the test Wasm modules the same way (the `testing/wasm-modules` workspace, target
 //! `wasm32-unknown-unknown`, target dir `testing/wasm-modules/target`), and compiles the
-//! hand-written ones of `testing/wat` on request: [`wasm_bytes`]`("plugin")`, [`wat`]`("traps")`.
+//! hand-written ones of `testing/wat` on request: [`wasm_bytes`]`("plugin")`, [`wat`]`("traps")`;
+//! and the WASI programs of `testing/wasi-programs` for `wasm32-wasip1` and for the host:
+//! [`wasi_program`]`("jsonfmt")`, [`wasi_native`]`("jsonfmt")`.
 #![deny(missing_docs)]
 
 mod env;
 mod wasm;
 
-pub use wasm::{wasm_bytes, wasm_module, wat, WASM_DIR};
+pub use wasm::{wasi_native, wasi_program, wasm_bytes, wasm_module, wat, WASI_DIR, WASM_DIR};
 
 use std::ffi::OsString;
 use std::fmt::Display;

@@ -8,6 +8,32 @@ use std::path::{Path, PathBuf};
 /// `<repo>/testing/wasm-modules/target/wasm32-unknown-unknown/release`.
 pub const WASM_DIR: &str = env!("HYPERLIGHT_WASM_DIR");
 
+/// The directory holding the WASI programs built for `wasm32-wasip1`:
+/// `<repo>/testing/wasi-programs/target/wasm32-wasip1/release`.
+pub const WASI_DIR: &str = env!("HYPERLIGHT_WASI_DIR");
+
+/// The directory holding the same programs built for the host:
+/// `<repo>/testing/wasi-programs/target/<host triple>/release`.
+const WASI_NATIVE_DIR: &str = env!("HYPERLIGHT_WASI_NATIVE_DIR");
+
+/// The bytes of the WASI program `name` (a crate of `testing/wasi-programs`: `"jsonfmt"`), built
+/// for `wasm32-wasip1`; panics, naming the file, if it cannot be read.
+///
+/// ```
+/// let jsonfmt = hyperlight_testing::wasi_program("jsonfmt");
+/// assert_eq!(&jsonfmt[..4], b"\0asm");
+/// ```
+pub fn wasi_program(name: &str) -> Vec<u8> {
+    let path = Path::new(WASI_DIR).join(format!("{name}.wasm"));
+    std::fs::read(&path)
+        .unwrap_or_else(|e| panic!("cannot read the WASI program {}: {e}", path.display()))
+}
+
+/// The path of the same program built for the host, to run as a process.
+pub fn wasi_native(name: &str) -> PathBuf {
+    Path::new(WASI_NATIVE_DIR).join(name)
+}
+
 /// The directory of the hand-written text modules, `<repo>/testing/wat`.
 const WAT_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/wat");
 

@@ -30,7 +30,7 @@ pub fn realloc_type() -> FuncType {
 
 /// The range `[ptr, ptr + len)` of `memory`, or a `WasmAbi` error naming `what` if it is out of
 /// bounds (checked arithmetic: no hostile pointer can overflow it).
-fn range(
+pub fn range(
     memory: &[u8],
     ptr: u32,
     len: u32,

@@ -9,7 +9,7 @@ use alloc::boxed::Box;
 use alloc::string::String;
 use alloc::vec::Vec;
 
-use hyperlight_guest::schema::wasm::{Extern, FuncType, ImportDecl, Link, Trap};
+use hyperlight_guest::schema::wasm::{Extern, FuncType, ImportDecl, Link, Trap, WasiStream};
 use hyperlight_guest::{ErrorCode, GuestError};
 
 /// A core WebAssembly value, as the canonical ABI moves it.
@@ -32,6 +32,26 @@ pub enum CallError {
     Trap(Trap, String),
     /// A host function failed, or the module broke the ABI: reported as is.
     Failed(GuestError),
+    /// A WASI function ended the run on purpose (`proc_exit`, a write past an output limit).
+    Stop(Stop),
+}
+
+/// Why a WASI function ended the run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Stop {
+    /// `proc_exit` with this code.
+    Exit(i32),
+    /// A write past this stream's limit.
+    Limit(WasiStream),
+}
+
+/// What serves one import.
+#[derive(Clone)]
+pub enum Binding {
+    /// The host function the declaration names, through `crate::link::call_import`.
+    Host(ImportDecl),
+    /// A WASI preview 1 function the runner serves (`crate::wasi`).
+    Wasi(&'static crate::wasi::Function),
 }
 
 impl From<GuestError> for CallError {
@@ -48,6 +68,15 @@ impl From<CallError> for GuestError {
                 message: trap.message(&detail),
             },
             CallError::Failed(error) => error,
+            // Outside a WASI run (an export call of a module that imports WASI).
+            CallError::Stop(Stop::Exit(code)) => GuestError {
+                code: ErrorCode::GuestFunctionFailed,
+                message: alloc::format!("the module called `proc_exit({code})` outside a WASI run"),
+            },
+            CallError::Stop(Stop::Limit(stream)) => GuestError {
+                code: ErrorCode::GuestFunctionFailed,
+                message: alloc::format!("the module wrote past the limit of {stream:?}"),
+            },
         }
     }
 }
@@ -83,13 +112,10 @@ pub trait Compiled {
     /// The module's imports and exports.
     fn describe(&self) -> Described;
     /// Instantiates the module, serving each import (in [`Described::imports`] order, every one a
-    /// function the caller checked) with the host function `imports[i]` declares, through
-    /// `crate::link::call_import`; runs the start function, then `_initialize` if the module
-    /// exports it with type `() -> ()`. `Err`: instantiation failed or trapped.
-    fn instantiate(
-        self: Box<Self>,
-        imports: Vec<ImportDecl>,
-    ) -> Result<Box<dyn Instance>, CallError>;
+    /// function the caller checked) with `imports[i]`: a host function through
+    /// `crate::link::call_import`, or a WASI function of the runner; runs the start function,
+    /// then `_initialize` if the module exports it with type `() -> ()`. `Err`: instantiation failed or trapped.
+    fn instantiate(self: Box<Self>, imports: Vec<Binding>) -> Result<Box<dyn Instance>, CallError>;
 }
 
 /// A WebAssembly engine.

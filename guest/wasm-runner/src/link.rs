@@ -10,12 +10,13 @@ use core::cell::{Cell, RefCell};
 use hyperlight_guest::schema::wasm::{
     import_function_name, is_indirect, lower_import, Extern, ExternKind, FuncType, ImportDecl,
     Link, LinkOutcome, LinkProblem, ModuleInfo, ProblemKind, MAX_EXTERNS, REALLOC_EXPORT,
+    WASI_MODULE, WASI_RUN_FUNCTION,
 };
 use hyperlight_guest::schema::wire::{decode_wasm_link, encode_wasm_module};
 use hyperlight_guest::{call_host_values, ErrorCode, Global, GuestError};
 
 use crate::abi;
-use crate::engine::{CallError, Context, CoreValue, Described, Engine, Instance};
+use crate::engine::{Binding, CallError, Context, CoreValue, Described, Engine, Instance};
 use crate::wasmi_engine::Wasmi;
 
 /// The prefix of the runner's own guest functions, which no export may shadow.
@@ -77,7 +78,7 @@ fn link_module(engine: &dyn Engine, link: &Link) -> ModuleInfo {
     let mut problems = Vec::new();
     for import in &imports {
         match check_import(link, import) {
-            Ok(decl) => decls.push(decl.clone()),
+            Ok(binding) => decls.push(binding),
             Err((kind, registered)) => problems.push(LinkProblem {
                 module: import.module.clone(),
                 name: import.name.clone(),
@@ -102,7 +103,11 @@ fn link_module(engine: &dyn Engine, link: &Link) -> ModuleInfo {
         .exports
         .iter()
         .any(|e| e.name == REALLOC_EXPORT && e.ty == Some(abi::realloc_type()));
-    if let Some(needs) = decls.iter().find(|d| is_indirect(d.result)) {
+    let needs_realloc = decls.iter().find_map(|binding| match binding {
+        Binding::Host(decl) if is_indirect(decl.result) => Some(decl),
+        _ => None,
+    });
+    if let Some(needs) = needs_realloc {
         if !has_realloc {
             return invalid(format!(
                 "the import `{}`.`{}` returns {:?}, which needs the export `{REALLOC_EXPORT}` of type {}",
@@ -122,6 +127,12 @@ fn link_module(engine: &dyn Engine, link: &Link) -> ModuleInfo {
                     crate::call::call_export(&name, args, ret)
                 });
             }
+            if link.wasi {
+                hyperlight_guest::register_fn(
+                    WASI_RUN_FUNCTION,
+                    |run: Vec<u8>| -> Result<Vec<u8>, GuestError> { crate::wasi::run(run) },
+                );
+            }
         }
         Err(error) => {
             info.outcome = LinkOutcome::InitTrapped;
@@ -131,14 +142,19 @@ fn link_module(engine: &dyn Engine, link: &Link) -> ModuleInfo {
     info
 }
 
-/// The host function that serves `import`, or why there is none (and the type the host's
-/// function lowers to, for a mistyped one).
-fn check_import<'a>(
-    link: &'a Link,
-    import: &Extern,
-) -> Result<&'a ImportDecl, (ProblemKind, Option<FuncType>)> {
+/// What serves `import` (a host function, or with WASI on a WASI function of the runner), or why
+/// nothing does (and the type the host's function lowers to, for a mistyped one).
+fn check_import(link: &Link, import: &Extern) -> Result<Binding, (ProblemKind, Option<FuncType>)> {
     if import.kind != ExternKind::Func {
         return Err((ProblemKind::Unsupported, None));
+    }
+    if link.wasi && import.module == WASI_MODULE {
+        let function = crate::wasi::function(&import.name).ok_or((ProblemKind::Missing, None))?;
+        let ty = function.func_type();
+        if import.ty.as_ref() != Some(&ty) {
+            return Err((ProblemKind::Mistyped, Some(ty)));
+        }
+        return Ok(Binding::Wasi(function));
     }
     let Some(decl) = link
         .imports
@@ -151,7 +167,7 @@ fn check_import<'a>(
     if registered.is_none() || registered != import.ty {
         return Err((ProblemKind::Mistyped, registered));
     }
-    Ok(decl)
+    Ok(Binding::Host(decl.clone()))
 }
 
 /// The body of every import: lifts the core arguments per `decl`, calls the host function, and

@@ -19,8 +19,13 @@
 //! bounds, a string that is not UTF-8) gets a `WasmAbi` error; a failed host function's error is
 //! returned as is. No module can make the runner panic.
 //!
+//! With WASI on (`Link::wasi`), the runner serves the module's `wasi_snapshot_preview1` imports
+//! itself (`wasi`) and registers the run function `WASI_RUN_FUNCTION`, which runs a command's
+//! `_start` once with the arguments, environment and stdin of the request.
+//!
 //! Files: `link` (the link call, imports), `call` (export calls), `abi` (lifting and lowering,
-//! engine-independent), `engine` (the engine interface), `wasmi_engine` (wasmi), `trap`.
+//! engine-independent), `engine` (the engine interface), `wasmi_engine` (wasmi), `trap`, `wasi`
+//! (WASI preview 1: `wasi/functions.rs` the functions, `wasi/run.rs` the run).
 #![no_std]
 #![no_main]
 
@@ -31,6 +36,7 @@ mod call;
 mod engine;
 mod link;
 mod trap;
+mod wasi;
 mod wasmi_engine;
 
 use alloc::vec::Vec;

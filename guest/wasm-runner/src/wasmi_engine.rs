@@ -8,7 +8,7 @@ use alloc::string::{String, ToString};
 use alloc::vec::Vec;
 
 use hyperlight_guest::schema::wasm::{
-    CoreType, Extern, ExternKind, FuncType, ImportDecl, Link, Trap, INITIALIZE_EXPORT,
+    CoreType, Extern, ExternKind, FuncType, Link, Trap, INITIALIZE_EXPORT,
 };
 use hyperlight_guest::GuestError;
 use wasmi::{
@@ -17,7 +17,9 @@ use wasmi::{
 };
 
 use crate::abi::abi_error;
-use crate::engine::{CallError, Compiled, Context, CoreValue, Described, Engine, Instance};
+use crate::engine::{
+    Binding, CallError, Compiled, Context, CoreValue, Described, Engine, Instance,
+};
 use crate::trap;
 
 /// The most elements a table may grow to: each costs the guest heap a few words, and the
@@ -37,9 +39,10 @@ pub struct Wasmi;
 /// The store's data.
 struct State {
     limits: StoreLimits,
-    /// The error of a host function (or of the ABI in an import): the wasmi error that unwinds
-    /// the call only says that one happened, and the export call reports this one instead.
-    stashed: Option<GuestError>,
+    /// The error of a host function (or of the ABI in an import, or a WASI function's stop): the
+    /// wasmi error that unwinds the call only says that one happened, and the export call
+    /// reports this one instead.
+    stashed: Option<CallError>,
 }
 
 struct WasmiModule {
@@ -133,7 +136,7 @@ fn from_val(value: &Val) -> Result<CoreValue, GuestError> {
 /// one, else the trap.
 fn call_error(state: &mut State, error: &wasmi::Error) -> CallError {
     match state.stashed.take() {
-        Some(stashed) => CallError::Failed(stashed),
+        Some(stashed) => stashed,
         None => {
             let (trap, detail) = trap::from_wasmi(error);
             CallError::Trap(trap, detail)
@@ -183,10 +186,7 @@ impl Compiled for WasmiModule {
         }
     }
 
-    fn instantiate(
-        self: Box<Self>,
-        imports: Vec<ImportDecl>,
-    ) -> Result<Box<dyn Instance>, CallError> {
+    fn instantiate(self: Box<Self>, imports: Vec<Binding>) -> Result<Box<dyn Instance>, CallError> {
         let WasmiModule {
             engine,
             module,
@@ -216,12 +216,12 @@ impl Compiled for WasmiModule {
         }
         let mut linker = Linker::<State>::new(&engine);
         let mut defined = BTreeSet::new();
-        for (import, decl) in module.imports().zip(imports) {
+        for (import, binding) in module.imports().zip(imports) {
             let ExternType::Func(ty) = import.ty() else {
                 continue;
             };
             // A module may import one function twice; the linker takes one definition.
-            if !defined.insert((decl.module.clone(), decl.name.clone())) {
+            if !defined.insert((String::from(import.module()), String::from(import.name()))) {
                 continue;
             }
             linker
@@ -230,8 +230,8 @@ impl Compiled for WasmiModule {
                     import.name(),
                     ty.clone(),
                     move |mut caller, params, results| {
-                        serve_import(&mut caller, &decl, params, results).map_err(|error| {
-                            caller.data_mut().stashed = Some(error.into());
+                        serve_import(&mut caller, &binding, params, results).map_err(|error| {
+                            caller.data_mut().stashed = Some(error);
                             wasmi::Error::new("a host function failed")
                         })
                     },
@@ -257,20 +257,24 @@ impl Compiled for WasmiModule {
     }
 }
 
-/// Runs the host function behind an import: lifts the arguments, calls the host, lowers the
-/// answer into `results` (and linear memory).
+/// Runs the function behind an import: for a host function, lifts the arguments, calls the
+/// host, lowers the answer into `results` (and linear memory); for a WASI function, runs it.
 fn serve_import(
     caller: &mut Caller<'_, State>,
-    decl: &ImportDecl,
+    binding: &Binding,
     params: &[Val],
     results: &mut [Val],
 ) -> Result<(), CallError> {
     let args = params.iter().map(from_val).collect::<Result<Vec<_>, _>>()?;
-    let values = crate::link::call_import(&mut CallerContext(caller), decl, &args)?;
+    let ctx = &mut CallerContext(caller);
+    let (name, values) = match binding {
+        Binding::Host(decl) => (&*decl.name, crate::link::call_import(ctx, decl, &args)?),
+        Binding::Wasi(function) => (function.name, function.call(ctx, &args)?),
+    };
     if values.len() != results.len() {
         return Err(abi_error(format!(
             "host function `{}` gave {} results, the import declares {}",
-            decl.name,
+            name,
             values.len(),
             results.len()
         ))

@@ -14,6 +14,8 @@ pub mod hyperlight {
     pub use self::outcome_generated::*;
     mod log_level_generated;
     pub use self::log_level_generated::*;
+    mod wasi_stream_generated;
+    pub use self::wasi_stream_generated::*;
     mod core_type_generated;
     pub use self::core_type_generated::*;
     mod extern_kind_generated;
@@ -54,6 +56,10 @@ pub mod hyperlight {
     pub use self::function_call_result_generated::*;
     mod log_record_generated;
     pub use self::log_record_generated::*;
+    mod wasi_outcome_generated;
+    pub use self::wasi_outcome_generated::*;
+    mod wasi_run_generated;
+    pub use self::wasi_run_generated::*;
     mod func_type_generated;
     pub use self::func_type_generated::*;
     mod extern_generated;

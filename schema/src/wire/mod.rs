@@ -56,6 +56,11 @@ mod generated;
 
 use generated::hyperlight::wire as fb;
 
+mod wasi;
+pub use wasi::{
+    decode_wasi_outcome, decode_wasi_run, encode_wasi_outcome, encode_wasi_run,
+    WASI_OUTCOME_IDENTIFIER, WASI_RUN_IDENTIFIER,
+};
 mod wasm;
 pub use wasm::{
     decode_wasm_link, decode_wasm_module, encode_wasm_link, encode_wasm_module,

@@ -163,6 +163,7 @@ pub fn encode_wasm_link(link: &Link) -> Vec<u8> {
             fuel: Some(link.fuel.unwrap_or(0)),
             max_recursion_depth: Some(link.max_recursion_depth),
             max_stack_height: Some(link.max_stack_height),
+            wasi: link.wasi,
         },
     );
     fb::finish_wasm_link_buffer(&mut fbb, root);
@@ -313,6 +314,7 @@ pub fn decode_wasm_link(buf: &[u8]) -> Result<Link, DecodeError> {
         fuel: (fuel != 0).then_some(fuel),
         max_recursion_depth: required(link.max_recursion_depth(), "WasmLink.max_recursion_depth")?,
         max_stack_height: required(link.max_stack_height(), "WasmLink.max_stack_height")?,
+        wasi: link.wasi(),
     })
 }
 
@@ -373,6 +375,7 @@ mod tests {
             fuel: Some(7),
             max_recursion_depth: 1000,
             max_stack_height: 10_000,
+            wasi: true,
         };
         assert_eq!(decode_wasm_link(&encode_wasm_link(&link)), Ok(link.clone()));
         let unmetered = Link { fuel: None, ..link };
@@ -459,6 +462,7 @@ mod tests {
             fuel: None,
             max_recursion_depth: 1,
             max_stack_height: 1,
+            wasi: false,
         };
         let bytes = encode_wasm_link(&link);
         assert!(matches!(

@@ -23,6 +23,7 @@ impl<'a> WasmLink<'a> {
   pub const VT_FUEL: ::flatbuffers::VOffsetT = 8;
   pub const VT_MAX_RECURSION_DEPTH: ::flatbuffers::VOffsetT = 10;
   pub const VT_MAX_STACK_HEIGHT: ::flatbuffers::VOffsetT = 12;
+  pub const VT_WASI: ::flatbuffers::VOffsetT = 14;
 
   #[inline]
   pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
@@ -39,6 +40,7 @@ impl<'a> WasmLink<'a> {
     if let Some(x) = args.max_stack_height { builder.add_max_stack_height(x); }
     if let Some(x) = args.max_recursion_depth { builder.add_max_recursion_depth(x); }
     if let Some(x) = args.imports { builder.add_imports(x); }
+    builder.add_wasi(args.wasi);
     builder.finish()
   }
 
@@ -82,6 +84,15 @@ impl<'a> WasmLink<'a> {
     // which contains a valid value in this slot
     unsafe { self._tab.get::<u32>(WasmLink::VT_MAX_STACK_HEIGHT, None)}
   }
+  /// Whether the runner serves the module's `wasi_snapshot_preview1` imports itself (WASI
+  /// preview 1, `docs/wasm.md`) and registers its run function.
+  #[inline]
+  pub fn wasi(&self) -> bool {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<bool>(WasmLink::VT_WASI, Some(false)).unwrap()}
+  }
 }
 
 impl ::flatbuffers::Verifiable for WasmLink<'_> {
@@ -95,6 +106,7 @@ impl ::flatbuffers::Verifiable for WasmLink<'_> {
      .visit_field::<u64>("fuel", Self::VT_FUEL, false)?
      .visit_field::<u32>("max_recursion_depth", Self::VT_MAX_RECURSION_DEPTH, false)?
      .visit_field::<u32>("max_stack_height", Self::VT_MAX_STACK_HEIGHT, false)?
+     .visit_field::<bool>("wasi", Self::VT_WASI, false)?
      .finish();
     Ok(())
   }
@@ -105,6 +117,7 @@ pub struct WasmLinkArgs<'a> {
     pub fuel: Option<u64>,
     pub max_recursion_depth: Option<u32>,
     pub max_stack_height: Option<u32>,
+    pub wasi: bool,
 }
 impl<'a> Default for WasmLinkArgs<'a> {
   #[inline]
@@ -115,6 +128,7 @@ impl<'a> Default for WasmLinkArgs<'a> {
       fuel: None,
       max_recursion_depth: None,
       max_stack_height: None,
+      wasi: false,
     }
   }
 }
@@ -145,6 +159,10 @@ impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> WasmLinkBuilder<'a, 'b, A> {
     self.fbb_.push_slot_always::<u32>(WasmLink::VT_MAX_STACK_HEIGHT, max_stack_height);
   }
   #[inline]
+  pub fn add_wasi(&mut self, wasi: bool) {
+    self.fbb_.push_slot::<bool>(WasmLink::VT_WASI, wasi, false);
+  }
+  #[inline]
   pub fn new(_fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>) -> WasmLinkBuilder<'a, 'b, A> {
     let start = _fbb.start_table();
     WasmLinkBuilder {
@@ -168,6 +186,7 @@ impl ::core::fmt::Debug for WasmLink<'_> {
       ds.field("fuel", &self.fuel());
       ds.field("max_recursion_depth", &self.max_recursion_depth());
       ds.field("max_stack_height", &self.max_stack_height());
+      ds.field("wasi", &self.wasi());
       ds.finish()
   }
 }
