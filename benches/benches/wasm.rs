@@ -47,8 +47,9 @@ fn density() {
     eprintln!("wasm/density: {density}");
 }
 
-/// A trivial call of the native guest and of Wasm exports, both with the default configuration
-/// (waiters poll 100 µs), awaited on a current-thread runtime; against the floor.
+/// A trivial call of the native guest and of Wasm exports, and a guest -> host -> guest call of
+/// each, all with the default configuration (waiters poll 100 µs), awaited on a current-thread
+/// runtime; against the floor.
 fn latency(c: &mut Criterion) {
     let runtime = current_thread();
     let mut group = c.benchmark_group("wasm/latency");
@@ -64,10 +65,23 @@ fn latency(c: &mut Criterion) {
         b.to_async(&runtime)
             .iter(|| async { native.call::<()>("nop", ()).await.unwrap() })
     });
+    group.bench_function("native_guest_host_guest_call", |b| {
+        b.to_async(&runtime).iter(|| async {
+            native
+                .call::<i32>("call_host_add", (1i32, 2i32))
+                .await
+                .unwrap()
+        })
+    });
     let plugin = runtime.block_on(plugin().build()).unwrap();
     group.bench_function("wasm_export_call/plugin_add", |b| {
         b.to_async(&runtime)
             .iter(|| async { plugin.call::<i32>("add", (1i32, 2i32)).await.unwrap() })
+    });
+    // One import call (`host_add(0, 1)`) in the export call: Wasm -> host -> Wasm.
+    group.bench_function("wasm_import_call/plugin_sum_host_1", |b| {
+        b.to_async(&runtime)
+            .iter(|| async { plugin.call::<i64>("sum_host", (1i32,)).await.unwrap() })
     });
     let wat = runtime
         .block_on(WasmSandbox::builder(hyperlight_testing::wat("start")).build())
