@@ -16,7 +16,7 @@
 # FUZZ_TOOLCHAIN=nightly to use a nightly toolchain instead (it must have x86_64-unknown-none).
 #
 # Knobs: FUZZ_CI_SECONDS (per decoding target in `ci`, default 20), FUZZ_CI_KVM_RUNS (runs per
-# end-to-end target in `ci`, default 5000).
+# end-to-end target in `ci`, default 5000), FUZZ_CI_WASM_RUNS (runs of the Wasm target, default 300).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
@@ -24,6 +24,8 @@ root=$(pwd)
 decoding_targets=(decode_function_call decode_function_call_result decode_guest_error
   decode_log_record guest_message read_guest_message elf_load)
 kvm_targets=(e2e_raw e2e_calls)
+# Each input builds a sandbox of a module: far fewer runs per second than the other KVM targets.
+wasm_targets=(wasm_module)
 
 if [ -n "${FUZZ_TOOLCHAIN:-}" ]; then
   cargo_fuzz=(cargo "+$FUZZ_TOOLCHAIN" fuzz)
@@ -48,8 +50,15 @@ dict_args() {
   if [ -f "$dict" ]; then echo "-dict=$dict"; fi
 }
 
-# Extra seeds outside the checked-in corpus: the real guest binaries for the ELF loader.
+# Extra seeds outside the checked-in corpus: the real guest binaries for the ELF loader, the
+# Rust-built test modules for the Wasm runner.
 extra_corpus() {
+  if [ "$1" = wasm_module ]; then
+    local dir="$root/fuzz/target/wasm-modules"
+    mkdir -p "$dir"
+    cp "$root"/testing/wasm-modules/target/wasm32-unknown-unknown/release/*.wasm "$dir/" 2>/dev/null || true
+    echo "$dir"
+  fi
   if [ "$1" = elf_load ]; then
     local dir="$root/fuzz/target/guest-elves"
     mkdir -p "$dir"
@@ -108,10 +117,17 @@ case "${1:-}" in
         { tail -50 "$tmp/$target.log"; echo "fuzz: $target FAILED" >&2; exit 1; }
       grep -E '^#[0-9]+[[:space:]]+DONE' "$tmp/$target.log" | tail -1 || true
     done
+    for target in "${wasm_targets[@]}"; do
+      echo "fuzz: $target for ${FUZZ_CI_WASM_RUNS:-300} runs"
+      run "$target" "$tmp/$target" -runs="${FUZZ_CI_WASM_RUNS:-300}" -max_total_time=120 \
+        2>"$tmp/$target.log" ||
+        { tail -50 "$tmp/$target.log"; echo "fuzz: $target FAILED" >&2; exit 1; }
+      grep -E '^#[0-9]+[[:space:]]+DONE' "$tmp/$target.log" | tail -1 || true
+    done
     echo "fuzz: every target ran without a crash ($((SECONDS - start)) s)"
     ;;
   list)
-    printf '%s\n' "${decoding_targets[@]}" "${kvm_targets[@]}"
+    printf '%s\n' "${decoding_targets[@]}" "${kvm_targets[@]}" "${wasm_targets[@]}"
     ;;
   build)
     ensure_cargo_fuzz

@@ -4,6 +4,8 @@
 # handler doing the same work in-process (/native/add). Bounded: DURATION seconds per run.
 #
 # Usage: scripts/load.sh [DURATION_SECONDS] [CONNECTIONS] [POOL_SIZE]
+# EXAMPLE=wasm_server loads the Wasm example instead: a module's export per request in a fresh
+# instance (/upper/hello, through a WasmPool) beside the same work in-process (/native/upper).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 duration=${1:-10}
@@ -18,8 +20,15 @@ if ! command -v wrk >/dev/null 2>&1; then
   fi
 fi
 
-cargo build --release --example web_server >&2
-target/release/examples/web_server "127.0.0.1:$port" "$pool" 1000 >&2 &
+example=${EXAMPLE:-web_server}
+case "$example" in
+  web_server) sandboxed=/add/1/2 native=/native/add/1/2 ;;
+  wasm_server) sandboxed=/upper/hello native=/native/upper/hello ;;
+  *) echo "load: EXAMPLE must be web_server or wasm_server" >&2; exit 2 ;;
+esac
+
+cargo build --release --example "$example" >&2
+"target/release/examples/$example" "127.0.0.1:$port" "$pool" 1000 >&2 &
 server=$!
 trap 'kill -INT "$server" 2>/dev/null || true; wait "$server" 2>/dev/null || true' EXIT
 for _ in $(seq 1 100); do
@@ -40,6 +49,6 @@ run() {
   printf '%-28s %10s req/s   p50 %-9s p90 %-9s p99 %-9s %s\n' "$name" "$rps" "$p50" "$p90" "$p99" "${errors:-no errors}"
 }
 
-echo "wrk: 2 threads, $connections connections, ${duration}s each; pool of $pool sandboxes"
-run "sandboxed (/add/1/2)" /add/1/2
-run "in-process (/native/add/1/2)" /native/add/1/2
+echo "wrk: 2 threads, $connections connections, ${duration}s each; $example, pool of $pool sandboxes"
+run "sandboxed ($sandboxed)" "$sandboxed"
+run "in-process ($native)" "$native"

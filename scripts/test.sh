@@ -14,6 +14,9 @@ scripts/regen-schema.sh --install ||
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 cargo test --workspace --locked 2>&1 | tee -a "$log"
+# The gdb stub (cargo feature `gdb`, off in production builds) against stock gdb.
+# With it, the probe of KVM_SET_GUEST_DEBUG single-stepping (docs/debugging.md) too.
+cargo test --locked -p hyperlight-sys --features gdb --lib --test gdb -- gdb probe_kvm 2>&1 | tee -a "$log"
 # The guest library's logic (dispatch, allocator bookkeeping) also compiles for the host target.
 (cd guest && cargo test --locked -p hyperlight-async-guest --target x86_64-unknown-linux-gnu) 2>&1 | tee -a "$log"
 (cd guest && cargo clippy --locked --release -- -D warnings && cargo fmt --all --check)

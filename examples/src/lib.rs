@@ -5,4 +5,5 @@ pub mod density;
 pub mod hello;
 pub mod many;
 pub mod own_guest;
+pub mod wasm_server;
 pub mod web_server;

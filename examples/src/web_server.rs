@@ -1,8 +1,10 @@
 //! An HTTP service that runs a guest function per request through a [`SandboxPool`]: every
 //! request gets a sandbox in the guest's post-init state, a per-request timeout (504), and guest
 //! errors mapped to 4xx/5xx with a JSON body. `/native/...` does the same work in-process, for
-//! comparing the cost of isolation.
+//! comparing the cost of isolation. With [`with_metrics`], `/metrics` serves the sandboxes'
+//! metrics (`hyperlight_async::metrics`) in the Prometheus text format.
 
+use std::sync::OnceLock;
 use std::time::Duration;
 
 use axum::extract::{Path, State};
@@ -11,6 +13,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use hyperlight_async::{Error, ErrorCode, Sandbox, SandboxError, SandboxPool};
+use metrics_exporter_prometheus::{BuildError, Matcher, PrometheusBuilder, PrometheusHandle};
 use serde_json::json;
 
 /// What the handlers share.
@@ -46,6 +49,44 @@ pub fn app(pool: SandboxPool, timeout: Duration) -> Router {
         .route("/native/add/{a}/{b}", get(native_add))
         .route("/stats", get(stats))
         .with_state(AppState { pool, timeout })
+}
+
+/// Histogram buckets of every `*_seconds` metric: 10 µs to 10 s.
+const BUCKETS: &[f64] = &[
+    1e-5, 2.5e-5, 5e-5, 1e-4, 2.5e-4, 5e-4, 1e-3, 2.5e-3, 5e-3, 1e-2, 2.5e-2, 5e-2, 0.1, 0.25, 0.5,
+    1.0, 2.5, 5.0, 10.0,
+];
+
+/// Installs the process's Prometheus recorder (once; later calls return the same handle) and
+/// describes the sandbox metrics. Install it before building the pool, so that its builds are
+/// counted. Needs a Tokio runtime: it spawns the task that keeps the histograms drained.
+///
+/// # Errors
+///
+/// If another recorder is already installed.
+pub fn install_metrics() -> Result<PrometheusHandle, BuildError> {
+    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+    if let Some(handle) = HANDLE.get() {
+        return Ok(handle.clone());
+    }
+    let handle = PrometheusBuilder::new()
+        .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), BUCKETS)?
+        .install_recorder()?;
+    hyperlight_async::metrics::describe();
+    let upkeep = handle.clone();
+    tokio::spawn(async move {
+        let mut every = tokio::time::interval(Duration::from_secs(5));
+        loop {
+            every.tick().await;
+            upkeep.run_upkeep();
+        }
+    });
+    Ok(HANDLE.get_or_init(|| handle).clone())
+}
+
+/// Adds `GET /metrics` to `app`: what `handle` has recorded, in the Prometheus text format.
+pub fn with_metrics(app: Router, handle: PrometheusHandle) -> Router {
+    app.route("/metrics", get(move || std::future::ready(handle.render())))
 }
 
 /// A guest call's failure as an HTTP response.

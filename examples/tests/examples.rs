@@ -101,3 +101,42 @@ async fn own_guest_loads_a_guest_by_a_string_path() {
         .unwrap();
     assert_eq!(hello, "hello Ada");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wasm_server_runs_each_request_in_a_fresh_instance() {
+    let pool = hyperlight_examples::wasm_server::pool(2).await.unwrap();
+    let app = hyperlight_examples::wasm_server::app(pool, Duration::from_millis(200));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(hyperlight_examples::web_server::serve(
+        listener,
+        app,
+        async {
+            let _ = stopped.await;
+        },
+    ));
+    assert_eq!(
+        get(addr, "/upper/hello").await,
+        (200, serde_json::json!({ "result": "HELLO" }))
+    );
+    assert_eq!(get(addr, "/native/upper/hello").await.1["result"], "HELLO");
+    assert_eq!(get(addr, "/add/40/2").await.1["result"], 42);
+    assert_eq!(get(addr, "/lookup/k").await.1["result"], "value of k");
+    assert_eq!(get(addr, "/sum/100").await.1["result"], 5050);
+    let (status, body) = get(addr, "/sum/2000000000").await;
+    assert_eq!(status, 504, "{body}");
+    let (status, body) = get(addr, "/call/fail").await;
+    assert_eq!(status, 400, "`fail` takes an i32: {body}");
+    let (status, _) = get(addr, "/call/no_such_export").await;
+    assert_eq!(status, 404);
+    // Concurrent requests, each in a fresh instance.
+    let tasks: Vec<_> = (0..16)
+        .map(|i| tokio::spawn(async move { get(addr, &format!("/add/{i}/1")).await }))
+        .collect();
+    for (i, task) in tasks.into_iter().enumerate() {
+        assert_eq!(task.await.unwrap().1["result"], i as i64 + 1);
+    }
+    stop.send(()).unwrap();
+    server.await.unwrap().unwrap();
+}

@@ -82,4 +82,41 @@ impl Error {
             | Error::Reentrant { .. } => false,
         }
     }
+
+    /// A short, fixed name of what went wrong (`timeout`, `guest_panic`, ...): the `kind` label
+    /// of the `hyperlight_call_errors_total` metric. Never guest-controlled text; the names
+    /// are listed in `docs/debugging.md`.
+    pub fn kind(&self) -> &'static str {
+        use hyperlight_sys::Error as E;
+        match self {
+            Error::Timeout { .. } => "timeout",
+            Error::Cancelled => "cancelled",
+            Error::Reentrant { .. } => "reentrant",
+            Error::Task { .. } => "task",
+            Error::PoolRebuild { .. } => "pool_rebuild",
+            Error::PoolClosed => "pool_closed",
+            Error::Sandbox(e) => match e {
+                E::GuestCall { .. } => "guest_error",
+                E::GuestPanic { .. } => "guest_panic",
+                E::GuestOutOfMemory { .. } => "guest_out_of_memory",
+                E::DivideByZero { .. }
+                | E::StackOverflow { .. }
+                | E::MemoryViolation { .. }
+                | E::CpuException { .. }
+                | E::SyscallInstruction => "guest_fault",
+                E::ReturnTypeMismatch { .. } => "return_type_mismatch",
+                E::MessageTooLarge { .. } => "message_too_large",
+                E::Protocol { .. } | E::Malformed { .. } | E::OutOfBounds { .. } => "protocol",
+                E::UnexpectedExit { .. } | E::UnfinishableExit => "unexpected_exit",
+                E::InitTimeout { .. } => "init_timeout",
+                E::Cancelled => "cancelled",
+                E::Poisoned { .. } => "poisoned",
+                E::ThreadGone => "thread_gone",
+                E::HostPanic { .. } => "host_panic",
+                E::InvalidConfig { .. } => "invalid_config",
+                E::GuestFile { .. } | E::Elf { .. } => "guest_image",
+                _ => "runtime",
+            },
+        }
+    }
 }

@@ -41,6 +41,7 @@
 
 mod error;
 mod host;
+pub mod metrics;
 mod pool;
 mod sandbox;
 

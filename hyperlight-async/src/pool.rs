@@ -12,6 +12,7 @@ use hyperlight_sys::Snapshot;
 use tokio::sync::Semaphore;
 
 use crate::error::Error;
+use crate::metrics;
 use crate::sandbox::{FromCallValue, Sandbox, SandboxBuilder};
 
 /// What a pool is doing, at one moment.
@@ -103,6 +104,7 @@ impl SandboxPool {
                 source,
             })??);
         }
+        metrics::pool_idle(size as f64);
         Ok(SandboxPool {
             inner: Arc::new(PoolInner {
                 idle: Mutex::new(sandboxes),
@@ -191,7 +193,8 @@ pub struct PoolCall<R> {
 
 impl<R> PoolCall<R> {
     /// Fails with [`Error::Timeout`] if the call has not finished `timeout` after it was first
-    /// polled, time spent waiting for a sandbox included.
+    /// polled, time spent waiting for a sandbox included. (The sandbox's call gets what is left
+    /// of it as its own timeout; a restore after a failed call is not counted in it.)
     pub fn timeout(mut self, timeout: Duration) -> Self {
         self.timeout = Some(timeout);
         self
@@ -204,24 +207,19 @@ impl<R: FromCallValue> IntoFuture for PoolCall<R> {
 
     fn into_future(self) -> Self::IntoFuture {
         Box::pin(async move {
-            let work = self.pool.inner.clone().run(self.call);
-            let value = match self.timeout {
-                Some(limit) => tokio::time::timeout(limit, work)
-                    .await
-                    .unwrap_or(Err(Error::Timeout { timeout: limit })),
-                None => work.await,
-            }?;
+            let value = self.pool.inner.clone().run(self.call, self.timeout).await?;
             R::from_call_value(value)
         })
     }
 }
 
-/// Counts a waiting caller while it lives.
+/// Counts a waiting caller while it lives (also in the `hyperlight_pool_waiting` gauge).
 struct Counted<'a>(&'a AtomicUsize);
 
 impl<'a> Counted<'a> {
     fn new(counter: &'a AtomicUsize) -> Self {
         counter.fetch_add(1, Ordering::Relaxed);
+        metrics::pool_waiting(1.0);
         Counted(counter)
     }
 }
@@ -229,6 +227,7 @@ impl<'a> Counted<'a> {
 impl Drop for Counted<'_> {
     fn drop(&mut self) {
         self.0.fetch_sub(1, Ordering::Relaxed);
+        metrics::pool_waiting(-1.0);
     }
 }
 
@@ -248,7 +247,16 @@ impl Drop for Lease<'_> {
                 .push(sandbox);
         }
         self.pool.busy.fetch_sub(1, Ordering::Relaxed);
+        metrics::pool_busy(-1.0);
+        metrics::pool_idle(1.0);
         self.pool.permits.add_permits(1);
+    }
+}
+
+impl Drop for PoolInner {
+    fn drop(&mut self) {
+        // Every lease has ended (each borrows the pool): all its slots are idle.
+        metrics::pool_idle(-(self.size as f64));
     }
 }
 
@@ -256,7 +264,46 @@ impl PoolInner {
     async fn run(
         self: Arc<Self>,
         call: FunctionCall,
+        timeout: Option<Duration>,
     ) -> Result<hyperlight_sys::schema::Value, Error> {
+        let deadline = timeout.map(|limit| (tokio::time::Instant::now() + limit, limit));
+        let (mut lease, sandbox) = match deadline {
+            Some((at, limit)) => tokio::time::timeout_at(at, self.lease())
+                .await
+                .unwrap_or_else(|_| {
+                    metrics::pool_timeout();
+                    Err(Error::Timeout { timeout: limit })
+                })?,
+            None => self.lease().await?,
+        };
+        let mut sandbox_call = sandbox.call_value(&call.name, call.args, call.return_type);
+        if let Some((at, _)) = deadline {
+            sandbox_call =
+                sandbox_call.timeout(at.saturating_duration_since(tokio::time::Instant::now()));
+        }
+        let result = match (sandbox_call.await, deadline) {
+            (Err(Error::Timeout { .. }), Some((_, limit))) => {
+                Err(Error::Timeout { timeout: limit })
+            }
+            (result, _) => result,
+        };
+        if matches!(&result, Err(e) if e.poisons()) {
+            // Restore now rather than on the next call. A sandbox that cannot be restored is
+            // dropped; the next call that finds its slot empty builds a new one.
+            if let Err(error) = sandbox.restore().await {
+                tracing::warn!(
+                    sandbox.id = sandbox.id(),
+                    %error,
+                    "a pooled sandbox could not be restored and is dropped"
+                );
+                lease.sandbox = None;
+            }
+        }
+        result
+    }
+
+    /// Waits for a sandbox (building one if its slot's was lost).
+    async fn lease(&self) -> Result<(Lease<'_>, Sandbox), Error> {
         let permit = {
             let _waiting = Counted::new(&self.waiting);
             self.permits
@@ -267,9 +314,11 @@ impl PoolInner {
         // The lease hands the permit back when the sandbox returns to the pool.
         permit.forget();
         self.busy.fetch_add(1, Ordering::Relaxed);
+        metrics::pool_idle(-1.0);
+        metrics::pool_busy(1.0);
         let idle = self.idle.lock().unwrap_or_else(|e| e.into_inner()).pop();
         let mut lease = Lease {
-            pool: &self,
+            pool: self,
             sandbox: idle,
         };
         let sandbox = match &lease.sandbox {
@@ -285,24 +334,10 @@ impl PoolInner {
                         source: Box::new(e),
                     })?;
                 self.replaced.fetch_add(1, Ordering::Relaxed);
+                metrics::pool_replaced();
                 lease.sandbox.insert(fresh).clone()
             }
         };
-        let result = sandbox
-            .call_value(&call.name, call.args, call.return_type)
-            .await;
-        if matches!(&result, Err(e) if e.poisons()) {
-            // Restore now rather than on the next call. A sandbox that cannot be restored is
-            // dropped; the next call that finds its slot empty builds a new one.
-            if let Err(error) = sandbox.restore().await {
-                tracing::warn!(
-                    sandbox.id = sandbox.id(),
-                    %error,
-                    "a pooled sandbox could not be restored and is dropped"
-                );
-                lease.sandbox = None;
-            }
-        }
-        result
+        Ok((lease, sandbox))
     }
 }

@@ -4,7 +4,7 @@ use std::collections::HashMap;
 use std::future::{Future, IntoFuture};
 use std::marker::PhantomData;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -23,8 +23,7 @@ use tracing::Instrument;
 
 use crate::error::Error;
 use crate::host::{invoke, AsyncHostFunction, DynAsyncHostFn};
-
-static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+use crate::metrics::{self, CallRecord, RestoreReason};
 
 tokio::task_local! {
     /// The async host functions this task is awaiting, outermost first: (sandbox id, function
@@ -162,16 +161,20 @@ impl SandboxBuilder {
             .iter()
             .map(|(name, (sig, _))| (name.clone(), sig.clone()))
             .collect();
+        let start = Instant::now();
         let thread =
             tokio::task::spawn_blocking(move || VcpuThread::spawn(sys.into_spec(signatures)?))
                 .await
                 .map_err(|source| Error::Task {
                     task: "build",
                     source,
-                })??;
+                })
+                .and_then(|built| built.map_err(Error::from));
+        metrics::built(start, &thread);
+        let thread = thread?;
         Ok(Sandbox {
             inner: Arc::new(Inner {
-                id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
+                id: thread.id,
                 thread,
                 async_fns: async_fns.into_iter().map(|(n, (_, f))| (n, f)).collect(),
                 queue: tokio::sync::Mutex::new(spinner),
@@ -198,6 +201,7 @@ struct Inner {
 
 impl Drop for Inner {
     fn drop(&mut self) {
+        metrics::sandbox_dropped();
         // End the vCPU thread without blocking a runtime worker: it stops once the call or host
         // function it runs is over; joining happens on the blocking pool.
         if let Some(thread) = self.thread.shutdown() {
@@ -296,7 +300,7 @@ impl Sandbox {
     pub async fn restore(&self) -> Result<(), Error> {
         check_reentry(&self.inner)?;
         let _turn = self.inner.queue.lock().await;
-        restore(&self.inner, None).await
+        restore(&self.inner, None, RestoreReason::Requested).await
     }
 
     /// Brings the sandbox back to `snapshot` (of a sandbox of the same guest and memory
@@ -313,7 +317,12 @@ impl Sandbox {
     pub async fn restore_to(&self, snapshot: &Snapshot) -> Result<(), Error> {
         check_reentry(&self.inner)?;
         let _turn = self.inner.queue.lock().await;
-        restore(&self.inner, Some(snapshot.clone())).await
+        restore(
+            &self.inner,
+            Some(snapshot.clone()),
+            RestoreReason::Requested,
+        )
+        .await
     }
 
     /// Takes a snapshot of the sandbox's state after the calls queued before this one: memory
@@ -348,6 +357,53 @@ impl Sandbox {
         self.snapshot_request(Request::Rebase).await
     }
 
+    /// Writes an ELF core file of the guest, as it is after the calls queued before this one,
+    /// to `path` (which must not exist): its memory regions at their guest addresses and its
+    /// registers, for `gdb guest-elf path` (see `docs/debugging.md`). A sandbox poisoned by a
+    /// fault is dumped as the fault left it (the restore waits for the next call). The vCPU
+    /// thread copies the state and a helper thread writes the file; this task only awaits.
+    /// Returns the file's size.
+    ///
+    /// ```
+    /// # use hyperlight_async::Sandbox;
+    /// # let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    /// # rt.block_on(async {
+    /// let sandbox = Sandbox::builder(hyperlight_testing::simple_guest()).build().await?;
+    /// assert!(sandbox.call::<u64>("fault_in_callee", (1u64,)).await.is_err());
+    /// let path = std::env::temp_dir().join(format!("doc-{}.core", std::process::id()));
+    /// // The state the fault left: `gdb simple <path>`, then `bt`.
+    /// let size = sandbox.crash_dump(&path).await?;
+    /// assert_eq!(std::fs::metadata(&path)?.len(), size);
+    /// # std::fs::remove_file(&path)?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// # }).unwrap();
+    /// ```
+    ///
+    /// # Cancel safety
+    ///
+    /// Dropping the future while it waits for its turn does nothing; once sent, the dump is
+    /// written all the same.
+    ///
+    /// # Errors
+    ///
+    /// As [`hyperlight_sys::Sandbox::crash_dump`].
+    pub async fn crash_dump(&self, path: impl Into<std::path::PathBuf>) -> Result<u64, Error> {
+        check_reentry(&self.inner)?;
+        let path = path.into();
+        let _turn = self.inner.queue.lock().await;
+        let (done, result) = flume::bounded(1);
+        self.inner
+            .thread
+            .requests
+            .send(Request::CrashDump { path, done })
+            .map_err(|_| SandboxError::ThreadGone)?;
+        let size = result
+            .recv_async()
+            .await
+            .map_err(|_| SandboxError::ThreadGone)??;
+        Ok(size)
+    }
+
     async fn snapshot_request(
         &self,
         request: fn(flume::Sender<Result<Snapshot, SandboxError>>) -> Request,
@@ -355,7 +411,7 @@ impl Sandbox {
         check_reentry(&self.inner)?;
         let _turn = self.inner.queue.lock().await;
         if self.inner.poisoned.load(Ordering::SeqCst) {
-            restore(&self.inner, None).await?;
+            restore(&self.inner, None, RestoreReason::Poisoned).await?;
         }
         let (done, result) = flume::bounded(1);
         self.inner
@@ -379,7 +435,15 @@ impl Sandbox {
 }
 
 /// Restores `to` (`None`: post-init) on the vCPU thread; the caller holds the queue.
-async fn restore(inner: &Inner, to: Option<Snapshot>) -> Result<(), Error> {
+async fn restore(inner: &Inner, to: Option<Snapshot>, reason: RestoreReason) -> Result<(), Error> {
+    let start = Instant::now();
+    let restored = send_restore(inner, to).await;
+    metrics::restored(reason, start, &restored);
+    restored
+}
+
+/// The restore itself: asks the vCPU thread, waits for its answer, clears the poisoning.
+async fn send_restore(inner: &Inner, to: Option<Snapshot>) -> Result<(), Error> {
     let (done, result) = flume::bounded(1);
     inner
         .thread
@@ -480,7 +544,7 @@ async fn run_call(
         outcome = Empty,
         duration_us = Empty,
     );
-    let start = Instant::now();
+    let record = CallRecord::start();
     let work = exclusive_call(&inner, call, span.clone());
     let result = match timeout {
         Some(limit) => tokio::time::timeout(limit, work)
@@ -488,7 +552,8 @@ async fn run_call(
             .unwrap_or(Err(Error::Timeout { timeout: limit })),
         None => work.await,
     };
-    span.record("duration_us", start.elapsed().as_micros() as u64);
+    let elapsed = record.finish(&result);
+    span.record("duration_us", elapsed.as_micros() as u64);
     match &result {
         Ok(_) => span.record("outcome", "ok"),
         Err(e) => span.record("outcome", tracing::field::display(e)),
@@ -506,7 +571,7 @@ async fn exclusive_call(
         check_reentry(inner)?;
         let mut turn = inner.queue.lock().await;
         if inner.poisoned.load(Ordering::SeqCst) {
-            restore(inner, None).await?;
+            restore(inner, None, RestoreReason::Poisoned).await?;
         }
         let generation = inner.thread.next_generation();
         inner
@@ -527,6 +592,9 @@ async fn exclusive_call(
         };
         let result = drive(inner, generation, &mut turn).await;
         abandon.armed = false;
+        if inner.fresh_per_call && vcpu_restores_after(&result) {
+            metrics::restored_after_call();
+        }
         if matches!(&result, Err(e) if e.poisons()) {
             inner.poisoned.store(true, Ordering::SeqCst);
         }
@@ -534,6 +602,17 @@ async fn exclusive_call(
     }
     .instrument(span)
     .await
+}
+
+/// Whether the vCPU thread goes on to restore a `fresh_per_call` sandbox after a call with this
+/// result: unless the thread is gone or host code panicked on it while it served the call.
+fn vcpu_restores_after(result: &Result<Value, Error>) -> bool {
+    !matches!(
+        result,
+        Err(Error::Sandbox(
+            SandboxError::ThreadGone | SandboxError::HostPanic { .. }
+        ))
+    )
 }
 
 /// Receives the call's events: runs async host functions until the call is done.
@@ -647,6 +726,11 @@ impl Drop for Abandon<'_> {
         if self.armed {
             self.inner.poisoned.store(true, Ordering::SeqCst);
             self.inner.thread.interrupt.cancel(self.generation);
+            // The vCPU thread ends the kicked call as any other: a fresh_per_call sandbox is
+            // restored after it.
+            if self.inner.fresh_per_call {
+                metrics::restored_after_call();
+            }
         }
     }
 }

@@ -1,5 +1,6 @@
 //! Sandbox configuration: sizes with sane defaults and hard upper limits.
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::error::Error;
@@ -67,6 +68,24 @@ pub struct SandboxConfig {
     /// filtered thread of the sandbox exists; filtered threads cannot install signal handlers
     /// (`docs/security.md`).
     pub kick_signal_offset: u8,
+    /// Where crash dumps go: with a directory set, every guest fault (an exception, a panic,
+    /// heap exhaustion) writes an ELF core file of the guest into it before the call returns its
+    /// error (see `docs/debugging.md`), named `hyperlight-<pid>-<n>.core`; the directory is
+    /// created if missing. Default `None`: no dumps, unless the environment variable
+    /// [`SandboxConfig::CRASH_DUMP_DIR_ENV`] names a directory (for operators).
+    pub crash_dump_dir: Option<PathBuf>,
+    /// Most bytes of guest memory one crash dump holds (the file adds headers and notes of a
+    /// few KiB). Regions go in by priority (the image's first page, stack, image, boot info,
+    /// buffers, heap, module); a
+    /// region that no longer fits is left out, the stack keeps its top. Default 64 MiB, between
+    /// [`SandboxConfig::MIN_CRASH_DUMP`] and [`SandboxConfig::MAX_CRASH_DUMP`].
+    pub crash_dump_max_size: u64,
+    /// With a port, the sandbox has a gdb stub (cargo feature `gdb`; see `docs/debugging.md`):
+    /// it listens on `127.0.0.1:port` from the build on, and the guest waits before its first
+    /// call until gdb has connected and continued it. Breakpoints stop a call until gdb
+    /// continues. Default `None`; one port per sandbox.
+    #[cfg(feature = "gdb")]
+    pub gdb_port: Option<u16>,
 }
 
 impl SandboxConfig {
@@ -86,6 +105,14 @@ impl SandboxConfig {
     pub const MAX_INIT_TIMEOUT: Duration = Duration::from_secs(600);
     /// Lower limit of [`SandboxConfig::thread_stack_size`]: 64 KiB.
     pub const MIN_THREAD_STACK: usize = 64 << 10;
+    /// Lower limit of [`SandboxConfig::crash_dump_max_size`]: 64 KiB.
+    pub const MIN_CRASH_DUMP: u64 = 64 << 10;
+    /// Upper limit of [`SandboxConfig::crash_dump_max_size`]: 2 GiB (more than any guest's
+    /// memory).
+    pub const MAX_CRASH_DUMP: u64 = 2 << 30;
+    /// The environment variable that turns crash dumps on for sandboxes whose configuration
+    /// sets no [`SandboxConfig::crash_dump_dir`]: the directory to write them to.
+    pub const CRASH_DUMP_DIR_ENV: &'static str = "HYPERLIGHT_CRASH_DUMP_DIR";
     /// Smallest size of each region: one page (the input buffer needs room for its header).
     pub const MIN_REGION: u64 = 4096;
 
@@ -127,6 +154,21 @@ impl SandboxConfig {
         };
         check_duration("spin_wait (µs)", self.spin_wait, Self::MAX_SPIN_WAIT)?;
         crate::vcpu::kick::signal_at(self.kick_signal_offset)?;
+        if !(Self::MIN_CRASH_DUMP..=Self::MAX_CRASH_DUMP).contains(&self.crash_dump_max_size) {
+            return Err(Error::InvalidConfig {
+                field: "crash_dump_max_size",
+                value: self.crash_dump_max_size,
+                reason: "outside [MIN_CRASH_DUMP, MAX_CRASH_DUMP]",
+            });
+        }
+        #[cfg(feature = "gdb")]
+        if self.gdb_port == Some(0) {
+            return Err(Error::InvalidConfig {
+                field: "gdb_port",
+                value: 0,
+                reason: "port 0 is no port gdb could be told",
+            });
+        }
         if self.thread_stack_size < Self::MIN_THREAD_STACK {
             return Err(Error::InvalidConfig {
                 field: "thread_stack_size",
@@ -158,7 +200,24 @@ impl Default for SandboxConfig {
             thread_stack_size: 256 << 10,
             seccomp: SeccompPolicy::default(),
             kick_signal_offset: 0,
+            crash_dump_dir: None,
+            crash_dump_max_size: 64 << 20,
+            #[cfg(feature = "gdb")]
+            gdb_port: None,
         }
+    }
+}
+
+impl SandboxConfig {
+    /// The directory crash dumps go to: [`SandboxConfig::crash_dump_dir`], else the one the
+    /// environment variable [`SandboxConfig::CRASH_DUMP_DIR_ENV`] names (if set and not
+    /// empty), else `None` (no dumps).
+    pub fn effective_crash_dump_dir(&self) -> Option<PathBuf> {
+        self.crash_dump_dir.clone().or_else(|| {
+            std::env::var_os(Self::CRASH_DUMP_DIR_ENV)
+                .filter(|dir| !dir.is_empty())
+                .map(PathBuf::from)
+        })
     }
 }
 
@@ -211,5 +270,16 @@ mod tests {
             ..SandboxConfig::default()
         };
         last.validate().unwrap();
+        let tiny_dump = SandboxConfig {
+            crash_dump_max_size: SandboxConfig::MIN_CRASH_DUMP - 1,
+            ..SandboxConfig::default()
+        };
+        assert!(matches!(
+            tiny_dump.validate(),
+            Err(Error::InvalidConfig {
+                field: "crash_dump_max_size",
+                ..
+            })
+        ));
     }
 }

@@ -103,6 +103,37 @@ pub enum Error {
         #[source]
         source: Arc<std::io::Error>,
     },
+    /// A crash dump could not be written: its directory or file could not be created or
+    /// written.
+    #[error("cannot write crash dump {path}: {source}")]
+    CrashDumpFile {
+        /// The dump file (or the directory it was to go in).
+        path: PathBuf,
+        /// The OS error.
+        #[source]
+        source: Arc<std::io::Error>,
+    },
+    /// The ELF core writer refused a crash dump (`elfcore` could not lay out the notes or the
+    /// memory of the guest as it was captured).
+    #[error("cannot lay out crash dump {path}: {source}")]
+    CrashDumpFormat {
+        /// The dump file.
+        path: PathBuf,
+        /// What the core writer reported.
+        #[source]
+        source: Arc<elfcore::CoreError>,
+    },
+    /// The gdb stub could not listen on its port (`SandboxConfig::gdb_port`, cargo feature
+    /// `gdb`): in use, or not allowed.
+    #[cfg(feature = "gdb")]
+    #[error("gdb stub cannot listen on 127.0.0.1:{port}: {source}")]
+    GdbListen {
+        /// The port.
+        port: u16,
+        /// The OS error.
+        #[source]
+        source: Arc<std::io::Error>,
+    },
     /// The guest file is not a loadable ELF.
     #[error("invalid guest ELF: {0}")]
     Elf(#[from] ElfError),
@@ -352,6 +383,21 @@ impl Error {
         }
     }
 
+    /// Whether this error is a fault of the guest's own code (an exception, a panic, heap
+    /// exhaustion, a `syscall`): the errors a crash dump is written for.
+    pub fn is_guest_fault(&self) -> bool {
+        matches!(
+            self,
+            Error::DivideByZero { .. }
+                | Error::StackOverflow { .. }
+                | Error::MemoryViolation { .. }
+                | Error::CpuException { .. }
+                | Error::SyscallInstruction
+                | Error::GuestPanic { .. }
+                | Error::GuestOutOfMemory { .. }
+        )
+    }
+
     /// Whether this error poisons the sandbox.
     pub fn is_fatal(&self) -> bool {
         !matches!(
@@ -361,6 +407,8 @@ impl Error {
                 | Error::MessageTooLarge { .. }
                 | Error::Poisoned { .. }
                 | Error::InvalidConfig { .. }
+                | Error::CrashDumpFile { .. }
+                | Error::CrashDumpFormat { .. }
         )
     }
 }

@@ -420,6 +420,21 @@ impl Sandbox {
         self.thread.rebase()
     }
 
+    /// Writes an ELF core file of the guest as it is now to `path` (which must not exist):
+    /// its memory regions at their guest addresses (at most
+    /// [`SandboxConfig::crash_dump_max_size`] bytes) and its registers, for
+    /// `gdb guest-elf path` (see `docs/debugging.md`). A sandbox poisoned by a fault is dumped
+    /// as the fault left it, until it is restored. Returns the file's size.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::CrashDumpFile`] if the file cannot be created or written;
+    /// [`Error::Poisoned`] if the sandbox has no machine left to dump (restore it);
+    /// [`Error::ThreadGone`] if the vCPU thread is gone.
+    pub fn crash_dump(&mut self, path: impl Into<std::path::PathBuf>) -> Result<u64, Error> {
+        self.thread.crash_dump(path.into())
+    }
+
     /// The snapshot taken right after the guest's init (or the one this sandbox was built from,
     /// or the one of its last [`Sandbox::rebase`]).
     pub fn post_init_snapshot(&self) -> Snapshot {

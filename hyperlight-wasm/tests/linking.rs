@@ -109,7 +109,7 @@ async fn calls_are_checked_before_any_wasm_runs() {
             .await
             .unwrap_err(),
         sandbox
-            .call::<String>("call_add", (2i32, 3i32))
+            .call::<i64>("call_add", (2i32, 3i32))
             .await
             .unwrap_err(),
     ] {
@@ -118,6 +118,20 @@ async fn calls_are_checked_before_any_wasm_runs() {
             "{err:?}"
         );
     }
+    // A `String` result lowers to an `i32` (a return-area pointer), the same core type as
+    // `call_add`'s: the call runs, and the result 5 read as a return area is refused.
+    let err = sandbox
+        .call::<String>("call_add", (2i32, 3i32))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, Error::Abi { message, .. } if message.contains("not 4-aligned")),
+        "{err:?}"
+    );
+    assert_eq!(
+        sandbox.call::<i32>("call_add", (2i32, 3i32)).await.unwrap(),
+        5
+    );
     // The runner's own link function is not an export.
     assert!(matches!(
         sandbox

@@ -82,9 +82,10 @@ async fn fuel_is_a_deterministic_budget() {
         Trap::OutOfFuel
     );
     // Fuel is refilled per call: a short call after an exhausted one runs.
+    // (Each import call is a VM exit: a small budget keeps the exhausting call short.)
     let sum = common::plugin()
         .limits(WasmLimits {
-            fuel: Some(10_000_000),
+            fuel: Some(100_000),
             ..WasmLimits::default()
         })
         .build()
@@ -148,16 +149,41 @@ async fn memory_growth_stops_at_the_cap() {
     );
 }
 
-/// A module of one memory of `pages` pages with a data segment of `data` bytes, and a custom
-/// section of `custom` bytes.
+/// A module of one memory of `pages` pages with a data segment of `data` bytes of 42 at address
+/// 0, a custom section of `custom` bytes, and an export `first` that loads the byte at 0. The two
+/// large sections are appended in binary: the text format of megabytes of data parses slowly.
 fn module_with(pages: u32, data: usize, custom: usize) -> Vec<u8> {
-    let text = format!(
-        "(module (memory {pages}) (data (i32.const 0) \"{}\") (@custom \"pad\" \"{}\") \
-         (func (export \"first\") (result i32) (i32.load8_u (i32.const 0))))",
-        "\\2a".repeat(data),
-        "\\00".repeat(custom)
-    );
-    wat::parse_str(text).unwrap()
+    fn leb(mut n: usize, out: &mut Vec<u8>) {
+        loop {
+            let byte = (n & 0x7f) as u8;
+            n >>= 7;
+            if n == 0 {
+                out.push(byte);
+                return;
+            }
+            out.push(byte | 0x80);
+        }
+    }
+    fn section(id: u8, payload: &[u8], out: &mut Vec<u8>) {
+        out.push(id);
+        leb(payload.len(), out);
+        out.extend_from_slice(payload);
+    }
+    let mut module = wat::parse_str(format!(
+        "(module (memory {pages}) (func (export \"first\") (result i32) (i32.load8_u (i32.const 0))))"
+    ))
+    .unwrap();
+    // Data section (id 11, after the code section): one active segment at `i32.const 0`.
+    let mut payload = vec![1, 0, 0x41, 0, 0x0b];
+    leb(data, &mut payload);
+    payload.resize(payload.len() + data, 42);
+    section(11, &payload, &mut module);
+    // A custom section (id 0) named "pad".
+    let mut payload = vec![3];
+    payload.extend_from_slice(b"pad");
+    payload.resize(payload.len() + custom, 0);
+    section(0, &payload, &mut module);
+    module
 }
 
 #[tokio::test]
@@ -212,7 +238,7 @@ async fn a_ten_mib_module_loads_and_a_larger_than_allowed_one_is_refused() {
     // Past `max_module_size`: refused when the sandbox is laid out, before the guest runs.
     let config = SandboxConfig {
         max_module_size: 4 << 20,
-        heap_size: 64 << 20,
+        heap_size: 128 << 20,
         ..SandboxConfig::default()
     };
     let err = WasmSandbox::builder(ten)

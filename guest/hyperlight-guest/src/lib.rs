@@ -59,6 +59,7 @@ mod panic;
 mod runtime;
 
 pub use function::{is_registered, register_dynamic, register_fn, GuestFn, GuestReturn};
+pub use global::Global;
 pub use heap::{heap_stats, HeapStats};
 pub use host::{call_host, call_host_values};
 pub use hyperlight_schema::abi::BootInfo;

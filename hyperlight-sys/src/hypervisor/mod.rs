@@ -85,6 +85,39 @@ pub struct Registers {
     pub rflags: u64,
 }
 
+/// Every general register with the segment selectors and bases: what a crash dump records.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct GeneralRegisters {
+    /// RAX.
+    pub rax: u64,
+    /// RBX.
+    pub rbx: u64,
+    /// RCX.
+    pub rcx: u64,
+    /// RDX.
+    pub rdx: u64,
+    /// RSI.
+    pub rsi: u64,
+    /// RDI.
+    pub rdi: u64,
+    /// RBP (the guest keeps frame pointers).
+    pub rbp: u64,
+    /// RSP.
+    pub rsp: u64,
+    /// R8 to R15.
+    pub r: [u64; 8],
+    /// RIP.
+    pub rip: u64,
+    /// RFLAGS.
+    pub rflags: u64,
+    /// Selectors of CS, SS, DS, ES, FS and GS, in that order.
+    pub selectors: [u16; 6],
+    /// FS base.
+    pub fs_base: u64,
+    /// GS base.
+    pub gs_base: u64,
+}
+
 /// What the CPU says about a fault: the code segment it stopped in and CR2.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct FaultState {
@@ -217,6 +250,13 @@ pub trait Vcpu: Send {
     fn set_special_registers(&mut self, sregs: &SpecialRegisters) -> Result<(), Error>;
     /// Sets the general registers (all others are zeroed).
     fn set_registers(&mut self, regs: &Registers) -> Result<(), Error>;
+    /// Reads every general register, the segment selectors and the FS/GS bases (for a crash
+    /// dump): the state the guest resumes in, should it resume.
+    fn general_registers(&mut self) -> Result<GeneralRegisters, Error>;
+    /// Sets every general register, RIP and RFLAGS (not the segments): what a debugger
+    /// changed, or the guest's state to resume it from an exception stub.
+    #[cfg(feature = "gdb")]
+    fn set_general_registers(&mut self, regs: &GeneralRegisters) -> Result<(), Error>;
     /// Reads what the runtime needs to explain a fault.
     fn fault_state(&mut self) -> Result<FaultState, Error>;
     /// Sets model-specific registers (index, value).

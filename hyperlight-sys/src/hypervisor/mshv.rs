@@ -48,8 +48,8 @@ use mshv_bindings::{
 use mshv_ioctls::{Mshv, MshvError, VcpuFd, VmFd};
 
 use super::{
-    bitmap_pages, DirtyLog, Exit, FaultState, Hypervisor, Registers, Segment, SpecialRegisters,
-    Vcpu, VcpuState, Vm,
+    bitmap_pages, DirtyLog, Exit, FaultState, GeneralRegisters, Hypervisor, Registers, Segment,
+    SpecialRegisters, Vcpu, VcpuState, Vm,
 };
 use crate::error::{Error, Unusable, UnusableReason};
 use crate::vm::memory::GuestMemory;
@@ -504,6 +504,61 @@ impl Vcpu for MshvVcpu {
         self.vcpu
             .set_regs(&standard_registers(r))
             .map_err(mshv_err("SET_REGS"))
+    }
+
+    fn general_registers(&mut self) -> Result<GeneralRegisters, Error> {
+        let r = self
+            .vcpu
+            .get_regs()
+            .map_err(mshv_err("HVCALL_GET_VP_REGISTERS"))?;
+        let s = self
+            .vcpu
+            .get_sregs()
+            .map_err(mshv_err("HVCALL_GET_VP_REGISTERS"))?;
+        Ok(GeneralRegisters {
+            rax: r.rax,
+            rbx: r.rbx,
+            rcx: r.rcx,
+            rdx: r.rdx,
+            rsi: r.rsi,
+            rdi: r.rdi,
+            rbp: r.rbp,
+            rsp: r.rsp,
+            r: [r.r8, r.r9, r.r10, r.r11, r.r12, r.r13, r.r14, r.r15],
+            // `run` moves RIP past a port access on re-entry: report where the guest resumes.
+            rip: self.resume_rip.unwrap_or(r.rip),
+            rflags: r.rflags,
+            selectors: [s.cs, s.ss, s.ds, s.es, s.fs, s.gs].map(|seg| seg.selector),
+            fs_base: s.fs.base,
+            gs_base: s.gs.base,
+        })
+    }
+
+    #[cfg(feature = "gdb")]
+    fn set_general_registers(&mut self, r: &GeneralRegisters) -> Result<(), Error> {
+        // New registers replace the pending move past an `out`, as on KVM.
+        self.resume_rip = None;
+        let regs = StandardRegisters {
+            rax: r.rax,
+            rbx: r.rbx,
+            rcx: r.rcx,
+            rdx: r.rdx,
+            rsi: r.rsi,
+            rdi: r.rdi,
+            rbp: r.rbp,
+            rsp: r.rsp,
+            r8: r.r[0],
+            r9: r.r[1],
+            r10: r.r[2],
+            r11: r.r[3],
+            r12: r.r[4],
+            r13: r.r[5],
+            r14: r.r[6],
+            r15: r.r[7],
+            rip: r.rip,
+            rflags: r.rflags,
+        };
+        self.vcpu.set_regs(&regs).map_err(mshv_err("SET_REGS"))
     }
 
     fn fault_state(&mut self) -> Result<FaultState, Error> {

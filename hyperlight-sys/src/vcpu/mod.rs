@@ -8,9 +8,11 @@
 
 pub(crate) mod contain;
 pub(crate) mod factory;
+#[cfg(feature = "gdb")]
+pub(crate) mod gdb;
 pub(crate) mod kick;
 pub mod spin;
-mod thread;
+pub(crate) mod thread;
 
 pub use kick::InterruptHandle;
 pub use spin::Spinner;

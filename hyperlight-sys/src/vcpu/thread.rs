@@ -2,6 +2,8 @@
 //! sandbox creates the VM) and talks to the sandbox's owner only through messages, so that a
 //! blocking caller and an async task can drive it alike.
 
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -16,6 +18,7 @@ use crate::sandbox::{GuestBinary, SandboxSource};
 use crate::vcpu::factory::ThreadFactory;
 use crate::vcpu::kick::{InterruptHandle, KickState};
 use crate::vcpu::spin::Spinner;
+use crate::vm::crash_dump::{self, CrashDump};
 use crate::vm::machine::{HostCalls, Loaded, Machine};
 use crate::vm::memory::SnapshotTarget;
 use crate::vm::snapshot::Snapshot;
@@ -58,6 +61,15 @@ pub enum Request {
     /// Take a snapshot of the current state and make it the one restores return to (the
     /// post-init snapshot from now on); it is sent on the given channel.
     Rebase(Sender<Result<Snapshot, Error>>),
+    /// Write a crash dump of the guest as it is now (after the requests sent before it) to
+    /// `path`, which must not exist; the file's size is sent on `done`. A poisoned sandbox that
+    /// still has its machine is dumped as the fault left it.
+    CrashDump {
+        /// The file to create.
+        path: PathBuf,
+        /// Where the outcome goes.
+        done: Sender<Result<u64, Error>>,
+    },
     /// Sent by a kick to wake a wait for a host reply; carries no data.
     Wake,
 }
@@ -102,6 +114,9 @@ pub struct VcpuSpec {
     /// Host functions that run right on the vCPU thread, with no round trip to the owner.
     /// Calls of the other functions in `signatures` go to the owner as [`Event::HostCall`].
     pub(crate) inline: Arc<HostFunctions>,
+    /// Where a guest fault writes its crash dump, if anywhere
+    /// ([`SandboxConfig::effective_crash_dump_dir`]).
+    pub(crate) crash_dump_dir: Option<PathBuf>,
 }
 
 impl VcpuSpec {
@@ -134,6 +149,7 @@ impl VcpuSpec {
             hypervisor,
             source,
             module,
+            crash_dump_dir: config.effective_crash_dump_dir(),
             config,
             signatures: Arc::new(signatures),
             inline: Arc::new(inline),
@@ -191,9 +207,14 @@ fn request_channel() -> (Requests, Inbox) {
     (Requests { tx, open }, inbox)
 }
 
+/// The next [`VcpuThread::id`].
+static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+
 /// The owner's end of a running vCPU thread.
 #[derive(Debug)]
 pub struct VcpuThread {
+    /// The sandbox's process-unique id: a field of its guest log events.
+    pub id: u64,
     /// Send requests here.
     pub requests: Requests,
     /// Receive events here.
@@ -206,6 +227,9 @@ pub struct VcpuThread {
     /// snapshot from then on.
     rebased: Rebased,
     thread: Option<std::thread::JoinHandle<()>>,
+    /// The sandbox's gdb stub, if it has one; dropped after the thread is joined.
+    #[cfg(feature = "gdb")]
+    _gdb: Option<crate::vcpu::gdb::GdbServer>,
 }
 
 impl VcpuThread {
@@ -259,8 +283,30 @@ impl VcpuThread {
         };
         let rebased = Rebased::default();
         let thread_rebased = rebased.clone();
+        let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
+        // The stub's socket and thread are made here: the vCPU thread may make neither.
+        #[cfg(feature = "gdb")]
+        let (gdb, debug) = match spec.config.gdb_port {
+            Some(port) => {
+                let (server, link) = crate::vcpu::gdb::start(port)?;
+                (Some(server), Some(link))
+            }
+            None => (None, None),
+        };
+        #[cfg(not(feature = "gdb"))]
+        let debug = None;
         let thread = factory.run(Box::new(move || {
-            thread_main(spec, helpers, state, start, req_rx, ev_tx, thread_rebased)
+            thread_main(
+                spec,
+                id,
+                helpers,
+                state,
+                start,
+                req_rx,
+                ev_tx,
+                thread_rebased,
+                debug,
+            )
         }))?;
         let post_init = match post_init {
             PostInit::Known(snapshot) => Ok(snapshot),
@@ -270,12 +316,15 @@ impl VcpuThread {
         };
         match post_init {
             Ok(post_init) => Ok(VcpuThread {
+                id,
                 requests: req_tx,
                 events: ev_rx,
                 interrupt,
                 post_init,
                 rebased,
                 thread: Some(thread),
+                #[cfg(feature = "gdb")]
+                _gdb: gdb,
             }),
             Err(e) => {
                 interrupt.kill();
@@ -321,6 +370,18 @@ impl VcpuThread {
         let (done, result) = flume::bounded(1);
         self.requests
             .send(Request::Snapshot(done))
+            .map_err(|_| Error::ThreadGone)?;
+        result.recv().map_err(|_| Error::ThreadGone)?
+    }
+
+    /// Writes a crash dump of the guest as it is after the requests sent before it to `path`
+    /// (which must not exist): an ELF core file for gdb, at most
+    /// [`SandboxConfig::crash_dump_max_size`] bytes of guest memory. The vCPU thread copies the
+    /// state and an unfiltered helper thread writes the file. Returns the file's size.
+    pub fn crash_dump(&self, path: PathBuf) -> Result<u64, Error> {
+        let (done, result) = flume::bounded(1);
+        self.requests
+            .send(Request::CrashDump { path, done })
             .map_err(|_| Error::ThreadGone)?;
         result.recv().map_err(|_| Error::ThreadGone)?
     }
@@ -380,6 +441,9 @@ pub(crate) fn recv_or_kill<T>(
 
 struct HostCallDispatcher<'a> {
     generation: u64,
+    /// The gdb session, if the sandbox has one.
+    #[cfg(feature = "gdb")]
+    debug: Option<&'a mut crate::vm::debug::DebugLink>,
     kick: &'a KickState,
     signatures: &'a Signatures,
     inline: &'a HostFunctions,
@@ -414,6 +478,28 @@ impl HostCalls for HostCallDispatcher<'_> {
             }
         }
     }
+
+    #[cfg(feature = "gdb")]
+    fn debug_stop(
+        &mut self,
+        stop: crate::vm::debug::Stop,
+        regs: &mut crate::hypervisor::GeneralRegisters,
+        mem: &mut crate::vm::memory::GuestMemory,
+        image: crate::vm::layout::Region,
+    ) -> Option<crate::vm::debug::Resumed> {
+        use crate::vm::debug::OnRequest;
+        let link = self.debug.as_deref_mut()?;
+        let (kick, generation) = (self.kick, self.generation);
+        // While the guest is stopped, only a kick (a wake-up request) can come: it ends the
+        // stop if it cancelled this call.
+        link.serve(stop, regs, mem, image, self.requests, &mut |_| {
+            if kick.is_cancelled(generation) {
+                OnRequest::Interrupt
+            } else {
+                OnRequest::Wait
+            }
+        })
+    }
 }
 
 /// The vCPU thread's state between requests.
@@ -425,6 +511,13 @@ struct ThreadState {
     vm: Vm,
     /// The post-init snapshot.
     post_init: Snapshot,
+    /// Where a guest fault writes its crash dump, if anywhere.
+    crash_dump_dir: Option<PathBuf>,
+    /// Most bytes of guest memory in one crash dump.
+    crash_dump_max_size: u64,
+    /// The gdb session, if the sandbox has one.
+    #[cfg(feature = "gdb")]
+    debug: Option<crate::vm::debug::DebugLink>,
 }
 
 /// The sandbox's VM, usable or poisoned (then with the error that poisoned it).
@@ -532,13 +625,115 @@ impl ThreadState {
         Ok(snapshot)
     }
 
-    fn machine(&mut self) -> Result<&mut Machine, Error> {
-        match &mut self.vm {
-            Vm::Ready(machine) => Ok(machine),
-            Vm::Poisoned { cause, .. } => Err(Error::Poisoned {
-                cause: Box::new(cause.clone()),
-            }),
+    /// Captures a crash dump of the machine (usable, or poisoned by `fault`) on this thread and
+    /// has a helper thread write it to `path` (`None`: a fresh file in the configured
+    /// directory). Returns the file's path and size.
+    fn crash_dump(
+        &mut self,
+        fault: Option<&Error>,
+        path: Option<PathBuf>,
+    ) -> Result<(PathBuf, u64), Error> {
+        let helpers = self.helpers;
+        let max = self.crash_dump_max_size;
+        let machine = match &mut self.vm {
+            Vm::Ready(machine)
+            | Vm::Poisoned {
+                machine: Some(machine),
+                ..
+            } => machine,
+            Vm::Poisoned { cause, .. } => {
+                return Err(Error::Poisoned {
+                    cause: Box::new(cause.clone()),
+                })
+            }
+        };
+        let dump: CrashDump = machine.crash_dump(fault, max)?;
+        let dir = self.crash_dump_dir.clone();
+        helpers.run_and_wait(move || {
+            let path = match (path, dir) {
+                (Some(path), _) => path,
+                (None, Some(dir)) => {
+                    std::fs::create_dir_all(&dir).map_err(|source| Error::CrashDumpFile {
+                        path: dir.clone(),
+                        source: Arc::new(source),
+                    })?;
+                    crash_dump::file_in(&dir)
+                }
+                (None, None) => {
+                    return Err(Error::InvalidConfig {
+                        field: "crash_dump_dir",
+                        value: 0,
+                        reason: "no crash dump directory is configured",
+                    })
+                }
+            };
+            let size = dump.write(path.clone())?;
+            Ok((path, size))
+        })
+    }
+
+    /// After a call failed with a guest fault: writes its crash dump if a directory is
+    /// configured, before the call's error is reported, and says where in a `tracing` event.
+    fn dump_fault(&mut self, fault: &Error) {
+        if self.crash_dump_dir.is_none() || !fault.is_guest_fault() {
+            return;
         }
+        match self.crash_dump(Some(fault), None) {
+            Ok((path, size)) => tracing::warn!(
+                target: "hyperlight::crash_dump",
+                path = %path.display(),
+                size,
+                fault = %fault,
+                "guest fault: crash dump written"
+            ),
+            Err(error) => tracing::warn!(
+                target: "hyperlight::crash_dump",
+                %error,
+                fault = %fault,
+                "guest fault: crash dump failed"
+            ),
+        }
+    }
+
+    fn machine(&mut self) -> Result<&mut Machine, Error> {
+        ready(&mut self.vm)
+    }
+
+    /// With a gdb stub: stops the guest before its first call until gdb has connected and
+    /// continued it. Requests that come meanwhile are kept in `early`, in order.
+    #[cfg(feature = "gdb")]
+    fn wait_for_debugger(
+        &mut self,
+        requests: &Receiver<Request>,
+        early: &mut std::collections::VecDeque<Request>,
+    ) {
+        use crate::vm::debug::{OnRequest, Stop};
+        let (Some(link), Vm::Ready(machine)) = (self.debug.as_mut(), &mut self.vm) else {
+            return;
+        };
+        if !link.waiting_for_attach() {
+            return;
+        }
+        tracing::info!(target: "hyperlight::gdb", "the guest waits for gdb to attach");
+        let served = machine.debug_between_calls(|regs, mem, image| {
+            link.serve(Stop::Attached, regs, mem, image, requests, &mut |request| {
+                early.push_back(request);
+                OnRequest::Wait
+            })
+        });
+        if let Err(e) = served {
+            self.vm.poison(e);
+        }
+    }
+}
+
+/// The machine of `vm`, if it is usable.
+fn ready(vm: &mut Vm) -> Result<&mut Machine, Error> {
+    match vm {
+        Vm::Ready(machine) => Ok(machine),
+        Vm::Poisoned { cause, .. } => Err(Error::Poisoned {
+            cause: Box::new(cause.clone()),
+        }),
     }
 }
 
@@ -583,6 +778,7 @@ impl Drop for Exiting<'_> {
 /// serving panicked is still answered.
 enum Pending {
     Call(u64),
+    CrashDump(Sender<Result<u64, Error>>),
     Restore(Sender<Result<(), Error>>),
     Snapshot(Sender<Result<Snapshot, Error>>),
     /// Answered already, or nobody waits.
@@ -595,6 +791,7 @@ impl Pending {
             Request::Call { generation, .. } => Pending::Call(*generation),
             Request::Restore { done, .. } => Pending::Restore(done.clone()),
             Request::Snapshot(done) | Request::Rebase(done) => Pending::Snapshot(done.clone()),
+            Request::CrashDump { done, .. } => Pending::CrashDump(done.clone()),
             Request::HostReply { .. } | Request::Wake => Pending::Nobody,
         }
     }
@@ -605,6 +802,7 @@ impl Pending {
             Pending::Call(_) => "serving a guest call",
             Pending::Restore(_) => "serving a restore",
             Pending::Snapshot(_) => "serving a snapshot",
+            Pending::CrashDump(_) => "writing a crash dump",
             Pending::Nobody => "after answering a request",
         }
     }
@@ -618,6 +816,7 @@ impl Pending {
             }
             Pending::Restore(done) => drop(done.send(Err(error))),
             Pending::Snapshot(done) => drop(done.send(Err(error))),
+            Pending::CrashDump(done) => drop(done.send(Err(error))),
             Pending::Nobody => {}
         }
     }
@@ -630,14 +829,24 @@ enum Served {
     OwnerGone,
 }
 
+/// The vCPU thread's end of a gdb session (none without the `gdb` feature).
+#[cfg(feature = "gdb")]
+type Debug = Option<crate::vm::debug::DebugLink>;
+#[cfg(not(feature = "gdb"))]
+type Debug = Option<std::convert::Infallible>;
+
+// Everything the thread owns, handed over once at spawn.
+#[allow(clippy::too_many_arguments)]
 fn thread_main(
     spec: VcpuSpec,
+    id: u64,
     helpers: &'static ThreadFactory,
     kick: Arc<KickState>,
     start: Start,
     inbox: Inbox,
     events: Sender<Event>,
     rebased: Rebased,
+    debug: Debug,
 ) {
     kick.thread_started();
     let _exiting = Exiting {
@@ -650,7 +859,7 @@ fn thread_main(
             machine.arm();
             machine
         }
-        Start::Boot { loaded, ready } => match loaded.init(&kick) {
+        Start::Boot { loaded, ready } => match loaded.init(&kick, id) {
             Ok(machine) => {
                 let _ = ready.send(Ok(machine.base().clone()));
                 machine
@@ -666,12 +875,26 @@ fn thread_main(
         helpers,
         post_init: machine.base().clone(),
         vm: Vm::Ready(machine),
+        crash_dump_dir: spec.crash_dump_dir.clone(),
+        crash_dump_max_size: spec.config.crash_dump_max_size,
+        #[cfg(feature = "gdb")]
+        debug,
     };
+    #[cfg(not(feature = "gdb"))]
+    let _ = debug;
+    // Requests that came while the guest waited for gdb to attach, served first.
+    let mut early = std::collections::VecDeque::new();
+    #[cfg(feature = "gdb")]
+    state.wait_for_debugger(requests, &mut early);
     let mut spinner = Spinner::new(spec.config.spin_wait);
     // Nothing is imminent before the first request (polling then would only take CPU from
     // whoever is still building sandboxes); between calls, the next one often is.
-    let mut first = Some(requests.recv());
-    while let Ok(request) = first.take().unwrap_or_else(|| spinner.recv(requests)) {
+    let mut first = Some(early.pop_front().map_or_else(|| requests.recv(), Ok));
+    while let Ok(request) = first
+        .take()
+        .or_else(|| early.pop_front().map(Ok))
+        .unwrap_or_else(|| spinner.recv(requests))
+    {
         // Host code runs while a request is served (tracing subscribers for the call's span and
         // guest logs, host functions, which catch their own panics): a panic that escapes it
         // fails the request, not the thread.
@@ -685,9 +908,13 @@ fn thread_main(
                     restore_after,
                 } => {
                     kick.begin(generation);
-                    let result = state.machine().and_then(|m| {
+                    #[cfg(feature = "gdb")]
+                    let debug = state.debug.as_mut();
+                    let result = ready(&mut state.vm).and_then(|m| {
                         let mut host = HostCallDispatcher {
                             generation,
+                            #[cfg(feature = "gdb")]
+                            debug,
                             kick: &kick,
                             signatures: &spec.signatures,
                             inline: &spec.inline,
@@ -695,10 +922,12 @@ fn thread_main(
                             events: &events,
                             spinner: &mut spinner,
                         };
-                        span.in_scope(|| m.call(generation, &call, &kick, &mut host))
+                        span.in_scope(|| m.call(generation, &call, &kick, &mut host, id))
                     });
                     kick.end();
                     if let Err(e) = &result {
+                        // The machine is as the fault left it: nothing has run since.
+                        state.dump_fault(e);
                         if e.is_fatal() {
                             state.vm.poison(e.clone());
                         }
@@ -726,6 +955,11 @@ fn thread_main(
                     let snapshot = state.rebase(&rebased);
                     pending = Pending::Nobody;
                     let _ = done.send(snapshot);
+                }
+                Request::CrashDump { path, done } => {
+                    let written = state.crash_dump(None, Some(path)).map(|(_, size)| size);
+                    pending = Pending::Nobody;
+                    let _ = done.send(written);
                 }
                 Request::HostReply { .. } | Request::Wake => {}
             }

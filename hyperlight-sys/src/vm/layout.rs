@@ -40,7 +40,8 @@ pub struct Region {
 }
 
 impl Region {
-    fn at(start: u64, size: u64) -> Self {
+    /// The region of `size` bytes from `start`.
+    pub(crate) fn at(start: u64, size: u64) -> Self {
         Self {
             start,
             end: start + size,

@@ -15,6 +15,7 @@ use crate::config::SandboxConfig;
 use crate::error::{Access, Error};
 use crate::hypervisor::{DirtyLog, Exit, Hypervisor, Vcpu};
 use crate::vcpu::kick::{ArmedVcpu, KickState};
+use crate::vm::crash_dump::CrashDump;
 use crate::vm::elf::ElfImage;
 use crate::vm::layout::{self, Layout};
 use crate::vm::memory::{GuestMemory, SnapshotTarget};
@@ -25,6 +26,19 @@ use crate::vm::x86;
 pub(crate) trait HostCalls {
     /// Runs a checked host call; `None` if the call was cancelled while it ran.
     fn host_call(&mut self, call: FunctionCall) -> Option<FunctionCallResult>;
+
+    /// The guest stopped for gdb (`regs` are its registers, to resume with; `image` is where
+    /// its ELF image is loaded): serves the debugger until it resumes the guest. `None` if no debugger takes this stop.
+    #[cfg(feature = "gdb")]
+    fn debug_stop(
+        &mut self,
+        _stop: crate::vm::debug::Stop,
+        _regs: &mut crate::hypervisor::GeneralRegisters,
+        _mem: &mut GuestMemory,
+        _image: layout::Region,
+    ) -> Option<crate::vm::debug::Resumed> {
+        None
+    }
 }
 
 /// A booted VM with the snapshot it restores to. Field order is drop order: the kick guard
@@ -152,27 +166,70 @@ impl Machine {
         Ok(())
     }
 
-    /// Runs one guest call to completion. `generation` identifies it for kicks.
+    /// Captures a crash dump of the guest as it is now (after `fault`, or on demand between
+    /// calls), at most `max_bytes` of its memory: to be written by a thread that may create
+    /// files ([`CrashDump::write`]).
+    pub(crate) fn crash_dump(
+        &mut self,
+        fault: Option<&Error>,
+        max_bytes: u64,
+    ) -> Result<CrashDump, Error> {
+        let core = &mut self.core;
+        let regs = core.vcpu.general_registers()?;
+        CrashDump::capture(regs, &core.mem, &core.layout, fault, max_bytes)
+    }
+
+    /// Stops the guest between calls for gdb: `serve` gets its registers (as it resumes) and
+    /// memory; registers it changed are set before the guest runs again.
+    #[cfg(feature = "gdb")]
+    pub(crate) fn debug_between_calls<T>(
+        &mut self,
+        serve: impl FnOnce(
+            &mut crate::hypervisor::GeneralRegisters,
+            &mut GuestMemory,
+            layout::Region,
+        ) -> T,
+    ) -> Result<T, Error> {
+        let core = &mut self.core;
+        let mut regs = core.vcpu.general_registers()?;
+        let before = regs;
+        let served = serve(&mut regs, &mut core.mem, core.layout.image);
+        if regs != before {
+            // Finish the guest's last `out` first: new registers replace what it left.
+            core.vcpu.finish_exit()?;
+            core.vcpu.set_general_registers(&regs)?;
+        }
+        Ok(served)
+    }
+
+    /// Runs one guest call to completion. `generation` identifies it for kicks; `sandbox` (the
+    /// sandbox's id) and the call's name are fields of its guest log events.
     pub(crate) fn call(
         &mut self,
         generation: u64,
         call: &FunctionCall,
         kick: &KickState,
         host: &mut dyn HostCalls,
+        sandbox: u64,
     ) -> Result<Value, Error> {
-        self.core.call(generation, call, kick, host)
+        self.core.call(generation, call, kick, host, sandbox)
     }
 }
 
 impl Loaded {
     /// Runs the guest's init and takes the post-init snapshot: on the thread that runs the
     /// vCPU from now on (the kick signal is pointed at it here).
-    pub(crate) fn init(self, kick: &KickState) -> Result<Machine, Error> {
+    /// `sandbox` is the sandbox's id, a field of the init's guest log events.
+    pub(crate) fn init(self, kick: &KickState, sandbox: u64) -> Result<Machine, Error> {
         let Loaded { mut core, target } = self;
         let armed = ArmedVcpu::arm(core.vcpu.immediate_exit());
         let generation = kick.next_generation();
         kick.begin(generation);
-        let init = core.run(generation, kick, &mut NoHostCalls);
+        let log = LogFields {
+            sandbox,
+            function: None,
+        };
+        let init = core.run(generation, kick, &mut NoHostCalls, log);
         kick.end();
         if init? != Value::Void {
             return Err(Error::Protocol {
@@ -235,9 +292,14 @@ impl Core {
         call: &FunctionCall,
         kick: &KickState,
         host: &mut dyn HostCalls,
+        sandbox: u64,
     ) -> Result<Value, Error> {
         self.write_input(&wire::encode_function_call(call))?;
-        let value = self.run(generation, kick, host)?;
+        let log = LogFields {
+            sandbox,
+            function: Some(&call.name),
+        };
+        let value = self.run(generation, kick, host, log)?;
         if value.value_type() != call.return_type {
             return Err(Error::ReturnTypeMismatch {
                 expected: call.return_type,
@@ -269,6 +331,7 @@ impl Core {
         generation: u64,
         kick: &KickState,
         host: &mut dyn HostCalls,
+        log: LogFields<'_>,
     ) -> Result<Value, Error> {
         loop {
             if kick.is_cancelled(generation) {
@@ -291,12 +354,15 @@ impl Core {
                             };
                             self.write_reply(&reply)?;
                         }
-                        GuestMessage::Log(record) => emit_log(&record)?,
+                        GuestMessage::Log(record) => emit_log(&record, log)?,
                         GuestMessage::Abort(GuestError { code, message }) => {
-                            return Err(match code {
+                            let fault = match code {
                                 ErrorCode::OutOfMemory => Error::GuestOutOfMemory { message },
                                 _ => Error::GuestPanic { message },
-                            })
+                            };
+                            #[cfg(feature = "gdb")]
+                            self.debug_fault(&fault, host)?;
+                            return Err(fault);
                         }
                     }
                 }
@@ -304,7 +370,16 @@ impl Core {
                     port: PORT_EXCEPTION,
                     value,
                     ..
-                } => return Err(self.exception(value as u8)),
+                } => {
+                    #[cfg(feature = "gdb")]
+                    if self.debug_trap(value as u8, host)? {
+                        continue;
+                    }
+                    let fault = self.exception(value as u8);
+                    #[cfg(feature = "gdb")]
+                    self.debug_fault(&fault, host)?;
+                    return Err(fault);
+                }
                 Exit::Interrupted => {
                     self.vcpu.immediate_exit().store(0, Ordering::SeqCst);
                 }
@@ -331,6 +406,70 @@ impl Core {
                 self.write_input(&wire::encode_function_call_result(&error))
             }
             other => other,
+        }
+    }
+
+    /// A breakpoint or single-step trap for gdb: serves the debugger, then resumes the guest
+    /// where it stopped (`Ok(true)`). `Ok(false)`: no debugger takes it, it is a fault.
+    #[cfg(feature = "gdb")]
+    fn debug_trap(&mut self, vector: u8, host: &mut dyn HostCalls) -> Result<bool, Error> {
+        use crate::vm::debug::{Resumed, Stop, INT3_GP_ERROR, TRAP_FLAG};
+        if !matches!(vector, 1 | 3 | 13) {
+            return Ok(false);
+        }
+        let state = self.vcpu.fault_state()?;
+        if state.cs_selector != SELECTOR_KERNEL_CODE {
+            return Ok(false);
+        }
+        let frame = x86::GuestFrame::read(&self.mem, vector)?;
+        let (stop, rip) = match vector {
+            // #BP is a trap: RIP is past the one-byte `int3`.
+            3 => (Stop::Breakpoint, frame.rip.wrapping_sub(1)),
+            // The gate's DPL 0 turned the `int3` into a #GP fault: RIP is at it.
+            13 if frame.error_code == INT3_GP_ERROR => (Stop::Breakpoint, frame.rip),
+            1 => (Stop::Step, frame.rip),
+            _ => return Ok(false),
+        };
+        tracing::debug!(target: "hyperlight::gdb", vector, rip, ?stop, "debug trap");
+        let mut regs = self.vcpu.general_registers()?;
+        regs.rip = rip;
+        regs.rsp = frame.rsp;
+        regs.rflags = frame.rflags & !TRAP_FLAG;
+        regs.rax = frame.rax;
+        regs.rdx = frame.rdx;
+        regs.selectors[0] = frame.cs;
+        regs.selectors[1] = frame.ss;
+        match host.debug_stop(stop, &mut regs, &mut self.mem, self.layout.image) {
+            None => return Ok(false),
+            Some(Resumed::Interrupted) => return Err(Error::Cancelled),
+            Some(Resumed::Continue | Resumed::Step | Resumed::Detached) => {}
+        }
+        // Leave the stub as an `iretq` would: finish its `out`, back to ring 3.
+        self.vcpu.finish_exit()?;
+        self.vcpu
+            .set_special_registers(&x86::initial_special_registers(&self.layout))?;
+        self.vcpu.set_general_registers(&regs)?;
+        Ok(true)
+    }
+
+    /// A guest fault with gdb attached: stops for gdb (as the signal a crash dump reports)
+    /// until it resumes the guest, which does not run again: the call ends with `fault`.
+    #[cfg(feature = "gdb")]
+    fn debug_fault(&mut self, fault: &Error, host: &mut dyn HostCalls) -> Result<(), Error> {
+        use crate::vm::debug::{Resumed, Stop};
+        if !fault.is_guest_fault() {
+            return Ok(());
+        }
+        let regs = self.vcpu.general_registers()?;
+        let (mut regs, signal) = crate::vm::crash_dump::guest_view(regs, &self.mem, Some(fault));
+        match host.debug_stop(
+            Stop::Fault(signal as u8),
+            &mut regs,
+            &mut self.mem,
+            self.layout.image,
+        ) {
+            Some(Resumed::Interrupted) => Err(Error::Cancelled),
+            _ => Ok(()),
         }
     }
 
@@ -409,15 +548,28 @@ impl HostCalls for NoHostCalls {
     }
 }
 
-/// Emits a guest log record as a `tracing` event, inside whatever span the call runs in. A
-/// subscriber that panics on it (the guest chooses when records come) fails the call with
-/// [`Error::HostPanic`]; the machine is left as it was, between two exits.
-fn emit_log(record: &LogRecord) -> Result<(), Error> {
+/// Whose guest log records these are: fields of every event made of them, so that a log
+/// formatter that drops span fields still shows them.
+#[derive(Clone, Copy)]
+struct LogFields<'a> {
+    /// The sandbox's id.
+    sandbox: u64,
+    /// The guest function called; `None` during the guest's init.
+    function: Option<&'a str>,
+}
+
+/// Emits a guest log record as a `tracing` event, inside whatever span the call runs in, with
+/// the sandbox id and the function name as fields (`sandbox.id`, `function`). A subscriber that
+/// panics on it (the guest chooses when records come) fails the call with [`Error::HostPanic`];
+/// the machine is left as it was, between two exits.
+fn emit_log(record: &LogRecord, log: LogFields<'_>) -> Result<(), Error> {
     macro_rules! emit {
         ($level:expr) => {
             tracing::event!(
                 target: "hyperlight_guest",
                 $level,
+                sandbox.id = log.sandbox,
+                function = log.function,
                 guest.target = %record.target,
                 guest.file = %record.file,
                 guest.line = record.line,

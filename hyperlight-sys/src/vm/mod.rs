@@ -5,6 +5,9 @@
 //! `layout`, `memory` and `elf` are public for the fuzz targets, benchmarks and regression tests
 //! only (the crate root hides this module from the docs).
 
+pub(crate) mod crash_dump;
+#[cfg(feature = "gdb")]
+pub(crate) mod debug;
 pub mod elf;
 pub mod layout;
 pub(crate) mod machine;

@@ -188,6 +188,59 @@ fn stub(code: u8) -> [u8; 10] {
     ]
 }
 
+/// The code of an exception stub: `push rax; push rdx` (onto the ring-0 stack the IDT's IST
+/// entry switched to, below the CPU's frame, which stays where it was), then [`stub`]. The two
+/// registers the stub changes stay readable, so a crash dump shows them and a debugger can
+/// resume the guest ([`GuestFrame`]).
+fn exception_stub(vector: u8) -> [u8; 12] {
+    let mut code = [0x50, 0x52, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0];
+    code[2..].copy_from_slice(&stub(vector));
+    code
+}
+
+/// What an exception stub leaves on the ring-0 stack about the guest it interrupted: the
+/// frame the CPU pushed and the registers the stub saved.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct GuestFrame {
+    /// The error code (0 for vectors without one).
+    pub error_code: u64,
+    /// RIP: the faulting instruction (a fault) or the next one (a trap, `int3`).
+    pub rip: u64,
+    /// CS selector.
+    pub cs: u16,
+    /// RFLAGS.
+    pub rflags: u64,
+    /// RSP.
+    pub rsp: u64,
+    /// SS selector.
+    pub ss: u16,
+    /// RAX before the stub loaded the vector into AL.
+    pub rax: u64,
+    /// RDX before the stub loaded the port into DX.
+    pub rdx: u64,
+}
+
+impl GuestFrame {
+    /// Reads the frame of an exception of `vector` (not [`SYSCALL_CODE`], which pushes none).
+    /// The ring-0 stack is a supervisor page the guest cannot write.
+    pub fn read(mem: &GuestMemory, vector: u8) -> Result<Self, Error> {
+        let frame = if has_error_code(vector) { 48 } else { 40 };
+        let start = layout::RSP0 - frame;
+        let word = |i: u64| mem.read_u64(start + 8 * i);
+        let skip = if frame == 48 { 1 } else { 0 };
+        Ok(GuestFrame {
+            error_code: if skip == 1 { word(0)? } else { 0 },
+            rip: word(skip)?,
+            cs: word(skip + 1)? as u16,
+            rflags: word(skip + 2)?,
+            rsp: word(skip + 3)?,
+            ss: word(skip + 4)? as u16,
+            rax: mem.read_u64(start - 8)?,
+            rdx: mem.read_u64(start - 16)?,
+        })
+    }
+}
+
 /// What the `syscall` stub reports in `al` (not an exception vector).
 pub const SYSCALL_CODE: u8 = 0x80;
 /// Where `syscall` lands (`LSTAR`): the stub slot after the 32 exception stubs.
@@ -225,7 +278,7 @@ fn write_idt_and_stubs(mem: &mut GuestMemory) -> Result<(), Error> {
     for vector in 0..layout::IDT_VECTORS {
         let handler = layout::STUBS + vector * layout::STUB_SIZE;
         mem.write(layout::IDT + vector * 16, &idt_gate(handler))?;
-        mem.write(handler, &stub(vector as u8))?;
+        mem.write(handler, &exception_stub(vector as u8))?;
     }
     Ok(())
 }
@@ -443,6 +496,10 @@ mod tests {
             [0xb0, 13, 0x66, 0xba, lo, hi, 0xee, 0xf4, 0xeb, 0xfe]
         );
         assert!(stub(0).len() as u64 <= layout::STUB_SIZE);
+        // push rax; push rdx; then the same
+        assert_eq!(exception_stub(13)[..2], [0x50, 0x52]);
+        assert_eq!(exception_stub(13)[2..], stub(13));
+        assert!(exception_stub(0).len() as u64 <= layout::STUB_SIZE);
         assert_eq!(SYSCALL_STUB, layout::STUBS + 32 * layout::STUB_SIZE);
     }
 

@@ -17,6 +17,8 @@
 //! | `call_host_n` | `(String name, u32 n) -> u64` | calls host `name() -> u64` `n` times, returns the wrapping sum; stops at the first error and returns it |
 //! | `log_all_levels` | `(String msg) -> ()` | logs `trace: msg`, `debug: msg`, `info: msg`, `warn: msg`, `error: msg` (in that order, at those levels) |
 //! | `do_panic` | `(String msg) -> ()` | `panic!("{msg}")` |
+//! | `fault_in_callee` | `(u64 x) -> u64` | `fault_caller(x)` calls `fault_callee(x)` (neither inlined, both with frame pointers), which writes `x` to the null page: #PF (a crash dump's backtrace names both) |
+//! | `debug_target` | `(u64 x) -> u64` | `debug_outer(x)` calls `debug_inner(x)` (neither inlined), which returns `3 * x + 1`: for breakpoints in the gdb tests |
 //! | `divide_by_zero` | `(u64 x) -> u64` | a real `div` by zero: #DE (vector 0) |
 //! | `stack_overflow` | `(u64 depth) -> u64` | recurses forever (1 KiB frames), counting from `depth`: #PF on the stack guard page |
 //! | `exhaust_heap` | `() -> u64` | keeps allocating 64 KiB blocks until allocation fails: `OutOfMemory` abort |
@@ -84,6 +86,8 @@ pub fn hyperlight_main() {
     register_fn("log_all_levels", log_all_levels);
 
     register_fn("do_panic", do_panic);
+    register_fn("fault_in_callee", fault_caller);
+    register_fn("debug_target", debug_outer);
     register_fn("divide_by_zero", divide_by_zero);
     register_fn("stack_overflow", stack_overflow);
     register_fn("exhaust_heap", exhaust_heap);
@@ -173,6 +177,39 @@ fn divide_by_zero(x: u64) -> u64 {
         );
     }
     quotient
+}
+
+/// The caller a crash dump's backtrace shows above [`fault_callee`]: it uses the callee's
+/// result, so the call is not a tail call.
+#[inline(never)]
+fn fault_caller(x: u64) -> u64 {
+    black_box(fault_callee(black_box(x))).wrapping_add(1)
+}
+
+/// Writes `x` to the null page (unmapped): #PF, and the guest never resumes.
+#[inline(never)]
+fn fault_callee(x: u64) -> u64 {
+    // SAFETY: not sound, on purpose: the write faults (the null page is never mapped), which the
+    // host reports as a memory violation; nothing is written.
+    unsafe {
+        core::ptr::write_volatile(black_box(core::ptr::without_provenance_mut::<u64>(16)), x)
+    };
+    x
+}
+
+/// The caller a debugger's backtrace shows above [`debug_inner`]. Unmangled, like
+/// [`debug_inner`], so that gdb finds both by these names in a guest without debug info.
+#[no_mangle]
+#[inline(never)]
+fn debug_outer(x: u64) -> u64 {
+    black_box(debug_inner(black_box(x)))
+}
+
+/// Where the gdb tests put their breakpoint: `3 * x + 1`.
+#[no_mangle]
+#[inline(never)]
+fn debug_inner(x: u64) -> u64 {
+    x.wrapping_mul(3).wrapping_add(1)
 }
 
 #[allow(unconditional_recursion)]

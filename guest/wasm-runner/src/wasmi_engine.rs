@@ -1,0 +1,339 @@
+//! The [`Engine`] on wasmi: an interpreter, so the module is validated and compiled here, in the
+//! guest, from the untrusted bytes.
+
+use alloc::boxed::Box;
+use alloc::collections::BTreeSet;
+use alloc::format;
+use alloc::string::{String, ToString};
+use alloc::vec::Vec;
+
+use hyperlight_guest::schema::wasm::{
+    CoreType, Extern, ExternKind, FuncType, ImportDecl, Link, Trap, INITIALIZE_EXPORT,
+};
+use hyperlight_guest::GuestError;
+use wasmi::{
+    AsContextMut, Caller, Config, ExternType, Func, Linker, Module, Store, StoreLimits,
+    StoreLimitsBuilder, Val, ValType, F32, F64,
+};
+
+use crate::abi::abi_error;
+use crate::engine::{CallError, Compiled, Context, CoreValue, Described, Engine, Instance};
+use crate::trap;
+
+/// The most elements a table may grow to: each costs the guest heap a few words, and the
+/// protocol has no limit of its own for tables.
+const MAX_TABLE_ELEMENTS: usize = 1 << 16;
+
+/// wasmi's smallest allowed limit on the value stack (a lower `max_stack_height` is raised to
+/// it).
+const MIN_STACK_HEIGHT: usize = 1_000;
+
+/// The linear memory the canonical ABI reads and writes.
+const MEMORY_EXPORT: &str = "memory";
+
+/// The wasmi engine.
+pub struct Wasmi;
+
+/// The store's data.
+struct State {
+    limits: StoreLimits,
+    /// The error of a host function (or of the ABI in an import): the wasmi error that unwinds
+    /// the call only says that one happened, and the export call reports this one instead.
+    stashed: Option<GuestError>,
+}
+
+struct WasmiModule {
+    engine: wasmi::Engine,
+    module: Module,
+    max_memory: usize,
+    fuel: Option<u64>,
+}
+
+struct WasmiInstance {
+    store: Store<State>,
+    instance: wasmi::Instance,
+    fuel: Option<u64>,
+}
+
+impl Engine for Wasmi {
+    fn compile(&self, link: &Link, bytes: &[u8]) -> Result<Box<dyn Compiled>, String> {
+        let mut config = Config::default();
+        config
+            .consume_fuel(link.fuel.is_some())
+            .set_max_recursion_depth(link.max_recursion_depth as usize)
+            .set_max_stack_height((link.max_stack_height as usize).max(MIN_STACK_HEIGHT));
+        let engine = wasmi::Engine::new(&config);
+        let module = Module::new(&engine, bytes).map_err(|e| e.to_string())?;
+        Ok(Box::new(WasmiModule {
+            engine,
+            module,
+            max_memory: usize::try_from(link.max_memory).unwrap_or(usize::MAX),
+            fuel: link.fuel,
+        }))
+    }
+}
+
+fn core_type(ty: &ValType) -> CoreType {
+    match ty {
+        ValType::I32 => CoreType::I32,
+        ValType::I64 => CoreType::I64,
+        ValType::F32 => CoreType::F32,
+        ValType::F64 => CoreType::F64,
+        _ => CoreType::Other,
+    }
+}
+
+fn func_type(ty: &wasmi::FuncType) -> FuncType {
+    FuncType {
+        params: ty.params().iter().map(core_type).collect(),
+        results: ty.results().iter().map(core_type).collect(),
+    }
+}
+
+fn extern_of(module: &str, name: &str, ty: &ExternType) -> Extern {
+    let (kind, ty) = match ty {
+        ExternType::Func(ty) => (ExternKind::Func, Some(func_type(ty))),
+        ExternType::Memory(_) => (ExternKind::Memory, None),
+        ExternType::Table(_) => (ExternKind::Table, None),
+        ExternType::Global(_) => (ExternKind::Global, None),
+    };
+    Extern {
+        module: String::from(module),
+        name: String::from(name),
+        kind,
+        ty,
+    }
+}
+
+fn to_val(value: CoreValue) -> Val {
+    match value {
+        CoreValue::I32(x) => Val::I32(x),
+        CoreValue::I64(x) => Val::I64(x),
+        CoreValue::F32(x) => Val::F32(F32::from_bits(x.to_bits())),
+        CoreValue::F64(x) => Val::F64(F64::from_bits(x.to_bits())),
+    }
+}
+
+fn from_val(value: &Val) -> Result<CoreValue, GuestError> {
+    Ok(match value {
+        Val::I32(x) => CoreValue::I32(*x),
+        Val::I64(x) => CoreValue::I64(*x),
+        Val::F32(x) => CoreValue::F32(f32::from_bits(x.to_bits())),
+        Val::F64(x) => CoreValue::F64(f64::from_bits(x.to_bits())),
+        other => {
+            return Err(abi_error(format!(
+                "a value of type {:?} has no wire type",
+                other.ty()
+            )))
+        }
+    })
+}
+
+/// The [`CallError`] of a failed wasmi call: the stashed error of a host function if there is
+/// one, else the trap.
+fn call_error(state: &mut State, error: &wasmi::Error) -> CallError {
+    match state.stashed.take() {
+        Some(stashed) => CallError::Failed(stashed),
+        None => {
+            let (trap, detail) = trap::from_wasmi(error);
+            CallError::Trap(trap, detail)
+        }
+    }
+}
+
+/// Calls `func` with `args`, in the store `ctx`.
+fn call_func(
+    mut ctx: impl AsContextMut<Data = State>,
+    func: Func,
+    args: &[CoreValue],
+) -> Result<Vec<CoreValue>, CallError> {
+    let ty = func.ty(&ctx);
+    let args: Vec<Val> = args.iter().copied().map(to_val).collect();
+    let mut results: Vec<Val> = ty
+        .results()
+        .iter()
+        .map(|t| Val::default_for_ty(*t))
+        .collect();
+    if let Err(error) = func.call(&mut ctx, &args, &mut results) {
+        return Err(call_error(ctx.as_context_mut().data_mut(), &error));
+    }
+    results
+        .iter()
+        .map(|v| from_val(v).map_err(CallError::from))
+        .collect()
+}
+
+fn no_export(name: &str) -> CallError {
+    abi_error(format!("the module exports no function `{name}`")).into()
+}
+
+impl Compiled for WasmiModule {
+    fn describe(&self) -> Described {
+        Described {
+            imports: self
+                .module
+                .imports()
+                .map(|i| extern_of(i.module(), i.name(), i.ty()))
+                .collect(),
+            exports: self
+                .module
+                .exports()
+                .map(|e| extern_of("", e.name(), e.ty()))
+                .collect(),
+        }
+    }
+
+    fn instantiate(
+        self: Box<Self>,
+        imports: Vec<ImportDecl>,
+    ) -> Result<Box<dyn Instance>, CallError> {
+        let WasmiModule {
+            engine,
+            module,
+            max_memory,
+            fuel,
+        } = *self;
+        // A grow past the limits traps (`GrowthOperationLimited`, reported as `MemoryLimit`)
+        // rather than returning -1, so that the host learns which limit stopped the module.
+        let limits = StoreLimitsBuilder::new()
+            .memory_size(max_memory)
+            .table_elements(MAX_TABLE_ELEMENTS)
+            .instances(1)
+            .trap_on_grow_failure(true)
+            .build();
+        let mut store = Store::new(
+            &engine,
+            State {
+                limits,
+                stashed: None,
+            },
+        );
+        store.limiter(|state| &mut state.limits);
+        if let Some(fuel) = fuel {
+            store
+                .set_fuel(fuel)
+                .map_err(|e| CallError::Trap(Trap::Other, e.to_string()))?;
+        }
+        let mut linker = Linker::<State>::new(&engine);
+        let mut defined = BTreeSet::new();
+        for (import, decl) in module.imports().zip(imports) {
+            let ExternType::Func(ty) = import.ty() else {
+                continue;
+            };
+            // A module may import one function twice; the linker takes one definition.
+            if !defined.insert((decl.module.clone(), decl.name.clone())) {
+                continue;
+            }
+            linker
+                .func_new(
+                    import.module(),
+                    import.name(),
+                    ty.clone(),
+                    move |mut caller, params, results| {
+                        serve_import(&mut caller, &decl, params, results).map_err(|error| {
+                            caller.data_mut().stashed = Some(error.into());
+                            wasmi::Error::new("a host function failed")
+                        })
+                    },
+                )
+                .map_err(|e| CallError::Trap(Trap::Other, e.to_string()))?;
+        }
+        let instance = linker
+            .instantiate_and_start(&mut store, &module)
+            .map_err(|error| call_error(store.data_mut(), &error))?;
+        let mut instance = WasmiInstance {
+            store,
+            instance,
+            fuel,
+        };
+        let init_type = FuncType {
+            params: Vec::new(),
+            results: Vec::new(),
+        };
+        if instance.export_type(INITIALIZE_EXPORT) == Some(init_type) {
+            instance.call(INITIALIZE_EXPORT, &[])?;
+        }
+        Ok(Box::new(instance))
+    }
+}
+
+/// Runs the host function behind an import: lifts the arguments, calls the host, lowers the
+/// answer into `results` (and linear memory).
+fn serve_import(
+    caller: &mut Caller<'_, State>,
+    decl: &ImportDecl,
+    params: &[Val],
+    results: &mut [Val],
+) -> Result<(), CallError> {
+    let args = params.iter().map(from_val).collect::<Result<Vec<_>, _>>()?;
+    let values = crate::link::call_import(&mut CallerContext(caller), decl, &args)?;
+    if values.len() != results.len() {
+        return Err(abi_error(format!(
+            "host function `{}` gave {} results, the import declares {}",
+            decl.name,
+            values.len(),
+            results.len()
+        ))
+        .into());
+    }
+    for (slot, value) in results.iter_mut().zip(values) {
+        *slot = to_val(value);
+    }
+    Ok(())
+}
+
+/// The instance as a host function sees it, through its [`Caller`].
+struct CallerContext<'a, 'b>(&'a mut Caller<'b, State>);
+
+impl Context for CallerContext<'_, '_> {
+    fn export_type(&mut self, name: &str) -> Option<FuncType> {
+        let func = self.0.get_export(name)?.into_func()?;
+        Some(func_type(&func.ty(&*self.0)))
+    }
+
+    fn call(&mut self, name: &str, args: &[CoreValue]) -> Result<Vec<CoreValue>, CallError> {
+        let func = self
+            .0
+            .get_export(name)
+            .and_then(|e| e.into_func())
+            .ok_or_else(|| no_export(name))?;
+        call_func(&mut *self.0, func, args)
+    }
+
+    fn memory(&mut self) -> Option<&mut [u8]> {
+        let memory = self.0.get_export(MEMORY_EXPORT)?.into_memory()?;
+        Some(memory.data_mut(&mut *self.0))
+    }
+}
+
+impl Context for WasmiInstance {
+    fn export_type(&mut self, name: &str) -> Option<FuncType> {
+        let func = self.instance.get_func(&self.store, name)?;
+        Some(func_type(&func.ty(&self.store)))
+    }
+
+    fn call(&mut self, name: &str, args: &[CoreValue]) -> Result<Vec<CoreValue>, CallError> {
+        let func = self
+            .instance
+            .get_func(&self.store, name)
+            .ok_or_else(|| no_export(name))?;
+        call_func(&mut self.store, func, args)
+    }
+
+    fn memory(&mut self) -> Option<&mut [u8]> {
+        let memory = self.instance.get_memory(&self.store, MEMORY_EXPORT)?;
+        Some(memory.data_mut(&mut self.store))
+    }
+}
+
+impl Instance for WasmiInstance {
+    fn begin_call(&mut self) -> Result<(), CallError> {
+        self.store.data_mut().stashed = None;
+        if let Some(fuel) = self.fuel {
+            self.store
+                .set_fuel(fuel)
+                .map_err(|e| CallError::Trap(Trap::Other, e.to_string()))?;
+        }
+        Ok(())
+    }
+}
