@@ -1,4 +1,10 @@
-//! Shared set-up of the Criterion benchmarks in `benches/`: the sandboxes they measure.
+//! Shared set-up of the Criterion benchmarks in `benches/`: the sandboxes they measure, the Wasm
+//! modules and the engines the Wasm sandbox is compared with.
+
+pub mod compute;
+pub mod density;
+pub mod in_process;
+pub mod wasm;
 
 use hyperlight_sys::{Error, Sandbox};
 
