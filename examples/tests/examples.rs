@@ -2,37 +2,16 @@
 
 use std::time::Duration;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+mod common;
 
-/// A minimal HTTP/1.1 GET: (status, body).
-async fn get(addr: std::net::SocketAddr, path: &str) -> (u16, serde_json::Value) {
-    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let request = format!("GET {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n");
-    stream.write_all(request.as_bytes()).await.unwrap();
-    let mut response = String::new();
-    stream.read_to_string(&mut response).await.unwrap();
-    let status = response.split_whitespace().nth(1).unwrap().parse().unwrap();
-    let body = response.split("\r\n\r\n").nth(1).unwrap_or("");
-    (
-        status,
-        serde_json::from_str(body).unwrap_or(serde_json::Value::Null),
-    )
-}
+use common::{get, post, Server};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn web_server_maps_results_timeouts_and_errors_and_shuts_down_gracefully() {
     let pool = hyperlight_examples::web_server::pool(2).await.unwrap();
     let app = hyperlight_examples::web_server::app(pool, Duration::from_millis(200));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(hyperlight_examples::web_server::serve(
-        listener,
-        app,
-        async {
-            let _ = stopped.await;
-        },
-    ));
+    let server = Server::start(app).await;
+    let addr = server.addr;
     assert_eq!(
         get(addr, "/add/40/2").await,
         (200, serde_json::json!({ "result": 42 }))
@@ -66,8 +45,7 @@ async fn web_server_maps_results_timeouts_and_errors_and_shuts_down_gracefully()
     }
     let (_, stats) = get(addr, "/stats").await;
     assert_eq!(stats["size"], 2);
-    stop.send(()).unwrap();
-    server.await.unwrap().unwrap();
+    server.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -106,16 +84,8 @@ async fn own_guest_loads_a_guest_by_a_string_path() {
 async fn wasm_server_runs_each_request_in_a_fresh_instance() {
     let pool = hyperlight_examples::wasm_server::pool(2).await.unwrap();
     let app = hyperlight_examples::wasm_server::app(pool, Duration::from_millis(200));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(hyperlight_examples::web_server::serve(
-        listener,
-        app,
-        async {
-            let _ = stopped.await;
-        },
-    ));
+    let server = Server::start(app).await;
+    let addr = server.addr;
     assert_eq!(
         get(addr, "/upper/hello").await,
         (200, serde_json::json!({ "result": "HELLO" }))
@@ -137,56 +107,23 @@ async fn wasm_server_runs_each_request_in_a_fresh_instance() {
     for (i, task) in tasks.into_iter().enumerate() {
         assert_eq!(task.await.unwrap().1["result"], i as i64 + 1);
     }
-    stop.send(()).unwrap();
-    server.await.unwrap().unwrap();
+    server.stop().await;
 }
 
-/// A minimal HTTP/1.1 POST: (status, body as text).
-async fn post(addr: std::net::SocketAddr, path: &str, body: &[u8]) -> (u16, String) {
-    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let head = format!(
-        "POST {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\nContent-Length: {}\r\n\r\n",
-        body.len()
-    );
-    stream.write_all(head.as_bytes()).await.unwrap();
-    stream.write_all(body).await.unwrap();
-    let mut response = String::new();
-    stream.read_to_string(&mut response).await.unwrap();
-    let status = response.split_whitespace().nth(1).unwrap().parse().unwrap();
-    let body = response.split("\r\n\r\n").nth(1).unwrap_or("").to_string();
-    (status, body)
-}
-
-/// Serves the WASI example's app with `wasm` on a free port until `stop` fires.
-async fn wasi_server(
-    wasm: Vec<u8>,
-    timeout: Duration,
-) -> (
-    std::net::SocketAddr,
-    tokio::sync::oneshot::Sender<()>,
-    tokio::task::JoinHandle<std::io::Result<()>>,
-) {
+/// Serves the WASI example's app with `wasm` on a free port.
+async fn wasi_server(wasm: Vec<u8>, timeout: Duration) -> Server {
     let pool = hyperlight_examples::wasi_server::pool(wasm, 2)
         .await
         .unwrap();
     let app = hyperlight_examples::wasi_server::app(pool, timeout);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(hyperlight_examples::web_server::serve(
-        listener,
-        app,
-        async {
-            let _ = stopped.await;
-        },
-    ));
-    (addr, stop, server)
+    Server::start(app).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn wasi_server_runs_the_program_on_each_body() {
     let jsonfmt = hyperlight_examples::wasi_server::jsonfmt();
-    let (addr, stop, server) = wasi_server(jsonfmt, Duration::from_secs(10)).await;
+    let server = wasi_server(jsonfmt, Duration::from_secs(10)).await;
+    let addr = server.addr;
     assert_eq!(
         post(addr, "/run", br#"{"b": 1, "a": [true]}"#).await,
         (200, "{\"a\":[true],\"b\":1}\n".to_string())
@@ -200,12 +137,11 @@ async fn wasi_server_runs_the_program_on_each_body() {
     assert!(stderr.starts_with("jsonfmt: not JSON"), "{stderr}");
     let (status, _) = post(addr, "/run", &vec![b' '; 100 << 10]).await;
     assert_eq!(status, 413);
-    stop.send(()).unwrap();
-    server.await.unwrap().unwrap();
+    server.stop().await;
     // A program that sleeps in poll_oneoff for 60 s is cut off by the timeout.
     let sleeper = hyperlight_testing::wat("wasi_sleep");
-    let (addr, stop, server) = wasi_server(sleeper, Duration::from_millis(100)).await;
+    let server = wasi_server(sleeper, Duration::from_millis(100)).await;
+    let addr = server.addr;
     assert_eq!(post(addr, "/run", b"").await.0, 504);
-    stop.send(()).unwrap();
-    server.await.unwrap().unwrap();
+    server.stop().await;
 }

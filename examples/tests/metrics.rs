@@ -4,19 +4,9 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+mod common;
 
-/// A minimal HTTP/1.1 GET: (status, body).
-async fn get(addr: std::net::SocketAddr, path: &str) -> (u16, String) {
-    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let request = format!("GET {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n");
-    stream.write_all(request.as_bytes()).await.unwrap();
-    let mut response = String::new();
-    stream.read_to_string(&mut response).await.unwrap();
-    let status = response.split_whitespace().nth(1).unwrap().parse().unwrap();
-    let body = response.split("\r\n\r\n").nth(1).unwrap_or("").to_string();
-    (status, body)
-}
+use common::{get_text as get, Server};
 
 /// The samples of a Prometheus text exposition: `name{labels}` -> value.
 fn parse(text: &str) -> HashMap<String, f64> {
@@ -48,16 +38,8 @@ async fn metrics_count_exactly_the_calls_made() {
         hyperlight_examples::web_server::app(pool, Duration::from_millis(200)),
         handle,
     );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(hyperlight_examples::web_server::serve(
-        listener,
-        app,
-        async {
-            let _ = stopped.await;
-        },
-    ));
+    let server = Server::start(app).await;
+    let addr = server.addr;
 
     let before = scrape(addr).await;
     // The pool's two sandboxes were built and are alive.
@@ -144,6 +126,5 @@ async fn metrics_count_exactly_the_calls_made() {
     );
     assert_eq!(after["hyperlight_sandboxes_live"], 2.0);
 
-    stop.send(()).unwrap();
-    server.await.unwrap().unwrap();
+    server.stop().await;
 }

@@ -17,11 +17,7 @@ fn problems(error: Error) -> Vec<(String, String, ProblemKind)> {
 
 #[tokio::test]
 async fn missing_imports_are_all_listed() {
-    let err = common::wat("missing")
-        .build()
-        .await
-        .map(|_| ())
-        .unwrap_err();
+    let err = common::build_error(common::wat("missing")).await;
     let listed = problems(err);
     assert_eq!(
         listed,
@@ -31,22 +27,20 @@ async fn missing_imports_are_all_listed() {
         ]
     );
     // The plugin without any import: all seven are missing.
-    let err = WasmSandbox::builder(hyperlight_testing::wasm_bytes("plugin"))
-        .build()
-        .await
-        .map(|_| ())
-        .unwrap_err();
+    let err = common::build_error(WasmSandbox::builder(hyperlight_testing::wasm_bytes(
+        "plugin",
+    )))
+    .await;
     assert_eq!(problems(err).len(), 7);
 }
 
 #[tokio::test]
 async fn a_forged_signature_is_refused_with_both_types() {
-    let err = common::wat("forged")
-        .import("env", "host_add", |a: i32, b: i32| a + b)
-        .build()
-        .await
-        .map(|_| ())
-        .unwrap_err();
+    let err =
+        common::build_error(
+            common::wat("forged").import("env", "host_add", |a: i32, b: i32| a + b),
+        )
+        .await;
     let text = err.to_string();
     match err {
         Error::Link { problems } => {
@@ -75,11 +69,7 @@ async fn a_forged_signature_is_refused_with_both_types() {
 
 #[tokio::test]
 async fn non_function_imports_are_unsupported() {
-    let err = common::wat("import_memory")
-        .build()
-        .await
-        .map(|_| ())
-        .unwrap_err();
+    let err = common::build_error(common::wat("import_memory")).await;
     assert_eq!(
         problems(err),
         [("env".into(), "memory".into(), ProblemKind::Unsupported)]

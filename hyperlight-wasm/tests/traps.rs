@@ -189,28 +189,18 @@ fn module_with(pages: u32, data: usize, custom: usize) -> Vec<u8> {
 #[tokio::test]
 async fn hostile_modules_get_typed_errors() {
     // Malformed bytes.
-    let err = WasmSandbox::builder(b"\0asm\x01\0\0\0garbage".to_vec())
-        .build()
-        .await
-        .map(|_| ())
-        .unwrap_err();
+    let err = common::build_error(WasmSandbox::builder(b"\0asm\x01\0\0\0garbage".to_vec())).await;
     assert!(matches!(err, Error::InvalidModule { .. }), "{err:?}");
-    let err = WasmSandbox::builder(Vec::new())
-        .build()
-        .await
-        .map(|_| ())
-        .unwrap_err();
+    let err = common::build_error(WasmSandbox::builder(Vec::new())).await;
     assert!(matches!(err, Error::InvalidModule { .. }), "{err:?}");
     // An initial memory beyond the cap.
-    let err = WasmSandbox::builder(module_with(1000, 1, 0))
-        .limits(WasmLimits {
+    let err = common::build_error(WasmSandbox::builder(module_with(1000, 1, 0)).limits(
+        WasmLimits {
             max_memory: 1 << 20,
             ..WasmLimits::default()
-        })
-        .build()
-        .await
-        .map(|_| ())
-        .unwrap_err();
+        },
+    ))
+    .await;
     assert!(
         matches!(
             err,
@@ -241,12 +231,7 @@ async fn a_ten_mib_module_loads_and_a_larger_than_allowed_one_is_refused() {
         heap_size: 128 << 20,
         ..SandboxConfig::default()
     };
-    let err = WasmSandbox::builder(ten)
-        .config(config)
-        .build()
-        .await
-        .map(|_| ())
-        .unwrap_err();
+    let err = common::build_error(WasmSandbox::builder(ten).config(config)).await;
     assert!(
         matches!(
             err,
@@ -267,12 +252,7 @@ async fn limits_are_checked_against_the_heap() {
         heap_size: 8 << 20,
         ..SandboxConfig::default()
     };
-    let err = common::wat("loop")
-        .config(config)
-        .build()
-        .await
-        .map(|_| ())
-        .unwrap_err();
+    let err = common::build_error(common::wat("loop").config(config)).await;
     assert!(
         matches!(
             err,
@@ -283,15 +263,11 @@ async fn limits_are_checked_against_the_heap() {
         ),
         "{err:?}"
     );
-    let err = common::wat("loop")
-        .limits(WasmLimits {
-            fuel: Some(0),
-            ..WasmLimits::default()
-        })
-        .build()
-        .await
-        .map(|_| ())
-        .unwrap_err();
+    let err = common::build_error(common::wat("loop").limits(WasmLimits {
+        fuel: Some(0),
+        ..WasmLimits::default()
+    }))
+    .await;
     assert!(
         matches!(err, Error::InvalidLimit { field: "fuel", .. }),
         "{err:?}"

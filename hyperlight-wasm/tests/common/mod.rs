@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use hyperlight_wasm::{WasmSandbox, WasmSandboxBuilder};
+use hyperlight_wasm::{Error, WasmSandbox, WasmSandboxBuilder};
 
 /// A builder for the `plugin` module (testing/wasm-modules/plugin) with its seven imports; the
 /// async `lookup` sleeps 1 ms and answers `value of <key>`.
@@ -27,4 +27,12 @@ pub fn plugin() -> WasmSandboxBuilder {
 /// A builder for the hand-written module `testing/wat/<name>.wat`.
 pub fn wat(name: &str) -> WasmSandboxBuilder {
     WasmSandbox::builder(hyperlight_testing::wat(name))
+}
+
+/// The error `builder` fails to build with; panics if it builds.
+pub async fn build_error(builder: WasmSandboxBuilder) -> Error {
+    match builder.build().await {
+        Ok(sandbox) => panic!("the build should fail, but built {sandbox:?}"),
+        Err(error) => error,
+    }
 }
