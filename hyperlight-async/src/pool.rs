@@ -201,15 +201,25 @@ impl<R> PoolCall<R> {
     }
 }
 
+impl<R: FromCallValue> PoolCall<R> {
+    /// Runs the call like `.await` does, and also returns the [`Sandbox::id`] of the pool's
+    /// sandbox that ran it (for events about the call the caller records afterwards).
+    ///
+    /// # Cancel safety
+    ///
+    /// As the call's own future.
+    pub async fn with_sandbox_id(self) -> Result<(R, u64), Error> {
+        let (value, id) = self.pool.inner.clone().run(self.call, self.timeout).await?;
+        Ok((R::from_call_value(value)?, id))
+    }
+}
+
 impl<R: FromCallValue> IntoFuture for PoolCall<R> {
     type Output = Result<R, Error>;
     type IntoFuture = Pin<Box<dyn Future<Output = Result<R, Error>> + Send>>;
 
     fn into_future(self) -> Self::IntoFuture {
-        Box::pin(async move {
-            let value = self.pool.inner.clone().run(self.call, self.timeout).await?;
-            R::from_call_value(value)
-        })
+        Box::pin(async move { Ok(self.with_sandbox_id().await?.0) })
     }
 }
 
@@ -265,7 +275,7 @@ impl PoolInner {
         self: Arc<Self>,
         call: FunctionCall,
         timeout: Option<Duration>,
-    ) -> Result<hyperlight_sys::schema::Value, Error> {
+    ) -> Result<(hyperlight_sys::schema::Value, u64), Error> {
         let deadline = timeout.map(|limit| (tokio::time::Instant::now() + limit, limit));
         let (mut lease, sandbox) = match deadline {
             Some((at, limit)) => tokio::time::timeout_at(at, self.lease())
@@ -299,7 +309,7 @@ impl PoolInner {
                 lease.sandbox = None;
             }
         }
-        result
+        result.map(|value| (value, sandbox.id()))
     }
 
     /// Waits for a sandbox (building one if its slot's was lost).

@@ -40,6 +40,8 @@ pub(crate) enum Target {
     Sandbox {
         call: Call<Value>,
         restore: Option<Sandbox>,
+        /// The sandbox's id.
+        id: u64,
     },
     /// A pool call, restored after every call anyway.
     Pool(PoolCall<Value>),
@@ -59,9 +61,10 @@ impl<R> WasmCall<R> {
     /// is kicked out of the guest, also while an async import is pending.
     pub fn timeout(mut self, timeout: Duration) -> Self {
         self.target = self.target.map(|target| match target {
-            Target::Sandbox { call, restore } => Target::Sandbox {
+            Target::Sandbox { call, restore, id } => Target::Sandbox {
                 call: call.timeout(timeout),
                 restore,
+                id,
             },
             Target::Pool(call) => Target::Pool(call.timeout(timeout)),
         });
@@ -69,16 +72,14 @@ impl<R> WasmCall<R> {
     }
 }
 
-impl<R: FromCallValue> IntoFuture for WasmCall<R> {
-    type Output = Result<R, Error>;
-    type IntoFuture = Pin<Box<dyn Future<Output = Result<R, Error>> + Send>>;
-
-    fn into_future(self) -> Self::IntoFuture {
+impl<R: FromCallValue> WasmCall<R> {
+    /// Runs the call, and also returns the id of the sandbox that ran it.
+    pub(crate) async fn with_sandbox_id(self) -> Result<(R, u64), Error> {
         let WasmCall { export, target, .. } = self;
-        Box::pin(async move {
-            let value = match target? {
-                Target::Sandbox { call, restore } => match call.await {
-                    Ok(value) => value,
+        let (value, id) = match target? {
+            Target::Sandbox { call, restore, id } => {
+                match call.await {
+                    Ok(value) => (value, id),
                     Err(error) => {
                         let error = Error::of_call(&export, error);
                         if let Some(sandbox) = restore.filter(|_| error.leaves_instance_dirty()) {
@@ -89,10 +90,22 @@ impl<R: FromCallValue> IntoFuture for WasmCall<R> {
                         }
                         return Err(error);
                     }
-                },
-                Target::Pool(call) => call.await.map_err(|e| Error::of_call(&export, e))?,
-            };
-            R::from_call_value(value).map_err(Error::Sandbox)
-        })
+                }
+            }
+            Target::Pool(call) => call
+                .with_sandbox_id()
+                .await
+                .map_err(|e| Error::of_call(&export, e))?,
+        };
+        Ok((R::from_call_value(value).map_err(Error::Sandbox)?, id))
+    }
+}
+
+impl<R: FromCallValue> IntoFuture for WasmCall<R> {
+    type Output = Result<R, Error>;
+    type IntoFuture = Pin<Box<dyn Future<Output = Result<R, Error>> + Send>>;
+
+    fn into_future(self) -> Self::IntoFuture {
+        Box::pin(async move { Ok(self.with_sandbox_id().await?.0) })
     }
 }

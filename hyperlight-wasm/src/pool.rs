@@ -52,7 +52,7 @@ impl WasmPool {
             let (name, args, result) = crate::wasi::run_args(message);
             Target::Pool(self.pool.call_value(name, args, result))
         });
-        WasiCall::new(target, limits, None)
+        WasiCall::new(target, limits)
     }
 
     /// The module's exports.

@@ -107,6 +107,7 @@ impl WasmSandbox {
             .map(|()| Target::Sandbox {
                 call: self.sandbox.call_value(name, args, result),
                 restore: (!self.fresh_per_call).then(|| self.sandbox.clone()),
+                id: self.sandbox.id(),
             });
         WasmCall::new(name, target)
     }
@@ -122,9 +123,10 @@ impl WasmSandbox {
             Target::Sandbox {
                 call: self.sandbox.call_value(name, args, result),
                 restore: (!self.fresh_per_call).then(|| self.sandbox.clone()),
+                id: self.sandbox.id(),
             }
         });
-        WasiCall::new(target, limits, Some(self.sandbox.id()))
+        WasiCall::new(target, limits)
     }
 
     /// The module's exports (functions with their core types, memories, tables, globals).

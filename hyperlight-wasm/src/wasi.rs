@@ -242,19 +242,13 @@ pub(crate) fn run_args(message: Vec<u8>) -> (&'static str, Vec<Value>, ValueType
 pub struct WasiCall {
     call: WasmCall<Vec<u8>>,
     limits: WasiLimits,
-    sandbox_id: Option<u64>,
 }
 
 impl WasiCall {
-    pub(crate) fn new(
-        target: Result<Target, Error>,
-        limits: WasiLimits,
-        sandbox_id: Option<u64>,
-    ) -> Self {
+    pub(crate) fn new(target: Result<Target, Error>, limits: WasiLimits) -> Self {
         WasiCall {
             call: WasmCall::new(START_EXPORT, target),
             limits,
-            sandbox_id,
         }
     }
 
@@ -271,16 +265,12 @@ impl IntoFuture for WasiCall {
     type IntoFuture = Pin<Box<dyn Future<Output = Result<WasiOutput, Error>> + Send>>;
 
     fn into_future(self) -> Self::IntoFuture {
-        let WasiCall {
-            call,
-            limits,
-            sandbox_id,
-        } = self;
+        let WasiCall { call, limits } = self;
         Box::pin(async move {
-            let answer = call.await?;
+            let (answer, sandbox_id) = call.with_sandbox_id().await?;
             let outcome = decode_wasi_outcome(&answer).map_err(Error::Protocol)?;
             for line in String::from_utf8_lossy(&outcome.stderr).lines() {
-                tracing::info!(sandbox.id = ?sandbox_id, stderr = %line, "WASI stderr");
+                tracing::info!(sandbox.id = sandbox_id, stderr = %line, "WASI stderr");
             }
             match outcome.limit {
                 Some(WasiStream::Stdout) => Err(Error::WasiLimit {
