@@ -9,9 +9,12 @@ use tracing::field::{Field, Visit};
 use tracing_subscriber::layer::{Context, SubscriberExt};
 use tracing_subscriber::Layer;
 
-/// (sandbox.id, stderr) of every event with a `stderr` field.
+/// The `sandbox.id` (if any) and the `stderr` line of an event.
+type Line = (Option<u64>, String);
+
+/// Every event with a `stderr` field.
 #[derive(Clone, Default)]
-struct StderrEvents(Arc<Mutex<Vec<(Option<u64>, String)>>>);
+struct StderrEvents(Arc<Mutex<Vec<Line>>>);
 
 #[derive(Default)]
 struct Fields {
