@@ -354,9 +354,12 @@ impl KvmVcpu {
     }
 
     fn set_regs(&mut self, regs: &kvm_regs) -> Result<(), Error> {
-        self.drop_staged();
         // SAFETY: KVM_SET_REGS reads one kvm_regs.
-        unsafe { self.write("KVM_SET_REGS", requests::KVM_SET_REGS(), regs) }
+        unsafe { self.write("KVM_SET_REGS", requests::KVM_SET_REGS(), regs) }?;
+        // Only once the vCPU has them: should the ioctl fail, registers a restore staged stay
+        // staged for the next entry, rather than the guest resuming in the registers it left.
+        self.drop_staged();
+        Ok(())
     }
 
     /// Hands general registers a restore staged in `kvm_run` to the vCPU now, through
