@@ -108,6 +108,15 @@ fn cycle(c: &mut Criterion) {
             });
         }
     }
+    // What a `SandboxPool` request costs its sandbox: a `fresh_per_call` sandbox restores right
+    // after answering, while the caller already has its result; the next call waits for it.
+    let mut sb = Sandbox::builder(hyperlight_testing::simple_guest())
+        .fresh_per_call(true)
+        .build()
+        .unwrap();
+    group.bench_with_input(BenchmarkId::new("fresh_per_call", 1), &1u32, |b, &p| {
+        b.iter(|| sb.call::<u32>("touch_pages", (p,)).unwrap())
+    });
     let mut sb = simple_sandbox().unwrap();
     let a = sb.post_init_snapshot().clone();
     let b_snapshot = sb.snapshot().unwrap();

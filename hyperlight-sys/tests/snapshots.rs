@@ -148,6 +148,34 @@ fn registers_do_not_carry_data_across_a_restore() {
     }
 }
 
+/// A restore leaves the guest's last `out` for the next entry to finish and stages the restored
+/// general registers in `kvm_run` for it (no ioctl). What reads registers before that entry (a
+/// snapshot, a second restore, a snapshot of a sandbox that never ran) must see the restored
+/// ones.
+#[test]
+fn a_snapshot_or_restore_right_after_a_restore_holds_the_restored_state() {
+    for hv in common::kvm_write_trackings() {
+        let secret = 0x0ddb_a115_ec2e_7a11u64;
+        let mut sb = common::simple_on(&hv).build().unwrap();
+        assert_eq!(sb.call::<u64>("counter", ()).unwrap(), 1);
+        sb.call::<()>("stash_xmm", (secret,)).unwrap();
+        sb.restore().unwrap();
+        let snapshot = sb.snapshot().unwrap();
+        sb.restore().unwrap();
+        sb.restore().unwrap();
+        assert_eq!(sb.call::<u64>("counter", ()).unwrap(), 1);
+        assert_ne!(sb.call::<u64>("read_xmm", ()).unwrap(), secret);
+        let mut copy = common::simple_from_on(&snapshot, &hv).build().unwrap();
+        // A sandbox from a snapshot has its registers staged and has never run.
+        let again = copy.snapshot().unwrap();
+        for mut sb in [copy, common::simple_from_on(&again, &hv).build().unwrap()] {
+            assert_eq!(sb.call::<u64>("counter", ()).unwrap(), 1);
+            assert_ne!(sb.call::<u64>("read_xmm", ()).unwrap(), secret);
+            assert_eq!(sb.call::<u64>("counter", ()).unwrap(), 2);
+        }
+    }
+}
+
 #[test]
 fn rebase_moves_the_restore_point() {
     for hv in common::kvm_write_trackings() {

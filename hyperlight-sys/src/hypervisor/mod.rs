@@ -265,8 +265,21 @@ pub trait Vcpu: Send {
     /// next run: only a plain `out`, which writes no guest memory. An exit whose finishing would
     /// write guest memory or registers (an `in`, string I/O, MMIO) is refused with
     /// [`Error::UnfinishableExit`]: the vCPU is then unusable, and its sandbox needs a new one.
-    /// A restore calls this before it reads the write log, so nothing writes guest memory after.
+    /// A restore settles the exit before it reads the write log
+    /// ([`Vcpu::settle_exit_for_restore`]), so nothing writes guest memory after.
     fn finish_exit(&mut self) -> Result<(), Error>;
+    /// Before a restore to `state` reads the write log: settles the last exit as
+    /// [`Vcpu::finish_exit`] does, or, where the backend can prove that finishing it could not
+    /// change the state restored over it, leaves it to the next run (which then is the only
+    /// entry a call + restore needs). `mem` is the guest memory as the guest left it. Refuses
+    /// an unfinishable exit like [`Vcpu::finish_exit`].
+    fn settle_exit_for_restore(
+        &mut self,
+        _state: &VcpuState,
+        _mem: &GuestMemory,
+    ) -> Result<(), Error> {
+        self.finish_exit()
+    }
     /// Saves the complete register state. Must be called only after an exit the guest is meant
     /// to resume from (it finishes the exit first: [`Vcpu::finish_exit`]).
     fn save_state(&mut self) -> Result<VcpuState, Error>;

@@ -150,15 +150,17 @@ impl Machine {
     /// each that differs from the snapshot is copied back.
     pub(crate) fn restore(&mut self) -> Result<(), Error> {
         let core = &mut self.core;
-        // First finish (or refuse to finish) the guest's last exit: finishing an access may
-        // write guest memory, and nothing may write it once the write log has been read.
-        core.vcpu.finish_exit()?;
+        let base = &self.base.data;
+        // First settle (or refuse to finish) the guest's last exit: finishing an access may
+        // write guest memory, and nothing may write it once the write log has been read. A
+        // plain `out` whose finishing cannot touch the restored state is left to the next
+        // call's entry: the restore then enters the guest not at all.
+        core.vcpu.settle_exit_for_restore(&base.vcpu, &core.mem)?;
         let input = (core.layout.input.start / PAGE_SIZE) as usize;
         let mut pages = core.dirty.written(&core.mem)?;
         pages.extend(input..input + core.input_written.div_ceil(PAGE_SIZE) as usize);
         pages.sort_unstable();
         pages.dedup();
-        let base = &self.base.data;
         let unchanged = core.mem.restore_pages(&base.memory, &pages)?;
         core.dirty.restored(&core.mem, &pages, &unchanged)?;
         core.vcpu.restore_state(&base.vcpu)?;

@@ -9,7 +9,7 @@ use kvm_bindings::{
     kvm_dirty_log, kvm_dirty_log__bindgen_ty_1, kvm_msr_entry, kvm_regs, kvm_segment, kvm_sregs,
     kvm_userspace_memory_region, kvm_xsave, Msrs, KVM_EXIT_FAIL_ENTRY, KVM_EXIT_HLT,
     KVM_EXIT_INTERNAL_ERROR, KVM_EXIT_INTR, KVM_EXIT_IO, KVM_EXIT_IO_OUT, KVM_EXIT_MMIO,
-    KVM_EXIT_SHUTDOWN, KVM_MEM_LOG_DIRTY_PAGES,
+    KVM_EXIT_SHUTDOWN, KVM_MEM_LOG_DIRTY_PAGES, KVM_SYNC_X86_REGS, KVM_SYNC_X86_SREGS,
 };
 use kvm_ioctls::{Cap, Kvm, VcpuFd, VmFd};
 
@@ -192,10 +192,18 @@ impl Vm for KvmVm {
     }
 
     fn create_vcpu(&mut self) -> Result<Box<dyn Vcpu>, Error> {
-        let vcpu = self.vm.create_vcpu(0).map_err(kvm_err("KVM_CREATE_VCPU"))?;
+        let mut vcpu = self.vm.create_vcpu(0).map_err(kvm_err("KVM_CREATE_VCPU"))?;
+        // KVM_CAP_SYNC_REGS answers with the set of registers it can sync.
+        let synced = u64::try_from(self.vm.check_extension_int(Cap::SyncRegs)).unwrap_or(0);
+        let sync = synced & SYNCED == SYNCED;
+        if sync {
+            vcpu.get_kvm_run().kvm_valid_regs = SYNCED;
+        }
         Ok(Box::new(KvmVcpu {
             vcpu,
             pending: Pending::Nothing,
+            sync,
+            staged: None,
         }))
     }
 
@@ -253,10 +261,27 @@ impl DirtyLog for KvmVm {
     }
 }
 
+/// The registers a KVM vCPU syncs through its `kvm_run` page (`KVM_CAP_SYNC_REGS`): KVM copies
+/// them there at every return from `KVM_RUN`, and copies those marked in `kvm_dirty_regs` back
+/// into the vCPU at the start of the next one, before it finishes a pending exit. A restore
+/// then costs no `KVM_SET_REGS` and no `KVM_GET_SREGS` ioctl.
+const SYNCED: u64 = (KVM_SYNC_X86_REGS | KVM_SYNC_X86_SREGS) as u64;
+
 struct KvmVcpu {
     vcpu: VcpuFd,
     /// What the last `KVM_RUN` left for the next one to finish.
     pending: Pending,
+    /// Whether KVM syncs [`SYNCED`] through `kvm_run`. If it does, `kvm_run`'s copy of the
+    /// special registers always equals the vCPU's (KVM writes it at every return from
+    /// `KVM_RUN`, [`KvmVcpu::set_sregs`] at every change), and general registers a restore
+    /// set wait there for the next entry ([`KvmVcpu::staged`]).
+    sync: bool,
+    /// General registers a restore wrote into `kvm_run` (marked dirty) that no `KVM_RUN` has
+    /// applied yet. The host's own copy: should a `KVM_RUN` ever return without applying them,
+    /// KVM may have overwritten `kvm_run`'s with the vCPU's old ones, and they are written
+    /// again ([`KvmVcpu::enter`]). Read or set through an ioctl only after
+    /// [`KvmVcpu::flush_staged`].
+    staged: Option<kvm_regs>,
 }
 
 /// The part of an instruction that KVM finishes on the next `KVM_RUN` after an exit to
@@ -268,6 +293,13 @@ enum Pending {
     /// A plain `out` (one access of 1, 2 or 4 bytes): finishing it only moves RIP past the
     /// instruction. The only exit a guest is resumed from.
     Out,
+    /// A plain `out` whose finishing was left to the next `KVM_RUN` by a restore that set RIP
+    /// elsewhere ([`Vcpu::settle_exit_for_restore`]): KVM's completion of an `out` moves RIP
+    /// past the instruction only if RIP still points at it (`complete_fast_pio_out` compares
+    /// the linear RIP of the exit), and an `out` KVM emulated was finished before the exit
+    /// already; so the next entry finishes it with no effect. Finished like [`Pending::Out`]
+    /// where a finish is asked for.
+    Moot,
     /// An `in`, a string or repeated access, or MMIO: finishing it would write guest registers
     /// or guest memory (a `rep insb` of up to a page of whatever the data area holds). The
     /// protocol uses none of these, so this vCPU never finishes them: it refuses to run or to
@@ -315,14 +347,35 @@ impl KvmVcpu {
             .map_err(|errno| Error::Hypervisor { op, errno })
     }
 
-    fn get_regs(&self) -> Result<kvm_regs, Error> {
+    fn get_regs(&mut self) -> Result<kvm_regs, Error> {
+        self.flush_staged()?;
         // SAFETY: KVM_GET_REGS writes one kvm_regs.
         unsafe { self.read("KVM_GET_REGS", requests::KVM_GET_REGS()) }
     }
 
-    fn set_regs(&self, regs: &kvm_regs) -> Result<(), Error> {
+    fn set_regs(&mut self, regs: &kvm_regs) -> Result<(), Error> {
         // SAFETY: KVM_SET_REGS reads one kvm_regs.
-        unsafe { self.write("KVM_SET_REGS", requests::KVM_SET_REGS(), regs) }
+        unsafe { self.write("KVM_SET_REGS", requests::KVM_SET_REGS(), regs) }?;
+        // Only once the vCPU has them: should the ioctl fail, registers a restore staged stay
+        // staged for the next entry, rather than the guest resuming in the registers it left.
+        self.drop_staged();
+        Ok(())
+    }
+
+    /// Hands general registers a restore staged in `kvm_run` to the vCPU now, through
+    /// `KVM_SET_REGS`: before anything reads or sets registers through an ioctl.
+    fn flush_staged(&mut self) -> Result<(), Error> {
+        if let Some(regs) = self.staged {
+            self.set_regs(&regs)?;
+        }
+        Ok(())
+    }
+
+    /// Forgets staged general registers (new ones are set through an ioctl).
+    fn drop_staged(&mut self) {
+        if self.staged.take().is_some() {
+            self.vcpu.get_kvm_run().kvm_dirty_regs &= !u64::from(KVM_SYNC_X86_REGS);
+        }
     }
 
     fn get_sregs(&self) -> Result<kvm_sregs, Error> {
@@ -330,16 +383,43 @@ impl KvmVcpu {
         unsafe { self.read("KVM_GET_SREGS", requests::KVM_GET_SREGS()) }
     }
 
-    fn set_sregs(&self, sregs: &kvm_sregs) -> Result<(), Error> {
+    fn set_sregs(&mut self, sregs: &kvm_sregs) -> Result<(), Error> {
         // SAFETY: KVM_SET_SREGS reads one kvm_sregs.
-        unsafe { self.write("KVM_SET_SREGS", requests::KVM_SET_SREGS(), sregs) }
+        unsafe { self.write("KVM_SET_SREGS", requests::KVM_SET_SREGS(), sregs) }?;
+        if self.sync {
+            // Keep kvm_run's copy equal to the vCPU's: KVM refreshes it only as KVM_RUN returns.
+            self.vcpu.sync_regs_mut().sregs = *sregs;
+        }
+        Ok(())
+    }
+
+    /// The special registers as they are now: `kvm_run`'s copy where KVM syncs them (no ioctl),
+    /// else `KVM_GET_SREGS`.
+    fn current_sregs(&self) -> Result<kvm_sregs, Error> {
+        if self.sync {
+            Ok(self.vcpu.sync_regs().sregs)
+        } else {
+            self.get_sregs()
+        }
     }
 
     /// Enters the guest once (through the gate) and reports why it left: the exit as KVM
     /// describes it in the vCPU's `kvm_run` page.
     fn enter(&mut self) -> Result<Exit, Error> {
         // SAFETY: KVM_RUN takes no argument.
-        match unsafe { gate::ioctl(self.vcpu.as_raw_fd(), requests::KVM_RUN(), 0) } {
+        let ran = unsafe { gate::ioctl(self.vcpu.as_raw_fd(), requests::KVM_RUN(), 0) };
+        if let Some(regs) = self.staged {
+            let run = self.vcpu.get_kvm_run();
+            if run.kvm_dirty_regs & u64::from(KVM_SYNC_X86_REGS) == 0 {
+                // KVM applied the staged registers (it clears the flag as it does).
+                self.staged = None;
+            } else {
+                // Not applied (KVM_RUN returned before it got there): as it returned, KVM may
+                // have copied the vCPU's old registers over them; stage them again.
+                self.vcpu.sync_regs_mut().regs = regs;
+            }
+        }
+        match ran {
             Ok(_) => {}
             Err(libc::EINTR | libc::EAGAIN) => return Ok(Exit::Interrupted),
             Err(errno) => {
@@ -422,6 +502,30 @@ fn plain_out_width(count: u32, size: u8) -> u8 {
         (1, n @ (1 | 2 | 4)) => n,
         _ => 0,
     }
+}
+
+/// Whether an `out` instruction (after any prefixes) may start at guest address `rip`, as the
+/// guest memory holds it now: conservative, true if the bytes cannot be read.
+fn out_may_start_at(mem: &GuestMemory, rip: u64) -> bool {
+    /// The longest x86 instruction.
+    const MAX_LEN: u64 = 15;
+    let len = MAX_LEN.min((mem.size() as u64).saturating_sub(rip));
+    let Ok(bytes) = mem.read(rip, len as usize) else {
+        return true;
+    };
+    starts_out(&bytes)
+}
+
+/// Whether `code` begins with an `out` (`E6`, `E7`, `EE`, `EF`) after legacy and REX prefixes;
+/// true if it holds only prefixes (the instruction may go on beyond it).
+fn starts_out(code: &[u8]) -> bool {
+    let opcode = code.iter().find(|b| {
+        !matches!(
+            b,
+            0x26 | 0x2e | 0x36 | 0x3e | 0x40..=0x4f | 0x64..=0x67 | 0xf0 | 0xf2 | 0xf3
+        )
+    });
+    opcode.is_none_or(|op| matches!(op, 0xe6 | 0xe7 | 0xee | 0xef))
 }
 
 /// What [`Vcpu::save_state`] saves on KVM.
@@ -568,7 +672,7 @@ impl Vcpu for KvmVcpu {
         match self.pending {
             Pending::Nothing => return Ok(()),
             Pending::Refused => return Err(Error::UnfinishableExit),
-            Pending::Out => {}
+            Pending::Out | Pending::Moot => {}
         }
         self.vcpu.set_kvm_immediate_exit(1);
         let finished = match self.enter() {
@@ -624,18 +728,63 @@ impl Vcpu for KvmVcpu {
             reason: "vCPU state saved by another backend".into(),
         })?;
         // An exit left unfinished would otherwise be finished on the next run, on top of the
-        // restored registers (moving RIP past an instruction it never ran). A restore finishes
-        // it before it looks at memory (`Machine::restore`); this is a no-op then.
-        self.finish_exit()?;
-        self.set_regs(&state.regs)?;
-        // The guest (ring 3) can change segment selectors but not descriptor tables or control
-        // registers; skip the costly KVM_SET_SREGS when nothing differs.
-        if self.get_sregs()? != state.sregs {
+        // restored registers (moving RIP past an instruction it never ran). A restore settles
+        // it before it looks at memory (`Machine::restore`): finished, or proven moot
+        // (`Pending::Moot`, left to the next run); this is a no-op then.
+        if self.pending != Pending::Moot {
+            self.finish_exit()?;
+        }
+        // General registers, RIP and RFLAGS: ring 3 can change all of them, so all are set.
+        // Where KVM syncs them they are staged in `kvm_run`, and the next call's own `KVM_RUN`
+        // applies them (before it finishes any exit) instead of a `KVM_SET_REGS` now.
+        if self.sync {
+            self.drop_staged();
+            self.vcpu.sync_regs_mut().regs = state.regs;
+            self.vcpu.get_kvm_run().kvm_dirty_regs |= u64::from(KVM_SYNC_X86_REGS);
+            self.staged = Some(state.regs);
+        } else {
+            self.set_regs(&state.regs)?;
+        }
+        // Special registers: ring 3 can load data segment selectors (and so their hidden
+        // descriptor parts, from the host's GDT), and a fault it causes sets CR2; it cannot
+        // change CS to anything but the host's ring-3 code segment, nor descriptor tables, TR,
+        // control registers or EFER (all privileged). Compare all of them anyway and skip the
+        // costly KVM_SET_SREGS (it resets KVM's MMU context) only when nothing differs. Where
+        // KVM syncs them, the comparison reads `kvm_run` (no ioctl).
+        if self.current_sregs()? != state.sregs {
             self.set_sregs(&state.sregs)?;
         }
+        // x87, SSE, AVX and MXCSR (and PKRU, where enabled) are all writable from ring 3: always
+        // set.
         // SAFETY: KVM_SET_XSAVE reads one kvm_xsave: this buffer came from KVM_GET_XSAVE on a
         // vCPU of the same KVM, in the same legacy 4 KiB form.
         unsafe { self.write("KVM_SET_XSAVE", requests::KVM_SET_XSAVE(), &*state.xsave) }
+    }
+
+    fn settle_exit_for_restore(
+        &mut self,
+        state: &VcpuState,
+        mem: &GuestMemory,
+    ) -> Result<(), Error> {
+        let Some(state) = state.get::<KvmState>() else {
+            return self.finish_exit();
+        };
+        if self.pending != Pending::Out || !self.sync {
+            return self.finish_exit();
+        }
+        // The exit's RIP, as KVM synced it when KVM_RUN returned: nothing has changed it since
+        // (a pending `Out` means no register was set after the exit).
+        let exit_rip = self.vcpu.sync_regs().regs.rip;
+        if exit_rip == state.regs.rip && out_may_start_at(mem, state.regs.rip) {
+            // KVM may hold the completion of an `out` at exactly the RIP restored: it would
+            // skip the restored state's first instruction. Finish it now instead.
+            return self.finish_exit();
+        }
+        // Either KVM emulated the `out` and finished it before the exit, or its completion
+        // compares RIP with the `out`'s own address, which is not the restored RIP (or no `out`
+        // starts at the restored RIP): finishing it on the next entry changes nothing.
+        self.pending = Pending::Moot;
+        Ok(())
     }
 
     fn immediate_exit(&mut self) -> &AtomicU8 {
@@ -651,6 +800,23 @@ impl Vcpu for KvmVcpu {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn outs_are_found_after_any_prefixes() {
+        assert!(starts_out(&[0xef]));
+        assert!(starts_out(&[0x66, 0xef, 0x90]));
+        assert!(starts_out(&[0xe6, 0x80]));
+        assert!(starts_out(&[0x48, 0x2e, 0x66, 0xe7, 0x00]));
+        assert!(starts_out(&[0x66, 0x66]), "only prefixes: may go on");
+        assert!(starts_out(&[]));
+        assert!(!starts_out(&[0x48, 0x89, 0xc7]), "mov rdi, rax");
+        assert!(!starts_out(&[0xc3]), "ret");
+        assert!(
+            !starts_out(&[0x6f]),
+            "outsd: a string access, refused anyway"
+        );
+        assert!(!starts_out(&[0xeb, 0xfe]));
+    }
 
     #[test]
     fn only_single_accesses_are_plain_outs() {
