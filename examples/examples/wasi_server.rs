@@ -9,26 +9,15 @@
 //! Defaults: 127.0.0.1:3000, 4 sandboxes, 1000 ms. Ctrl-C shuts down gracefully.
 //! `EXAMPLE=wasi_server scripts/load.sh` loads it.
 
-use std::time::Duration;
+use hyperlight_examples::wasi_server;
+use hyperlight_examples::web_server::ServerArgs;
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let mut args = std::env::args().skip(1);
-    let addr = args.next().unwrap_or_else(|| "127.0.0.1:3000".into());
-    let size: usize = args.next().and_then(|a| a.parse().ok()).unwrap_or(4);
-    let timeout = Duration::from_millis(args.next().and_then(|a| a.parse().ok()).unwrap_or(1000));
-    let wasm = hyperlight_examples::wasi_server::jsonfmt();
-    let pool = hyperlight_examples::wasi_server::pool(wasm, size).await?;
-    let listener = tokio::net::TcpListener::bind(&addr).await?;
-    println!(
-        "listening on http://{} with {size} WASI sandboxes, {timeout:?} per request",
-        listener.local_addr()?
-    );
-    let app = hyperlight_examples::wasi_server::app(pool, timeout);
-    hyperlight_examples::web_server::serve(listener, app, async {
-        let _ = tokio::signal::ctrl_c().await;
-        println!("shutting down");
-    })
-    .await?;
+    let args = ServerArgs::from_env();
+    let pool = wasi_server::pool(wasi_server::jsonfmt(), args.size).await?;
+    let app = wasi_server::app(pool, args.timeout);
+    args.serve_until_ctrl_c(&format!("{} WASI sandboxes", args.size), app)
+        .await?;
     Ok(())
 }

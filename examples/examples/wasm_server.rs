@@ -11,25 +11,15 @@
 //! Defaults: 127.0.0.1:3000, 4 sandboxes, 1000 ms. Ctrl-C shuts down gracefully.
 //! `EXAMPLE=wasm_server scripts/load.sh` loads it.
 
-use std::time::Duration;
+use hyperlight_examples::wasm_server;
+use hyperlight_examples::web_server::ServerArgs;
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let mut args = std::env::args().skip(1);
-    let addr = args.next().unwrap_or_else(|| "127.0.0.1:3000".into());
-    let size: usize = args.next().and_then(|a| a.parse().ok()).unwrap_or(4);
-    let timeout = Duration::from_millis(args.next().and_then(|a| a.parse().ok()).unwrap_or(1000));
-    let pool = hyperlight_examples::wasm_server::pool(size).await?;
-    let listener = tokio::net::TcpListener::bind(&addr).await?;
-    println!(
-        "listening on http://{} with {size} Wasm sandboxes, {timeout:?} per request",
-        listener.local_addr()?
-    );
-    let app = hyperlight_examples::wasm_server::app(pool, timeout);
-    hyperlight_examples::web_server::serve(listener, app, async {
-        let _ = tokio::signal::ctrl_c().await;
-        println!("shutting down");
-    })
-    .await?;
+    let args = ServerArgs::from_env();
+    let pool = wasm_server::pool(args.size).await?;
+    let app = wasm_server::app(pool, args.timeout);
+    args.serve_until_ctrl_c(&format!("{} Wasm sandboxes", args.size), app)
+        .await?;
     Ok(())
 }

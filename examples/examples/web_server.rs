@@ -9,30 +9,16 @@
 //! ```
 //! Defaults: 127.0.0.1:3000, 4 sandboxes, 1000 ms. Ctrl-C shuts down gracefully.
 
-use std::time::Duration;
+use hyperlight_examples::web_server::{self, ServerArgs};
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let mut args = std::env::args().skip(1);
-    let addr = args.next().unwrap_or_else(|| "127.0.0.1:3000".into());
-    let size: usize = args.next().and_then(|a| a.parse().ok()).unwrap_or(4);
-    let timeout = Duration::from_millis(args.next().and_then(|a| a.parse().ok()).unwrap_or(1000));
+    let args = ServerArgs::from_env();
     // Before the pool, so that its sandboxes' builds are counted.
-    let metrics = hyperlight_examples::web_server::install_metrics()?;
-    let pool = hyperlight_examples::web_server::pool(size).await?;
-    let listener = tokio::net::TcpListener::bind(&addr).await?;
-    println!(
-        "listening on http://{} with {size} sandboxes, {timeout:?} per request",
-        listener.local_addr()?
-    );
-    let app = hyperlight_examples::web_server::with_metrics(
-        hyperlight_examples::web_server::app(pool, timeout),
-        metrics,
-    );
-    hyperlight_examples::web_server::serve(listener, app, async {
-        let _ = tokio::signal::ctrl_c().await;
-        println!("shutting down");
-    })
-    .await?;
+    let metrics = web_server::install_metrics()?;
+    let pool = web_server::pool(args.size).await?;
+    let app = web_server::with_metrics(web_server::app(pool, args.timeout), metrics);
+    args.serve_until_ctrl_c(&format!("{} sandboxes", args.size), app)
+        .await?;
     Ok(())
 }

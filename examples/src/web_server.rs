@@ -174,6 +174,49 @@ async fn stats(State(s): State<AppState>) -> Json<serde_json::Value> {
     )
 }
 
+/// The command line of the HTTP examples: `[ADDR] [POOL_SIZE] [TIMEOUT_MS]`, by default
+/// `127.0.0.1:3000`, 4 sandboxes and 1000 ms.
+pub struct ServerArgs {
+    /// Where to listen.
+    pub addr: String,
+    /// Sandboxes in the pool.
+    pub size: usize,
+    /// Timeout of each request's call.
+    pub timeout: Duration,
+}
+
+impl ServerArgs {
+    /// Reads the process's arguments; one that is missing or does not parse takes its default.
+    pub fn from_env() -> Self {
+        let mut args = std::env::args().skip(1);
+        let addr = args.next().unwrap_or_else(|| "127.0.0.1:3000".into());
+        let size = args.next().and_then(|a| a.parse().ok()).unwrap_or(4);
+        let timeout =
+            Duration::from_millis(args.next().and_then(|a| a.parse().ok()).unwrap_or(1000));
+        ServerArgs {
+            addr,
+            size,
+            timeout,
+        }
+    }
+
+    /// Binds the address, says what listens there (`what`: "4 sandboxes"), and serves `app`
+    /// until Ctrl-C, then shuts down gracefully.
+    pub async fn serve_until_ctrl_c(&self, what: &str, app: Router) -> std::io::Result<()> {
+        let listener = tokio::net::TcpListener::bind(&self.addr).await?;
+        println!(
+            "listening on http://{} with {what}, {:?} per request",
+            listener.local_addr()?,
+            self.timeout
+        );
+        serve(listener, app, async {
+            let _ = tokio::signal::ctrl_c().await;
+            println!("shutting down");
+        })
+        .await
+    }
+}
+
 /// Serves `app` on `listener` until `shutdown` resolves; in-flight requests finish first.
 pub async fn serve(
     listener: tokio::net::TcpListener,
