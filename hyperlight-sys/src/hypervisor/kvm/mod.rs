@@ -844,42 +844,15 @@ mod tests {
         };
         use kvm_ioctls::VcpuExit;
 
-        use crate::config::SandboxConfig;
-        use crate::vm::elf::{LoadedImage, LoadedSegment, SegmentPerms};
-        use crate::vm::layout::{self, Layout};
+        use crate::vm::layout;
         use crate::vm::x86;
 
         let Ok(kvm) = Kvm::new() else {
             eprintln!("SKIPPED: probe_kvm_set_guest_debug_single_step: no /dev/kvm");
             return;
         };
-        let page = SandboxConfig::MIN_REGION;
-        let config = SandboxConfig {
-            heap_size: page,
-            stack_size: page,
-            input_size: page,
-            output_size: page,
-            ..SandboxConfig::default()
-        };
-        let layout = Layout::new(&config, hyperlight_schema::abi::PAGE_SIZE, 0).unwrap();
-        let mut mem = GuestMemory::new(layout.total as usize).unwrap();
         let code = [0x90, 0x90, 0x66, 0xba, 0x03, 0x01, 0xef, 0xeb, 0xfd];
-        mem.write(layout.image.start, &code).unwrap();
-        let image = LoadedImage {
-            base: layout.image.start,
-            entry: layout.image.start,
-            segments: vec![LoadedSegment {
-                start: layout.image.start,
-                end: layout.image.end,
-                perms: SegmentPerms {
-                    read: true,
-                    write: false,
-                    execute: true,
-                },
-            }],
-            end: layout.image.end,
-        };
-        x86::write_tables(&mut mem, &layout, &image).unwrap();
+        let (layout, mem, image) = crate::floor::code_only(&code).unwrap();
         let vm = kvm.create_vm().unwrap();
         let region = kvm_userspace_memory_region {
             slot: 0,
