@@ -54,7 +54,9 @@ pub use hyperlight_sys::Error as SandboxError;
 pub use hyperlight_sys::hypervisor::select::{HypervisorChoice, HypervisorPaths};
 pub use hyperlight_sys::hypervisor::Hypervisor;
 pub use hyperlight_sys::{Access, OnDenied, SeccompPolicy};
-pub use hyperlight_sys::{GuestBinary, InterruptHandle, SandboxConfig, SandboxSource, Snapshot};
+pub use hyperlight_sys::{
+    DoorbellStats, GuestBinary, InterruptHandle, SandboxConfig, SandboxSource, Snapshot,
+};
 pub use hyperlight_sys::{HostFunction, Signature};
 pub use pool::{PoolCall, PoolStats, SandboxPool};
 pub use sandbox::{Call, FromCallValue, Sandbox, SandboxBuilder};

@@ -16,7 +16,7 @@ use hyperlight_sys::schema::{
 use hyperlight_sys::vcpu::Spinner;
 use hyperlight_sys::vcpu::{Event, Request, VcpuThread};
 use hyperlight_sys::{
-    Error as SandboxError, InterruptHandle, SandboxConfig, SandboxSource, Snapshot,
+    DoorbellStats, Error as SandboxError, InterruptHandle, SandboxConfig, SandboxSource, Snapshot,
 };
 use tracing::field::Empty;
 use tracing::Instrument;
@@ -274,6 +274,12 @@ impl Sandbox {
             timeout: self.inner.default_timeout,
             _result: PhantomData,
         }
+    }
+
+    /// What this sandbox's doorbell did so far: calls posted with no exit, answers taken from
+    /// memory, kicks of a guest that did not park ([`SandboxConfig::poll_window`]).
+    pub fn doorbell_stats(&self) -> DoorbellStats {
+        self.inner.thread.doorbell_stats()
     }
 
     /// A handle that cancels the call running now from any thread or task (see
@@ -574,23 +580,19 @@ async fn exclusive_call(
             restore(inner, None, RestoreReason::Poisoned).await?;
         }
         let generation = inner.thread.next_generation();
-        inner
-            .thread
-            .requests
-            .send(Request::Call {
-                generation,
-                call,
-                span: tracing::Span::current(),
-                restore_after: inner.fresh_per_call,
-            })
-            .map_err(|_| SandboxError::ThreadGone)?;
+        let in_memory = inner.thread.start_call(
+            generation,
+            call,
+            tracing::Span::current(),
+            inner.fresh_per_call,
+        )?;
         // From here on, dropping this future abandons a running call: kick it and poison.
         let mut abandon = Abandon {
             inner,
             generation,
             armed: true,
         };
-        let result = drive(inner, generation, &mut turn).await;
+        let result = drive(inner, generation, in_memory, &mut turn).await;
         abandon.armed = false;
         if inner.fresh_per_call && vcpu_restores_after(&result) {
             metrics::restored_after_call();
@@ -616,9 +618,22 @@ fn vcpu_restores_after(result: &Result<Value, Error>) -> bool {
 }
 
 /// Receives the call's events: runs async host functions until the call is done.
-async fn drive(inner: &Inner, generation: u64, spinner: &mut Spinner) -> Result<Value, Error> {
+async fn drive(
+    inner: &Inner,
+    generation: u64,
+    in_memory: bool,
+    spinner: &mut Spinner,
+) -> Result<Value, Error> {
+    // After a host call the answer may still come in memory, but the guest is known to be
+    // slower than a poll: the spinner's own record decides from then on.
+    let mut expected = in_memory;
     loop {
-        match next_event(inner, spinner).await? {
+        let event =
+            match next_event(inner, generation, std::mem::take(&mut expected), spinner).await? {
+                Next::Answer(result) => return result.map_err(Error::from),
+                Next::Event(event) => event,
+            };
+        match event {
             Event::Done {
                 generation: g,
                 result,
@@ -688,17 +703,37 @@ async fn host_call(
     }
 }
 
-/// The next event of the vCPU thread: polled (yielding to other tasks between polls) while the
-/// spinner says it pays, then awaited.
-async fn next_event(inner: &Inner, spinner: &mut Spinner) -> Result<Event, Error> {
-    let events = &inner.thread.events;
+/// What the wait for call `generation` brings next.
+enum Next {
+    /// Its answer, given in memory (through the doorbell).
+    Answer(Result<Value, hyperlight_sys::Error>),
+    /// An event of the vCPU thread.
+    Event(Event),
+}
+
+/// The answer of call `generation` from memory, or the next event of the vCPU thread: both
+/// polled (yielding to other tasks between polls) while the spinner says it pays, or anyway if
+/// the answer is expected `in_memory`; then the answer is unwatched (it comes as an event from
+/// then on) and the events awaited.
+async fn next_event(
+    inner: &Inner,
+    generation: u64,
+    in_memory: bool,
+    spinner: &mut Spinner,
+) -> Result<Next, Error> {
+    let thread = &inner.thread;
+    let events = &thread.events;
     let gone = || Error::Sandbox(hyperlight_sys::Error::ThreadGone);
-    if let Some(polling) = spinner.begin() {
+    if let Some(polling) = spinner.begin_if(in_memory) {
         loop {
+            if let Some(result) = thread.collect(generation) {
+                spinner.end(polling, true);
+                return Ok(Next::Answer(result));
+            }
             match events.try_recv() {
                 Ok(event) => {
                     spinner.end(polling, true);
-                    return Ok(event);
+                    return Ok(Next::Event(event));
                 }
                 Err(flume::TryRecvError::Disconnected) => return Err(gone()),
                 Err(flume::TryRecvError::Empty) if !polling.expired() => {
@@ -711,7 +746,14 @@ async fn next_event(inner: &Inner, spinner: &mut Spinner) -> Result<Event, Error
             }
         }
     }
-    events.recv_async().await.map_err(|_| gone())
+    if let Some(result) = thread.unwatch(generation) {
+        return Ok(Next::Answer(result));
+    }
+    events
+        .recv_async()
+        .await
+        .map(Next::Event)
+        .map_err(|_| gone())
 }
 
 /// Cancels and poisons a call that is dropped while it runs.

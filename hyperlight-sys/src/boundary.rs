@@ -8,7 +8,7 @@
 //! See `docs/abi.md` ("Messages and ports").
 
 use hyperlight_schema::abi::{PORT_ABORT, PORT_DONE, PORT_HOST_CALL, PORT_LOG};
-use hyperlight_schema::{wire, FunctionCall, FunctionCallResult, GuestError, LogRecord};
+use hyperlight_schema::{wire, FunctionCall, FunctionCallResult, GuestError, LogRecord, Value};
 
 use crate::error::Error;
 use crate::vm::layout::Region;
@@ -51,6 +51,13 @@ pub fn read_guest_message(
             reason: format!("message length sent with a {size}-byte `out`, need 4"),
         });
     }
+    check_message_len(output, len)?;
+    mem.read(output.start, len as usize)
+}
+
+/// Checks that a message of `len` bytes fits the output buffer `output`:
+/// [`Error::Protocol`] if it does not.
+pub(crate) fn check_message_len(output: Region, len: u32) -> Result<(), Error> {
     if u64::from(len) > output.size() {
         return Err(Error::Protocol {
             reason: format!(
@@ -59,7 +66,13 @@ pub fn read_guest_message(
             ),
         });
     }
-    mem.read(output.start, len as usize)
+    Ok(())
+}
+
+/// A call's result as the guest reported it: its value, or [`Error::GuestCall`] with the
+/// guest's error.
+pub(crate) fn call_result(result: FunctionCallResult) -> Result<Value, Error> {
+    result.map_err(|GuestError { code, message }| Error::GuestCall { code, message })
 }
 
 /// Decodes the message `bytes` that arrived on `port` with the decoder of that port's schema.

@@ -36,6 +36,15 @@ pub struct SandboxConfig {
     /// waiters than CPUs poll at once. Default 100 µs, at most [`SandboxConfig::MAX_SPIN_WAIT`];
     /// zero disables polling.
     pub spin_wait: Duration,
+    /// The longest polling window of the doorbell: after it answers a call, the guest polls
+    /// shared memory for the next one for up to this long, and a call that finds it polling
+    /// runs with no VM exit at all (`docs/performance.md`, "Below the exit floor"). The window
+    /// adapts like KVM's halt polling: it grows while calls keep coming within it and drops to
+    /// nothing when they do not; the host ends it (a guest that does not park is kicked, then
+    /// poisoned) and at most one guest fewer than the CPUs polls at once in the process. A
+    /// polling guest keeps its CPU busy for the window. Default zero (off), at most
+    /// [`SandboxConfig::MAX_POLL_WINDOW`]; a sandbox restored after every call never polls.
+    pub poll_window: Duration,
     /// How long the guest's init may run (at creation and at every restore) before it is killed
     /// and creation fails with [`Error::InitTimeout`]. Default 10 s, at most
     /// [`SandboxConfig::MAX_INIT_TIMEOUT`].
@@ -99,6 +108,8 @@ impl SandboxConfig {
     pub const MAX_GUEST_FILE: u64 = 64 << 20;
     /// Upper limit of [`SandboxConfig::max_module_size`]: 256 MiB.
     pub const MAX_MODULE: u64 = 256 << 20;
+    /// Upper limit of [`SandboxConfig::poll_window`]: 10 ms.
+    pub const MAX_POLL_WINDOW: Duration = Duration::from_millis(10);
     /// Upper limit of [`SandboxConfig::spin_wait`]: 10 ms.
     pub const MAX_SPIN_WAIT: Duration = Duration::from_millis(10);
     /// Upper limit of [`SandboxConfig::init_timeout`]: 10 minutes.
@@ -153,6 +164,7 @@ impl SandboxConfig {
             }
         };
         check_duration("spin_wait (µs)", self.spin_wait, Self::MAX_SPIN_WAIT)?;
+        check_duration("poll_window (µs)", self.poll_window, Self::MAX_POLL_WINDOW)?;
         crate::vcpu::kick::signal_at(self.kick_signal_offset)?;
         if !(Self::MIN_CRASH_DUMP..=Self::MAX_CRASH_DUMP).contains(&self.crash_dump_max_size) {
             return Err(Error::InvalidConfig {
@@ -194,6 +206,7 @@ impl Default for SandboxConfig {
             max_guest_file: Self::MAX_GUEST_FILE,
             max_module_size: 16 << 20,
             spin_wait: Duration::from_micros(100),
+            poll_window: Duration::ZERO,
             init_timeout: Duration::from_secs(10),
             hypervisor: HypervisorChoice::Auto,
             hypervisor_paths: HypervisorPaths::default(),

@@ -53,5 +53,5 @@ pub use host_fn::{HostFunction, Signature};
 pub use hyperlight_schema as schema;
 pub use sandbox::{hypervisor_for, GuestBinary, Sandbox, SandboxBuilder, SandboxSource};
 pub use seccomp::{OnDenied, SeccompPolicy};
-pub use vcpu::InterruptHandle;
+pub use vcpu::{DoorbellStats, InterruptHandle};
 pub use vm::snapshot::Snapshot;

@@ -13,7 +13,7 @@ use crate::hypervisor::select::{self, HypervisorChoice, HypervisorPaths};
 use crate::hypervisor::Hypervisor;
 use crate::vcpu::kick::InterruptHandle;
 use crate::vcpu::spin::Spinner;
-use crate::vcpu::{Event, Request, VcpuSpec, VcpuThread};
+use crate::vcpu::{DoorbellStats, Event, VcpuSpec, VcpuThread};
 use crate::vm::snapshot::Snapshot;
 
 /// Where the guest binary comes from.
@@ -342,30 +342,55 @@ impl Sandbox {
             args,
             return_type,
         };
-        self.thread
-            .requests
-            .send(Request::Call {
-                generation,
-                call,
-                span,
-                restore_after: self.fresh_per_call,
-            })
-            .map_err(|_| Error::ThreadGone)?;
-        loop {
-            match self
-                .spinner
-                .recv(&self.thread.events)
-                .map_err(|_| Error::ThreadGone)?
-            {
-                Event::Done {
-                    generation: g,
-                    result,
-                } if g == generation => return result,
-                // Every host function of a blocking sandbox runs inline on the vCPU thread, so no
-                // host-call event reaches this loop; stale events of earlier calls are skipped.
-                _ => {}
+        let in_memory = self
+            .thread
+            .start_call(generation, call, span, self.fresh_per_call)?;
+        // Every host function of a blocking sandbox runs inline on the vCPU thread, so no
+        // host-call event comes; stale events of earlier calls are skipped.
+        let done = |event| match event {
+            Event::Done {
+                generation: g,
+                result,
+            } if g == generation => Some(result),
+            _ => None,
+        };
+        if let Some(polling) = self.spinner.begin_if(in_memory) {
+            loop {
+                if let Some(result) = self.thread.collect(generation) {
+                    self.spinner.end(polling, true);
+                    return result;
+                }
+                match self.thread.events.try_recv() {
+                    Ok(event) => {
+                        if let Some(result) = done(event) {
+                            self.spinner.end(polling, true);
+                            return result;
+                        }
+                    }
+                    Err(flume::TryRecvError::Disconnected) => return Err(Error::ThreadGone),
+                    Err(flume::TryRecvError::Empty) if !polling.expired() => std::hint::spin_loop(),
+                    Err(flume::TryRecvError::Empty) => {
+                        self.spinner.end(polling, false);
+                        break;
+                    }
+                }
             }
         }
+        if let Some(result) = self.thread.unwatch(generation) {
+            return result;
+        }
+        loop {
+            let event = self.thread.events.recv().map_err(|_| Error::ThreadGone)?;
+            if let Some(result) = done(event) {
+                return result;
+            }
+        }
+    }
+
+    /// What this sandbox's doorbell did so far: calls posted with no exit, answers taken from
+    /// memory, kicks of a guest that did not park ([`SandboxConfig::poll_window`]).
+    pub fn doorbell_stats(&self) -> DoorbellStats {
+        self.thread.doorbell_stats()
     }
 
     /// A handle that kicks this sandbox's vCPU out of the guest from any thread.

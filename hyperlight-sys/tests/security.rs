@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use hyperlight_sys::schema::abi::{
-    BootInfo, BOOT_INFO_MAGIC, PORT_ABORT, PORT_DONE, PORT_HOST_CALL, PORT_LOG,
+    BootInfo, BOOT_INFO_MAGIC, PORT_ABORT, PORT_DONE, PORT_HOST_CALL, PORT_LOG, PORT_PARK,
 };
 use hyperlight_sys::schema::{
     wire, ErrorCode, FunctionCall, LogLevel, LogRecord, Value, ValueType,
@@ -139,7 +139,7 @@ fn isolation_no_access_outside_mapped_memory() {
     // Unmapped: guard pages, far away, the top of each half of the address space.
     let unmapped = [
         ("null page", 0),
-        ("gap below the image", 0x6000),
+        ("gap below the image", 0x7000),
         ("guard between image and heap", l.heap - PAGE),
         ("guard above the stack", l.stack + l.stack_size),
         ("guard after the output buffer", l.output + l.output_size),
@@ -262,12 +262,17 @@ fn no_memory_growth_no_devices() {
             matches!(e, Error::UnexpectedExit { .. })
         });
     }
-    for (port, width) in [(0x100u32, 4u32), (0x106, 4), (0x10a, 2), (0x10f, 1)] {
+    for (port, width) in [(0x100u32, 4u32), (0x107, 4), (0x10a, 2), (0x10f, 1)] {
         let r = sb.call::<()>("port_out", (port, width, 0u32));
         fatal(&mut sb, &mut by, "unknown protocol port", r, |e| {
             matches!(e, Error::UnexpectedExit { .. })
         });
     }
+    // Parking (the doorbell's `PORT_PARK`) in the middle of a call breaks the protocol.
+    let r = sb.call::<()>("port_out", (u32::from(PORT_PARK), 4u32, 0u32));
+    fatal(&mut sb, &mut by, "park during a call", r, |e| {
+        matches!(e, Error::Protocol { .. })
+    });
     for width in [2u32, 4] {
         let r = sb.call::<u32>("port_in", (0x10fu32, width));
         fatal(&mut sb, &mut by, "in across the range end", r, gp);

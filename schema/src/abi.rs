@@ -25,6 +25,40 @@ pub const PORT_ABORT: u16 = 0x0104;
 /// exception frame (and error code, if any) is on the ring-0 stack.
 pub const PORT_EXCEPTION: u16 = 0x0105;
 
+/// `out` port: the guest stops polling its doorbell ([`DOORBELL`]) because the host closed its
+/// window (the state word is no longer [`BELL_POLLING`]). `eax` is 0. The guest resumes, when the
+/// host runs it again, right after this instruction and reads the next call from the input
+/// buffer, as after [`PORT_DONE`].
+pub const PORT_PARK: u16 = 0x0106;
+
+/// Guest address of the doorbell page, mapped read-write for the guest: the state word (a
+/// `u32` at offset [`BELL_STATE`]) through which a call reaches a polling guest and its answer
+/// comes back without a VM exit, and the answer's length (a `u32` at [`BELL_ANSWER_LEN`]).
+/// `docs/abi.md` describes the handshake. The guest may write anything here; the host trusts
+/// none of it beyond "look at the output buffer now".
+pub const DOORBELL: u64 = 0x6000;
+/// Offset of the state word in the doorbell page.
+pub const BELL_STATE: u64 = 0;
+/// Offset of the answer's length (bytes at the start of the output buffer) in the doorbell page.
+pub const BELL_ANSWER_LEN: u64 = 4;
+/// State word: the guest does not poll; a call must enter it with `KVM_RUN`. The post-init value.
+pub const BELL_PARKED: u32 = 0;
+/// State word: the guest polls for a call; the host may post one (`POLLING -> POSTED`) or close
+/// the window (`POLLING -> PARKED`), by compare-and-swap.
+pub const BELL_POLLING: u32 = 1;
+/// State word: the host posted a call in the input buffer; the guest takes it
+/// (`POSTED -> BUSY`).
+pub const BELL_POSTED: u32 = 2;
+/// State word: the guest runs a call whose answer the host collects from memory: the guest
+/// answers with `BUSY -> ANSWERED`.
+pub const BELL_BUSY: u32 = 3;
+/// State word: the answer is in the output buffer. The host copies it and sets `POLLING` (keep
+/// polling) or `PARKED` (park now); the guest waits until it has.
+pub const BELL_ANSWERED: u32 = 4;
+/// Flag of the state word, set with `POSTED` or `BUSY`: the host stopped watching the state
+/// word; answer this call on [`PORT_DONE`] instead.
+pub const BELL_UNWATCHED: u32 = 0x100;
+
 /// Magic value at the start of [`BootInfo`]: "HLBOOT01" little endian.
 pub const BOOT_INFO_MAGIC: u64 = u64::from_le_bytes(*b"HLBOOT01");
 

@@ -2,8 +2,12 @@
 
 use alloc::format;
 use core::cell::Cell;
+use core::sync::atomic::{AtomicU32, Ordering};
 
-use hyperlight_schema::abi::{BootInfo, BOOT_INFO_MAGIC, INPUT_HEADER_SIZE, PORT_ABORT, PORT_DONE};
+use hyperlight_schema::abi::{
+    BootInfo, BELL_ANSWERED, BELL_ANSWER_LEN, BELL_BUSY, BELL_POLLING, BELL_POSTED, BELL_STATE,
+    BELL_UNWATCHED, BOOT_INFO_MAGIC, DOORBELL, INPUT_HEADER_SIZE, PORT_ABORT, PORT_DONE, PORT_PARK,
+};
 use hyperlight_schema::wire::{decode_function_call, encode_function_call_result};
 use hyperlight_schema::{ErrorCode, FunctionCallResult, GuestError, Value};
 
@@ -108,7 +112,10 @@ fn handle_call() -> FunctionCallResult {
     crate::function::dispatch(call)
 }
 
-/// Sends `result` to the host on `PORT_DONE` and returns when the host runs the guest again.
+/// Answers the call with `result` and returns when the next call is in the input buffer: in
+/// memory through the doorbell if the host asked for that (then polls for the next call while
+/// the host lets it), else on `PORT_DONE`, where the host runs the guest again with the next
+/// call.
 ///
 /// A result larger than the output buffer is replaced by a `MalformedMessage` error.
 fn finish(result: &FunctionCallResult) {
@@ -124,11 +131,66 @@ fn finish(result: &FunctionCallResult) {
     } else {
         encoded
     };
-    if send(PORT_DONE, &message).is_err() {
-        // Not even the error fits: an output buffer this small breaks the ABI. Send an empty
-        // message, which the host rejects, rather than an out-of-bounds length.
-        // SAFETY: an empty message needs nothing in the output buffer.
-        unsafe { outl(PORT_DONE, 0) };
+    // Not even the error fits: an output buffer this small breaks the ABI. Send an empty
+    // message, which the host rejects, rather than an out-of-bounds length.
+    let len = write_output(&message).unwrap_or(0);
+    let state = doorbell_word(BELL_STATE);
+    if state.load(Ordering::Acquire) == BELL_BUSY {
+        doorbell_word(BELL_ANSWER_LEN).store(len, Ordering::Relaxed);
+        // Release: the answer in the output buffer is visible before the state says so.
+        if state
+            .compare_exchange(
+                BELL_BUSY,
+                BELL_ANSWERED,
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            )
+            .is_ok()
+        {
+            wait_for_call(state);
+            return;
+        }
+        // The host stopped watching (`BUSY | UNWATCHED`): answer with the exit.
+    }
+    // SAFETY: the message of length `len` (maybe 0) is at the start of the output buffer.
+    unsafe { outl(PORT_DONE, len) };
+}
+
+/// A `u32` of the doorbell page (`docs/abi.md`, "The doorbell").
+fn doorbell_word(offset: u64) -> &'static AtomicU32 {
+    // SAFETY: the host maps the doorbell page read-write for the guest for its whole life, at
+    // the same address in every sandbox (docs/abi.md); `offset` is one of the ABI's 4-byte
+    // aligned word offsets inside it. The host changes these words while the guest runs, so the
+    // guest only ever reaches them through atomics.
+    unsafe { AtomicU32::from_ptr((DOORBELL + offset) as *mut u32) }
+}
+
+/// After an answer in memory: polls the doorbell until the host posts the next call (taken
+/// with `POSTED -> BUSY`; it is in the input buffer on return), or parks on `PORT_PARK` once
+/// the host closes the window (any state but the polling ones), to return when the host runs
+/// the guest again with the next call.
+fn wait_for_call(state: &AtomicU32) {
+    loop {
+        let seen = state.load(Ordering::Acquire);
+        match seen & !BELL_UNWATCHED {
+            // The host copies the answer, then opens the window (or closes it).
+            BELL_ANSWERED | BELL_POLLING => core::hint::spin_loop(),
+            BELL_POSTED => {
+                // Acquire: the call the host wrote before posting is visible after this.
+                let busy = BELL_BUSY | (seen & BELL_UNWATCHED);
+                if state
+                    .compare_exchange(seen, busy, Ordering::AcqRel, Ordering::Acquire)
+                    .is_ok()
+                {
+                    return;
+                }
+            }
+            _ => {
+                // SAFETY: `PORT_PARK` carries no message.
+                unsafe { outl(PORT_PARK, 0) };
+                return;
+            }
+        }
     }
 }
 

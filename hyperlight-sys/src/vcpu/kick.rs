@@ -233,13 +233,20 @@ impl KickState {
             }
             self.stop.store(generation, Ordering::SeqCst);
         }
+        self.nudge();
+        // The vCPU thread may be waiting for a host-call reply instead of running the guest.
+        wake();
+    }
+
+    /// Signals the vCPU thread, if it lives, without cancelling anything: a `KVM_RUN` it is in
+    /// (or enters next) returns, and the thread looks at what changed (a cancel, a polling
+    /// window that ended) before it runs the guest again.
+    pub(crate) fn nudge(&self) {
         if let Some(thread) = *self.lock() {
             // SAFETY: the thread is alive: it clears this slot under the same lock before it
             // exits, and we hold the lock while signalling.
             unsafe { libc::pthread_kill(thread, kick_signal()) };
         }
-        // The vCPU thread may be waiting for a host-call reply instead of running the guest.
-        wake();
     }
 }
 

@@ -7,13 +7,16 @@
 //! from the docs and re-exports [`InterruptHandle`].
 
 pub(crate) mod contain;
+pub mod doorbell;
 pub(crate) mod factory;
 #[cfg(feature = "gdb")]
 pub(crate) mod gdb;
 pub(crate) mod kick;
 pub mod spin;
 pub(crate) mod thread;
+pub(crate) mod watchdog;
 
+pub use doorbell::DoorbellStats;
 pub use kick::InterruptHandle;
 pub use spin::Spinner;
 pub use thread::{Event, Request, VcpuSpec, VcpuThread};

@@ -65,10 +65,17 @@ impl Spinner {
 
     /// Whether this wait should poll first, and for how long.
     pub fn begin(&mut self) -> Option<Polling> {
+        self.begin_if(false)
+    }
+
+    /// As [`Spinner::begin`], but `expected` says the answer is known to come soon (a guest
+    /// that answers in memory: not polling would cost it an exit): then the record of misses
+    /// does not stop the poll. The process-wide bound still does.
+    pub fn begin_if(&mut self, expected: bool) -> Option<Polling> {
         if self.window.is_zero() {
             return None;
         }
-        if self.score == 0 {
+        if self.score == 0 && !expected {
             self.skipped += 1;
             if self.skipped < PROBE_EVERY {
                 return None;

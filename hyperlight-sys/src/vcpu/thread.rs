@@ -15,6 +15,7 @@ use crate::error::Error;
 use crate::host_fn::{check_call, invoke, HostFunctions, Signatures};
 use crate::hypervisor::Hypervisor;
 use crate::sandbox::{GuestBinary, SandboxSource};
+use crate::vcpu::doorbell::{Answer, Doorbell, DoorbellStats, InFlight};
 use crate::vcpu::factory::ThreadFactory;
 use crate::vcpu::kick::{InterruptHandle, KickState};
 use crate::vcpu::spin::Spinner;
@@ -167,6 +168,9 @@ impl VcpuSpec {
 #[derive(Debug)]
 pub struct Requests {
     tx: Sender<Request>,
+    /// Closed before every request but a host reply or a wake-up, so that a polling guest
+    /// parks and the thread takes the request.
+    bell: Arc<Doorbell>,
     /// `true` while the thread takes requests; the thread clears it as it exits, under the lock,
     /// so that no send slips in between its last look at the queue and its exit.
     open: Arc<Mutex<bool>>,
@@ -175,6 +179,9 @@ pub struct Requests {
 impl Requests {
     /// Queues `request` for the thread; gives it back if the thread has exited.
     pub fn send(&self, request: Request) -> Result<(), flume::SendError<Request>> {
+        if !matches!(request, Request::HostReply { .. } | Request::Wake) {
+            self.bell.close_window();
+        }
         let open = self.open.lock().unwrap_or_else(|e| e.into_inner());
         if !*open {
             return Err(flume::SendError(request));
@@ -197,14 +204,14 @@ struct Inbox {
 }
 
 /// A request channel: the owner's end and the thread's.
-fn request_channel() -> (Requests, Inbox) {
+fn request_channel(bell: Arc<Doorbell>) -> (Requests, Inbox) {
     let (tx, rx) = flume::unbounded();
     let open = Arc::new(Mutex::new(true));
     let inbox = Inbox {
         rx,
         open: open.clone(),
     };
-    (Requests { tx, open }, inbox)
+    (Requests { tx, bell, open }, inbox)
 }
 
 /// The next [`VcpuThread::id`].
@@ -221,6 +228,8 @@ pub struct VcpuThread {
     pub events: Receiver<Event>,
     /// Kicks the vCPU.
     pub interrupt: InterruptHandle,
+    /// Calls to a polling guest go here, with no exit.
+    bell: Arc<Doorbell>,
     /// The post-init snapshot the sandbox started with.
     post_init: Snapshot,
     /// The snapshot of the last [`Request::Rebase`], set by the vCPU thread: the post-init
@@ -253,10 +262,12 @@ impl VcpuThread {
             &config.seccomp,
             config.thread_stack_size,
         )?;
-        let spec = VcpuSpec { inline, ..spec };
-        let (req_tx, req_rx) = request_channel();
-        let (ev_tx, ev_rx) = flume::unbounded();
         let state = Arc::new(KickState::default());
+        let bell = Arc::new(Doorbell::new(config.poll_window, state.clone()));
+        crate::vcpu::watchdog::watch(&bell)?;
+        let spec = VcpuSpec { inline, ..spec };
+        let (req_tx, req_rx) = request_channel(bell.clone());
+        let (ev_tx, ev_rx) = flume::unbounded();
         // A wake-up carries no answer channel: it may bypass the exit gate of `Requests`.
         let weak = req_tx.tx.downgrade();
         let interrupt = InterruptHandle {
@@ -295,12 +306,14 @@ impl VcpuThread {
         };
         #[cfg(not(feature = "gdb"))]
         let debug = None;
+        let thread_bell = bell.clone();
         let thread = factory.run(Box::new(move || {
             thread_main(
                 spec,
                 id,
                 helpers,
                 state,
+                thread_bell,
                 start,
                 req_rx,
                 ev_tx,
@@ -320,6 +333,7 @@ impl VcpuThread {
                 requests: req_tx,
                 events: ev_rx,
                 interrupt,
+                bell,
                 post_init,
                 rebased,
                 thread: Some(thread),
@@ -386,9 +400,64 @@ impl VcpuThread {
         result.recv().map_err(|_| Error::ThreadGone)?
     }
 
-    /// A new call generation for [`Request::Call`].
+    /// A new call generation for [`VcpuThread::start_call`].
     pub fn next_generation(&self) -> u64 {
         self.interrupt.state.next_generation()
+    }
+
+    /// Starts guest call `call` of `generation` (from [`VcpuThread::next_generation`]): posts
+    /// it to the guest through the doorbell if the guest polls right now (no exit), else queues
+    /// a [`Request::Call`]. Either way its host calls come as [`Event::HostCall`]; its result
+    /// comes from [`VcpuThread::collect`] or as [`Event::Done`]: a waiter polls the first while
+    /// it polls, and calls [`VcpuThread::unwatch`] before it blocks on the events.
+    ///
+    /// Returns whether the answer may come in memory: the waiter should then poll for it (for
+    /// up to its spin window) whatever its spinner's record says, or the guest answers with an
+    /// exit after all.
+    ///
+    /// `restore_after` restores the post-init snapshot after the call; such a call is never
+    /// posted, and its guest never polls.
+    pub fn start_call(
+        &self,
+        generation: u64,
+        call: FunctionCall,
+        span: tracing::Span,
+        restore_after: bool,
+    ) -> Result<bool, Error> {
+        let call = if restore_after {
+            call
+        } else {
+            match self.bell.post(generation, call, &span) {
+                Ok(()) => return Ok(true),
+                Err(call) => call,
+            }
+        };
+        self.requests
+            .send(Request::Call {
+                generation,
+                call,
+                span,
+                restore_after,
+            })
+            .map_err(|_| Error::ThreadGone)?;
+        Ok(!restore_after && self.bell.answers_in_memory())
+    }
+
+    /// The result of call `generation` if the guest answered it in memory; `None` if it did
+    /// not yet, or answers with an exit ([`Event::Done`]).
+    pub fn collect(&self, generation: u64) -> Option<Result<Value, Error>> {
+        self.bell.collect(generation)
+    }
+
+    /// What the sandbox's doorbell did so far.
+    pub fn doorbell_stats(&self) -> DoorbellStats {
+        self.bell.stats()
+    }
+
+    /// Stops watching call `generation`'s answer in memory: from now on it comes as
+    /// [`Event::Done`], unless this returns it because it came first.
+    pub fn unwatch(&self, generation: u64) -> Option<Result<Value, Error>> {
+        self.bell.unwatch(generation)
     }
 
     /// Tells the thread to end without waiting: kicks the running call, if any, and closes the
@@ -440,7 +509,9 @@ pub(crate) fn recv_or_kill<T>(
 }
 
 struct HostCallDispatcher<'a> {
-    generation: u64,
+    /// Whose call is in flight (for a debugger stop).
+    #[cfg(feature = "gdb")]
+    bell: &'a Doorbell,
     /// The gdb session, if the sandbox has one.
     #[cfg(feature = "gdb")]
     debug: Option<&'a mut crate::vm::debug::DebugLink>,
@@ -453,14 +524,13 @@ struct HostCallDispatcher<'a> {
 }
 
 impl HostCalls for HostCallDispatcher<'_> {
-    fn host_call(&mut self, call: FunctionCall) -> Option<FunctionCallResult> {
+    fn host_call(&mut self, generation: u64, call: FunctionCall) -> Option<FunctionCallResult> {
         if let Err(rejected) = check_call(self.signatures, &call) {
             return Some(Err(rejected));
         }
         if let Some(f) = self.inline.get(&call.name) {
             return Some(invoke(f, call));
         }
-        let generation = self.generation;
         self.events
             .send(Event::HostCall { generation, call })
             .ok()?;
@@ -489,7 +559,8 @@ impl HostCalls for HostCallDispatcher<'_> {
     ) -> Option<crate::vm::debug::Resumed> {
         use crate::vm::debug::OnRequest;
         let link = self.debug.as_deref_mut()?;
-        let (kick, generation) = (self.kick, self.generation);
+        let kick = self.kick;
+        let generation = self.bell.with_call(|call| call.map_or(0, |c| c.generation));
         // While the guest is stopped, only a kick (a wake-up request) can come: it ends the
         // stop if it cancelled this call.
         link.serve(stop, regs, mem, image, self.requests, &mut |_| {
@@ -842,6 +913,7 @@ fn thread_main(
     id: u64,
     helpers: &'static ThreadFactory,
     kick: Arc<KickState>,
+    bell: Arc<Doorbell>,
     start: Start,
     inbox: Inbox,
     events: Sender<Event>,
@@ -910,9 +982,16 @@ fn thread_main(
                     kick.begin(generation);
                     #[cfg(feature = "gdb")]
                     let debug = state.debug.as_mut();
-                    let result = ready(&mut state.vm).and_then(|m| {
+                    let in_flight = InFlight {
+                        generation,
+                        name: call.name.clone(),
+                        return_type: call.return_type,
+                        span: span.clone(),
+                    };
+                    let session = ready(&mut state.vm).and_then(|m| {
                         let mut host = HostCallDispatcher {
-                            generation,
+                            #[cfg(feature = "gdb")]
+                            bell: &bell,
                             #[cfg(feature = "gdb")]
                             debug,
                             kick: &kick,
@@ -922,19 +1001,44 @@ fn thread_main(
                             events: &events,
                             spinner: &mut spinner,
                         };
-                        span.in_scope(|| m.call(generation, &call, &kick, &mut host, id))
+                        span.in_scope(|| {
+                            m.call(
+                                &call,
+                                in_flight,
+                                !restore_after,
+                                &bell,
+                                &kick,
+                                &mut host,
+                                id,
+                            )
+                        })
                     });
                     kick.end();
-                    if let Err(e) = &result {
-                        // The machine is as the fault left it: nothing has run since.
-                        state.dump_fault(e);
-                        if e.is_fatal() {
-                            state.vm.poison(e.clone());
-                        }
-                    }
+                    let answer = match session {
+                        Ok((closed, outcome)) => closed.answer(outcome),
+                        // It could not start: nothing ran, and it is still this call's.
+                        Err(e) => Answer {
+                            call: Some((generation, Err(e))),
+                            stray: None,
+                        },
+                    };
                     pending = Pending::Nobody;
-                    if events.send(Event::Done { generation, result }).is_err() {
-                        return Served::OwnerGone;
+                    if let Some(e) = answer.stray {
+                        // Between calls: nobody waits for this error, the next call sees it.
+                        state.dump_fault(&e);
+                        state.vm.poison(e);
+                    }
+                    if let Some((generation, result)) = answer.call {
+                        if let Err(e) = &result {
+                            // The machine is as the fault left it: nothing has run since.
+                            state.dump_fault(e);
+                            if e.is_fatal() {
+                                state.vm.poison(e.clone());
+                            }
+                        }
+                        if events.send(Event::Done { generation, result }).is_err() {
+                            return Served::OwnerGone;
+                        }
                     }
                     if restore_after {
                         // A failed restore leaves the VM poisoned by its error.
@@ -990,8 +1094,9 @@ mod tests {
 
     #[test]
     fn a_thread_that_dies_fails_its_queued_and_later_requests_at_once() {
-        let (requests, inbox) = request_channel();
         let kick = Arc::new(KickState::default());
+        let (requests, inbox) =
+            request_channel(Arc::new(Doorbell::new(Duration::ZERO, kick.clone())));
         let (done, answer) = flume::bounded(1);
         requests.send(Request::Restore { to: None, done }).unwrap();
         let on_thread = kick.clone();

@@ -111,6 +111,7 @@ impl CrashDump {
                 true,
             ),
             region(Region::at(layout::BOOT_INFO, PAGE_SIZE), false, false),
+            region(Region::at(layout::DOORBELL, PAGE_SIZE), true, false),
             region(layout.output, true, false),
             region(layout.input, false, false),
             region(layout.heap, true, false),

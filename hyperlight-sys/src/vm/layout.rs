@@ -19,6 +19,9 @@ pub const RING0_STACK: u64 = 0x4000;
 pub const RSP0: u64 = RING0_STACK + PAGE_SIZE;
 /// Guest address of the boot info page.
 pub const BOOT_INFO: u64 = 0x5000;
+/// Guest address of the doorbell page (read-write for the guest): see
+/// [`hyperlight_schema::abi::DOORBELL`].
+pub const DOORBELL: u64 = hyperlight_schema::abi::DOORBELL;
 /// Guest address the ELF image is loaded at.
 pub const IMAGE_BASE: u64 = 0x10000;
 /// Bytes per exception stub.
@@ -203,7 +206,8 @@ mod tests {
             assert_eq!(r.start % PAGE_SIZE, 0);
             assert_eq!(r.end % PAGE_SIZE, 0);
         }
-        assert!(l.image.start >= BOOT_INFO + PAGE_SIZE);
+        assert!(l.image.start >= DOORBELL + PAGE_SIZE);
+        const { assert!(DOORBELL >= BOOT_INFO + PAGE_SIZE) };
         // Enough page tables to map all of memory.
         let pts = l.page_tables.size() / PAGE_SIZE - 3;
         assert!(pts * PT_SPAN >= l.total);

@@ -5,7 +5,9 @@
 
 use std::sync::atomic::Ordering;
 
-use hyperlight_schema::abi::{INPUT_HEADER_SIZE, PAGE_SIZE, PORT_EXCEPTION, SELECTOR_KERNEL_CODE};
+use hyperlight_schema::abi::{
+    INPUT_HEADER_SIZE, PAGE_SIZE, PORT_EXCEPTION, PORT_PARK, SELECTOR_KERNEL_CODE,
+};
 use hyperlight_schema::{
     wire, ErrorCode, FunctionCall, FunctionCallResult, GuestError, LogLevel, LogRecord, Value,
 };
@@ -14,6 +16,7 @@ use crate::boundary::{self, GuestMessage};
 use crate::config::SandboxConfig;
 use crate::error::{Access, Error};
 use crate::hypervisor::{DirtyLog, Exit, Hypervisor, Vcpu};
+use crate::vcpu::doorbell::{Closed, Doorbell, InFlight};
 use crate::vcpu::kick::{ArmedVcpu, KickState};
 use crate::vm::crash_dump::CrashDump;
 use crate::vm::elf::ElfImage;
@@ -24,8 +27,9 @@ use crate::vm::x86;
 
 /// How the exit loop reaches the owner when the guest calls a host function.
 pub(crate) trait HostCalls {
-    /// Runs a checked host call; `None` if the call was cancelled while it ran.
-    fn host_call(&mut self, call: FunctionCall) -> Option<FunctionCallResult>;
+    /// Runs a checked host call of the guest call `generation`; `None` if that call was
+    /// cancelled while it ran.
+    fn host_call(&mut self, generation: u64, call: FunctionCall) -> Option<FunctionCallResult>;
 
     /// The guest stopped for gdb (`regs` are its registers, to resume with; `image` is where
     /// its ELF image is loaded): serves the debugger until it resumes the guest. `None` if no debugger takes this stop.
@@ -38,6 +42,56 @@ pub(crate) trait HostCalls {
         _image: layout::Region,
     ) -> Option<crate::vm::debug::Resumed> {
         None
+    }
+}
+
+/// How the exit loop ended without an error.
+#[derive(Debug)]
+pub(crate) enum Ended {
+    /// The guest answered the call in flight with an exit (`PORT_DONE`), with this value.
+    Done(Value),
+    /// The guest parked (`PORT_PARK`): every call was answered in memory.
+    Parked,
+}
+
+/// Whose exits the exit loop serves: the guest's init (one generation, no doorbell), or the
+/// calls of a doorbell session, whichever is in flight at each exit.
+#[derive(Clone, Copy)]
+enum Calls<'a> {
+    Init(u64),
+    Session(&'a Doorbell),
+}
+
+impl Calls<'_> {
+    /// The generation of the call in flight, if any.
+    fn generation(&self) -> Option<u64> {
+        match self {
+            Calls::Init(generation) => Some(*generation),
+            Calls::Session(bell) => bell.with_call(|call| call.map(|c| c.generation)),
+        }
+    }
+
+    /// Whether the guest ignored the end of its polling window past every kick.
+    fn overdue(&self) -> bool {
+        matches!(self, Calls::Session(bell) if bell.overdue())
+    }
+
+    /// Emits a guest log record in the span of the call in flight, with its name.
+    fn log(&self, record: &LogRecord, sandbox: u64) -> Result<(), Error> {
+        let between_calls = LogFields {
+            sandbox,
+            function: None,
+        };
+        match self {
+            Calls::Init(_) => emit_log(record, between_calls),
+            Calls::Session(bell) => bell.with_call(|call| match call {
+                Some(call) => call.span.in_scope(|| {
+                    let function = Some(call.name.as_str());
+                    emit_log(record, LogFields { sandbox, function })
+                }),
+                None => emit_log(record, between_calls),
+            }),
+        }
     }
 }
 
@@ -159,6 +213,8 @@ impl Machine {
         let input = (core.layout.input.start / PAGE_SIZE) as usize;
         let mut pages = core.dirty.written(&core.mem)?;
         pages.extend(input..input + core.input_written.div_ceil(PAGE_SIZE) as usize);
+        // The host writes the doorbell's state word too (a write log records only the guest's).
+        pages.push((layout::DOORBELL / PAGE_SIZE) as usize);
         pages.sort_unstable();
         pages.dedup();
         let unchanged = core.mem.restore_pages(&base.memory, &pages)?;
@@ -204,17 +260,32 @@ impl Machine {
         Ok(served)
     }
 
-    /// Runs one guest call to completion. `generation` identifies it for kicks; `sandbox` (the
-    /// sandbox's id) and the call's name are fields of its guest log events.
+    /// Runs guest call `call` (`in_flight` says whose it is) and the doorbell session it opens,
+    /// until the guest parks, answers with an exit, or fails: `in_memory` lets the guest answer
+    /// in memory, and take more calls posted to `bell`. `sandbox` (the sandbox's id) and the
+    /// name of the call in flight are fields of guest log events.
+    ///
+    /// `Err` if the call could not start (nothing ran; it is the caller's to answer); else
+    /// the closed session with how it ended, for [`Closed::answer`].
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn call(
         &mut self,
-        generation: u64,
         call: &FunctionCall,
+        in_flight: InFlight,
+        in_memory: bool,
+        bell: &Doorbell,
         kick: &KickState,
         host: &mut dyn HostCalls,
         sandbox: u64,
-    ) -> Result<Value, Error> {
-        self.core.call(generation, call, kick, host, sandbox)
+    ) -> Result<(Closed, Result<Ended, Error>), Error> {
+        let core = &mut self.core;
+        core.write_input(&wire::encode_function_call(call))?;
+        let (input, output) = (core.layout.input, core.layout.output);
+        bell.open(core.mem.shared(), input, output, in_flight, in_memory)?;
+        let outcome = core.run(Calls::Session(bell), kick, host, sandbox);
+        let closed = bell.close();
+        core.input_written = core.input_written.max(closed.input_written);
+        Ok((closed, outcome))
     }
 }
 
@@ -227,16 +298,20 @@ impl Loaded {
         let armed = ArmedVcpu::arm(core.vcpu.immediate_exit());
         let generation = kick.next_generation();
         kick.begin(generation);
-        let log = LogFields {
-            sandbox,
-            function: None,
-        };
-        let init = core.run(generation, kick, &mut NoHostCalls, log);
+        let init = core.run(Calls::Init(generation), kick, &mut NoHostCalls, sandbox);
         kick.end();
-        if init? != Value::Void {
-            return Err(Error::Protocol {
-                reason: "guest init reported a value instead of void".into(),
-            });
+        match init? {
+            Ended::Done(Value::Void) => {}
+            Ended::Done(_) => {
+                return Err(Error::Protocol {
+                    reason: "guest init reported a value instead of void".into(),
+                })
+            }
+            Ended::Parked => {
+                return Err(Error::Protocol {
+                    reason: "the guest parked during its init".into(),
+                })
+            }
         }
         let base = core.take_base(target)?;
         Ok(Machine {
@@ -288,29 +363,6 @@ impl Core {
         ))
     }
 
-    fn call(
-        &mut self,
-        generation: u64,
-        call: &FunctionCall,
-        kick: &KickState,
-        host: &mut dyn HostCalls,
-        sandbox: u64,
-    ) -> Result<Value, Error> {
-        self.write_input(&wire::encode_function_call(call))?;
-        let log = LogFields {
-            sandbox,
-            function: Some(&call.name),
-        };
-        let value = self.run(generation, kick, host, log)?;
-        if value.value_type() != call.return_type {
-            return Err(Error::ReturnTypeMismatch {
-                expected: call.return_type,
-                actual: value.value_type(),
-            });
-        }
-        Ok(value)
-    }
-
     fn write_input(&mut self, message: &[u8]) -> Result<(), Error> {
         let capacity = self.layout.input.size() - INPUT_HEADER_SIZE;
         let len = message.len() as u64;
@@ -327,16 +379,17 @@ impl Core {
             .write(self.layout.input.start + INPUT_HEADER_SIZE, message)
     }
 
-    /// The exit loop: runs the vCPU until the guest reports `done`, answering host calls and logs.
+    /// The exit loop: runs the vCPU until the guest answers with an exit or parks, answering
+    /// host calls and logs of the call in flight.
     fn run(
         &mut self,
-        generation: u64,
+        calls: Calls<'_>,
         kick: &KickState,
         host: &mut dyn HostCalls,
-        log: LogFields<'_>,
-    ) -> Result<Value, Error> {
+        sandbox: u64,
+    ) -> Result<Ended, Error> {
         loop {
-            if kick.is_cancelled(generation) {
+            if matches!(calls.generation(), Some(g) if kick.is_cancelled(g)) {
                 return Err(Error::Cancelled);
             }
             let exit = self.vcpu.run()?;
@@ -346,17 +399,24 @@ impl Core {
                     let bytes =
                         boundary::read_guest_message(&self.mem, self.layout.output, value, size)?;
                     match boundary::decode_guest_message(port, &bytes)? {
-                        GuestMessage::Done(Ok(value)) => return Ok(value),
-                        GuestMessage::Done(Err(GuestError { code, message })) => {
-                            return Err(Error::GuestCall { code, message })
+                        GuestMessage::Done(result) => {
+                            return boundary::call_result(result).map(Ended::Done)
                         }
                         GuestMessage::HostCall(call) => {
-                            let Some(reply) = host.host_call(call) else {
-                                return Err(Error::Cancelled);
+                            let reply = match calls.generation() {
+                                Some(generation) => match host.host_call(generation, call) {
+                                    Some(reply) => reply,
+                                    None => return Err(Error::Cancelled),
+                                },
+                                // Between calls no host function runs.
+                                None => Err(GuestError {
+                                    code: ErrorCode::HostCallNotAllowed,
+                                    message: "no guest call is in flight".into(),
+                                }),
                             };
                             self.write_reply(&reply)?;
                         }
-                        GuestMessage::Log(record) => emit_log(&record, log)?,
+                        GuestMessage::Log(record) => calls.log(&record, sandbox)?,
                         GuestMessage::Abort(GuestError { code, message }) => {
                             let fault = match code {
                                 ErrorCode::OutOfMemory => Error::GuestOutOfMemory { message },
@@ -382,8 +442,16 @@ impl Core {
                     self.debug_fault(&fault, host)?;
                     return Err(fault);
                 }
+                Exit::Out {
+                    port: PORT_PARK, ..
+                } => return Ok(Ended::Parked),
                 Exit::Interrupted => {
                     self.vcpu.immediate_exit().store(0, Ordering::SeqCst);
+                    if calls.generation().is_none() && calls.overdue() {
+                        return Err(Error::Protocol {
+                            reason: "the guest did not park when its polling window ended".into(),
+                        });
+                    }
                 }
                 other => {
                     return Err(Error::UnexpectedExit {
@@ -542,7 +610,7 @@ impl Core {
 struct NoHostCalls;
 
 impl HostCalls for NoHostCalls {
-    fn host_call(&mut self, _: FunctionCall) -> Option<FunctionCallResult> {
+    fn host_call(&mut self, _: u64, _: FunctionCall) -> Option<FunctionCallResult> {
         Some(Err(GuestError {
             code: ErrorCode::HostCallNotAllowed,
             message: "host functions cannot be called during guest init".into(),

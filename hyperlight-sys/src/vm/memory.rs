@@ -13,6 +13,8 @@
 use std::ffi::CStr;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::ptr::NonNull;
+use std::sync::atomic::AtomicU32;
+use std::sync::Arc;
 
 use hyperlight_schema::abi::PAGE_SIZE;
 
@@ -27,10 +29,12 @@ struct Mapping {
 
 // SAFETY: the mapping is owned by this value and only reached through `&self`/`&mut self`
 // methods that copy bytes in and out; the raw pointer is never handed out except to the
-// hypervisor (which is the guest's view of it). Moving it to another thread is sound, and
-// shared references only read.
+// hypervisor (which is the guest's view of it). Moving it to another thread is sound.
 unsafe impl Send for Mapping {}
-// SAFETY: see above: `&Mapping` only allows reads.
+// SAFETY: through `&Mapping`, `GuestMemory` only reads, while no vCPU runs; `SharedMemory` reads
+// and writes bytes and atomics that the guest may change at the same moment, which yields
+// arbitrary byte values and nothing else (bytes have no invalid values, and nothing holds a
+// reference into them across the access).
 unsafe impl Sync for Mapping {}
 
 impl Mapping {
@@ -56,6 +60,53 @@ impl Mapping {
         }
         let ptr = NonNull::new(addr.cast::<u8>()).ok_or_else(|| Error::last_os("mmap"))?;
         Ok(Self { ptr, size })
+    }
+}
+
+impl Mapping {
+    /// The offset of `[gpa, gpa + len)` in the mapping, if it lies inside it.
+    fn range(&self, gpa: u64, len: usize) -> Result<usize, Error> {
+        let start = usize::try_from(gpa).ok();
+        match start.and_then(|s| s.checked_add(len).map(|e| (s, e))) {
+            Some((s, e)) if e <= self.size => Ok(s),
+            _ => Err(Error::OutOfBounds {
+                gpa,
+                len,
+                size: self.size,
+            }),
+        }
+    }
+}
+
+impl Mapping {
+    /// Copies `data` into the mapping at `gpa`.
+    ///
+    /// Callers that run while the vCPU may run ([`SharedMemory`]) accept that the guest sees or
+    /// leaves arbitrary bytes there.
+    fn write(&self, gpa: u64, data: &[u8]) -> Result<(), Error> {
+        let start = self.range(gpa, data.len())?;
+        // SAFETY: `range` checked that the destination lies inside the mapping, valid for
+        // writes while `self` lives; `data` is host memory, disjoint from every guest mapping.
+        // The guest may access the same bytes meanwhile: that leaves arbitrary byte values,
+        // valid `u8`s, and no host reference into them exists.
+        unsafe {
+            std::ptr::copy_nonoverlapping(data.as_ptr(), self.ptr.as_ptr().add(start), data.len())
+        };
+        Ok(())
+    }
+
+    /// Copies `len` bytes at `gpa` into a new vector, once: what the host decodes is this copy,
+    /// which the guest cannot change.
+    fn read(&self, gpa: u64, len: usize) -> Result<Vec<u8>, Error> {
+        let start = self.range(gpa, len)?;
+        let mut out = vec![0u8; len];
+        // SAFETY: `range` checked the source range; `out` is a distinct allocation of `len`
+        // bytes. A guest writing the source meanwhile only changes which (valid) byte values
+        // are copied.
+        unsafe {
+            std::ptr::copy_nonoverlapping(self.ptr.as_ptr().add(start), out.as_mut_ptr(), len)
+        };
+        Ok(out)
     }
 }
 
@@ -156,7 +207,7 @@ impl SnapshotMemory {
 /// Holds no file descriptor: the mapping keeps its memfd alive.
 #[derive(Debug)]
 pub struct GuestMemory {
-    map: Mapping,
+    map: Arc<Mapping>,
 }
 
 impl GuestMemory {
@@ -169,7 +220,7 @@ impl GuestMemory {
             libc::PROT_READ | libc::PROT_WRITE,
             libc::MAP_SHARED,
         )?;
-        Ok(Self { map })
+        Ok(Self { map: Arc::new(map) })
     }
 
     /// Maps `snapshot` copy-on-write: pages are shared with the snapshot (and every other
@@ -181,7 +232,7 @@ impl GuestMemory {
             libc::PROT_READ | libc::PROT_WRITE,
             libc::MAP_PRIVATE,
         )?;
-        Ok(Self { map })
+        Ok(Self { map: Arc::new(map) })
     }
 
     /// Pages that may hold data: resident in the mapping (a page never touched, in a memfd hole
@@ -293,45 +344,22 @@ impl GuestMemory {
         unsafe { std::slice::from_raw_parts(self.map.ptr.as_ptr().add(start), PAGE_SIZE as usize) }
     }
 
-    fn range(&self, gpa: u64, len: usize) -> Result<usize, Error> {
-        let start = usize::try_from(gpa).ok();
-        match start.and_then(|s| s.checked_add(len).map(|e| (s, e))) {
-            Some((s, e)) if e <= self.size() => Ok(s),
-            _ => Err(Error::OutOfBounds {
-                gpa,
-                len,
-                size: self.size(),
-            }),
+    /// A handle to this memory for another thread, usable while the vCPU runs (the doorbell's
+    /// state word and the buffers of a call posted through it); it keeps the mapping alive.
+    pub(crate) fn shared(&self) -> SharedMemory {
+        SharedMemory {
+            map: self.map.clone(),
         }
     }
 
     /// Copies `data` into guest memory at `gpa`.
     pub fn write(&mut self, gpa: u64, data: &[u8]) -> Result<(), Error> {
-        let start = self.range(gpa, data.len())?;
-        // SAFETY: `range` checked that [start, start+len) lies inside the mapping, which is
-        // valid for writes for the lifetime of self; `data` cannot overlap it (it is host memory
-        // borrowed immutably while we hold &mut self).
-        unsafe {
-            std::ptr::copy_nonoverlapping(
-                data.as_ptr(),
-                self.map.ptr.as_ptr().add(start),
-                data.len(),
-            )
-        };
-        Ok(())
+        self.map.write(gpa, data)
     }
 
     /// Copies `len` bytes of guest memory at `gpa` into a new vector: the one read of guest data.
     pub fn read(&self, gpa: u64, len: usize) -> Result<Vec<u8>, Error> {
-        let start = self.range(gpa, len)?;
-        let mut out = vec![0u8; len];
-        // SAFETY: `range` checked the source range; `out` is a distinct allocation of `len` bytes.
-        // The guest may write the source concurrently only while its vCPU runs, which never
-        // happens during a read (the vCPU thread is the only one that runs the vCPU and reads).
-        unsafe {
-            std::ptr::copy_nonoverlapping(self.map.ptr.as_ptr().add(start), out.as_mut_ptr(), len)
-        };
-        Ok(out)
+        self.map.read(gpa, len)
     }
 
     /// Reads a little-endian `u64` at `gpa`.
@@ -353,6 +381,45 @@ impl GuestMemory {
         // or the snapshot's contents), and `&mut self` guarantees no other host reference
         // exists; the vCPU is not running while the loader holds this borrow.
         unsafe { std::slice::from_raw_parts_mut(self.map.ptr.as_ptr(), self.size()) }
+    }
+}
+
+/// Guest memory as a thread other than the vCPU thread reaches it while the guest runs: bytes
+/// and state words the guest may change at any moment. Every read is a copy (decoded, if at
+/// all, from the copy) and every word an atomic, so a guest racing the host can only make the
+/// host see other values, never break an invariant of the host's.
+#[derive(Debug, Clone)]
+pub(crate) struct SharedMemory {
+    map: Arc<Mapping>,
+}
+
+impl SharedMemory {
+    /// The `u32` at `gpa` (4-byte aligned, inside guest memory) as an atomic.
+    pub(crate) fn word(&self, gpa: u64) -> Result<&AtomicU32, Error> {
+        let start = self.map.range(gpa, 4)?;
+        if start % 4 != 0 {
+            return Err(Error::OutOfBounds {
+                gpa,
+                len: 4,
+                size: self.map.size,
+            });
+        }
+        // SAFETY: [start, start + 4) lies inside the mapping (checked), which lives as long as
+        // `self`, and is 4-byte aligned (checked; the mapping is page aligned). Every access to
+        // these bytes from the host goes through this atomic; the guest's accesses are its
+        // CPU's, which cannot make an `AtomicU32` hold an invalid value.
+        Ok(unsafe { AtomicU32::from_ptr(self.map.ptr.as_ptr().add(start).cast()) })
+    }
+
+    /// Copies `data` into guest memory at `gpa`; the guest may see any mix of old and new
+    /// bytes until the host signals it through the state word.
+    pub(crate) fn write(&self, gpa: u64, data: &[u8]) -> Result<(), Error> {
+        self.map.write(gpa, data)
+    }
+
+    /// Copies `len` bytes of guest memory at `gpa` into a new vector, once.
+    pub(crate) fn read(&self, gpa: u64, len: usize) -> Result<Vec<u8>, Error> {
+        self.map.read(gpa, len)
     }
 }
 

@@ -107,6 +107,7 @@ pub fn write_tables(
         (page(layout::STUBS), PageRights::SupervisorCode),
         (page(layout::RING0_STACK), PageRights::SupervisorData),
         (page(layout::BOOT_INFO), PageRights::User(USER_RO)),
+        (page(layout::DOORBELL), PageRights::User(USER_RW)),
     ];
     mapped.extend(image.segments.iter().map(|s| {
         (
@@ -621,7 +622,8 @@ mod tests {
             (layout::STUBS, Some((false, false, true))),
             (layout::RING0_STACK, Some((false, true, false))),
             (layout::BOOT_INFO, Some((true, false, false))),
-            (layout::BOOT_INFO + PAGE_SIZE, None),
+            (layout::DOORBELL, Some((true, true, false))),
+            (layout::DOORBELL + PAGE_SIZE, None),
             (layout::IMAGE_BASE, Some((true, false, true))),
             (layout::IMAGE_BASE + PAGE_SIZE, None),
             (

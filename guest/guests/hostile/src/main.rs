@@ -30,6 +30,8 @@
 //! | `log_flood` | `(u32 n, u32 len) -> u32` | logs `n` records with a message of `len` bytes each, returns `n` |
 //! | `host_call_flood` | `(String name, u32 n) -> u64` | calls host `name() -> u64` `n` times, returns the wrapping sum; stops at the first error |
 //! | `exhaust_heap` | `() -> u64` | allocates (and writes) 64 KiB blocks until allocation fails: an `OutOfMemory` abort |
+//! | `bell_flip` | `(u64 seed, u32 n) -> u32` | writes `n` pseudo-random values (states, flags, garbage) to the doorbell's state word and answer length, then returns `n` |
+//! | `bell_never_park` | `() -> ()` | answers in memory by itself (whatever the host asked), then keeps setting the state word to `POLLING` for ever: never parks |
 #![no_std]
 #![no_main]
 
@@ -41,9 +43,9 @@ use alloc::string::String;
 use alloc::vec;
 use alloc::vec::Vec;
 use core::hint::black_box;
-use core::sync::atomic::AtomicU8;
+use core::sync::atomic::{AtomicU32, AtomicU8, Ordering};
 
-use hyperlight_guest::schema::abi::PAGE_SIZE;
+use hyperlight_guest::schema::abi::{self, PAGE_SIZE};
 use hyperlight_guest::schema::wire;
 use hyperlight_guest::{
     boot_info, call_host, call_host_values, info, register_fn, send_raw, GuestError,
@@ -92,6 +94,61 @@ pub fn hyperlight_main() {
     register_fn("log_flood", log_flood);
     register_fn("host_call_flood", host_call_flood);
     register_fn("exhaust_heap", exhaust_heap);
+    register_fn("bell_flip", bell_flip);
+    register_fn("bell_never_park", bell_never_park);
+}
+
+/// The doorbell's state word and answer length.
+fn bell_words() -> (&'static AtomicU32, &'static AtomicU32) {
+    // SAFETY: the host maps the doorbell page read-write for every guest (docs/abi.md); the
+    // offsets are the ABI's aligned words. Only atomics reach them here.
+    unsafe {
+        (
+            AtomicU32::from_ptr((abi::DOORBELL + abi::BELL_STATE) as *mut u32),
+            AtomicU32::from_ptr((abi::DOORBELL + abi::BELL_ANSWER_LEN) as *mut u32),
+        )
+    }
+}
+
+fn bell_flip(seed: u64, n: u32) -> u32 {
+    let (state, len) = bell_words();
+    let mut x = seed | 1;
+    for _ in 0..n {
+        // xorshift64
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        let value = match x % 8 {
+            0 => abi::BELL_PARKED,
+            1 => abi::BELL_POLLING,
+            2 => abi::BELL_POSTED,
+            3 => abi::BELL_BUSY,
+            4 => abi::BELL_ANSWERED,
+            5 => abi::BELL_POSTED | abi::BELL_UNWATCHED,
+            6 => abi::BELL_BUSY | abi::BELL_UNWATCHED,
+            _ => (x >> 32) as u32,
+        };
+        len.store((x >> 16) as u32 % 0x1000, Ordering::SeqCst);
+        state.store(value, Ordering::SeqCst);
+    }
+    n
+}
+
+fn bell_never_park() {
+    let (state, len) = bell_words();
+    let answer = wire::encode_function_call_result(&Ok(hyperlight_guest::schema::Value::Void));
+    let output = boot_info().output_base as *mut u8;
+    // SAFETY: the output buffer is mapped read-write for the guest and far larger than a void
+    // result; nothing else borrows it.
+    unsafe { core::ptr::copy_nonoverlapping(answer.as_ptr(), output, answer.len()) };
+    len.store(answer.len() as u32, Ordering::SeqCst);
+    state.store(abi::BELL_ANSWERED, Ordering::SeqCst);
+    loop {
+        if state.load(Ordering::SeqCst) != abi::BELL_ANSWERED {
+            state.store(abi::BELL_POLLING, Ordering::SeqCst);
+        }
+        core::hint::spin_loop();
+    }
 }
 
 fn boot_info_bytes() -> Vec<u8> {

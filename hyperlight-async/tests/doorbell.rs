@@ -1,0 +1,179 @@
+//! The doorbell from async code on KVM: hot calls, async host functions and cancellation of a
+//! posted call, and hostile guests that flip the state word or never park.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use hyperlight_async::{Error, Sandbox, SandboxConfig, SandboxError};
+
+/// A config with the doorbell on. The caller polls for up to 2 ms: in an unoptimized test build
+/// a call can take longer than the default 100 µs, and a caller that stops polling before its
+/// call started has it answered with an exit.
+fn polling_config() -> SandboxConfig {
+    SandboxConfig {
+        poll_window: Duration::from_millis(1),
+        spin_wait: Duration::from_millis(2),
+        ..SandboxConfig::default()
+    }
+}
+
+/// Calls `add` until the doorbell posted `calls` calls in all (a hot sandbox), at most 10,000
+/// times.
+async fn heat(sandbox: &Sandbox, calls: u64) {
+    for _ in 0..10_000 {
+        if sandbox.doorbell_stats().posted >= calls {
+            return;
+        }
+        sandbox.call::<i32>("add", (1i32, 2i32)).await.unwrap();
+    }
+    panic!("never posted {calls} calls: {:?}", sandbox.doorbell_stats());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hot_calls_and_async_host_calls_through_the_doorbell() {
+    let sandbox = common::simple()
+        .config(polling_config())
+        .build()
+        .await
+        .unwrap();
+    heat(&sandbox, 3).await;
+    for i in 0..500i32 {
+        assert_eq!(sandbox.call::<i32>("add", (i, 1i32)).await.unwrap(), i + 1);
+        // An async host function inside a (maybe posted) call.
+        let echoed = sandbox
+            .call::<String>("call_host_echo_string", (format!("n{i}"),))
+            .await
+            .unwrap();
+        assert_eq!(echoed, format!("n{i}"));
+    }
+    let stats = sandbox.doorbell_stats();
+    eprintln!("{stats:?}");
+    assert!(stats.posted > 3, "{stats:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_posted_call_past_its_deadline_is_kicked_and_the_sandbox_recovers() {
+    let sandbox = common::simple()
+        .config(polling_config())
+        .build()
+        .await
+        .unwrap();
+    heat(&sandbox, 3).await;
+    let before = sandbox.doorbell_stats().posted;
+    let err = sandbox
+        .call::<()>("infinite_loop", ())
+        .timeout(Duration::from_millis(50))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::Timeout { .. }), "{err:?}");
+    eprintln!("posted {before} -> {}", sandbox.doorbell_stats().posted);
+    // The next call restores first and works.
+    assert_eq!(sandbox.call::<i32>("add", (2i32, 2i32)).await.unwrap(), 4);
+    heat(&sandbox, sandbox.doorbell_stats().posted + 3).await;
+}
+
+/// After a hostile call: the next call ends (a hostile guest may answer it with anything, or
+/// have poisoned the sandbox), and after a restore the sandbox answers right.
+async fn usable_after(sandbox: &Sandbox, result: &Result<u32, Error>) {
+    let next = sandbox
+        .call::<u64>("echo", (7u64,))
+        .timeout(Duration::from_secs(2))
+        .await;
+    sandbox.restore().await.unwrap();
+    let echo = sandbox.call::<u64>("echo", (7u64,)).await;
+    assert_eq!(echo.unwrap(), 7, "after {result:?}, then {next:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_guest_flipping_the_state_word_gains_nothing() {
+    let bystander = common::simple()
+        .config(polling_config())
+        .build()
+        .await
+        .unwrap();
+    let sandbox = Sandbox::builder(hyperlight_testing::guest_path("hostile"))
+        .config(polling_config())
+        .build()
+        .await
+        .unwrap();
+    let (mut ok, mut failed) = (0, 0);
+    let mut count = bystander.call::<u64>("counter", ()).await.unwrap();
+    for seed in 0..100u64 {
+        let result = sandbox
+            .call::<u32>("bell_flip", (seed, 1_000u32))
+            .timeout(Duration::from_secs(2))
+            .await;
+        match &result {
+            Ok(n) => {
+                assert_eq!(*n, 1_000, "seed {seed}");
+                ok += 1;
+            }
+            Err(_) => failed += 1,
+        }
+        usable_after(&sandbox, &result).await;
+        count += 1;
+        assert_eq!(bystander.call::<u64>("counter", ()).await.unwrap(), count);
+    }
+    eprintln!(
+        "bell_flip: {ok} answered, {failed} typed errors; {:?}",
+        sandbox.doorbell_stats()
+    );
+}
+
+/// CPU time of this process so far (user + system), from `/proc/self/stat` in clock ticks of
+/// 10 ms (`USER_HZ` is 100 on Linux).
+fn cpu_time() -> Duration {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap();
+    // The fields after the command (which may hold spaces) start after the last ')'; utime and
+    // stime are the 14th and 15th fields of the line.
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .unwrap()
+        .1
+        .split_whitespace()
+        .collect();
+    let ticks: u64 = fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
+    Duration::from_millis(ticks * 10)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_guest_that_never_parks_is_kicked_then_poisoned_and_its_idle_cpu_is_bounded() {
+    let sandbox = Sandbox::builder(hyperlight_testing::guest_path("hostile"))
+        .config(polling_config())
+        .build()
+        .await
+        .unwrap();
+    // Hot: the hostile call is answered in memory (the guest answers so whatever it was asked).
+    for _ in 0..10_000 {
+        if sandbox.doorbell_stats().posted >= 3 {
+            break;
+        }
+        sandbox.call::<u64>("echo", (1u64,)).await.unwrap();
+    }
+    let cpu = cpu_time();
+    let start = Instant::now();
+    let answered = sandbox
+        .call::<()>("bell_never_park", ())
+        .timeout(Duration::from_secs(5))
+        .await;
+    common::eventually("the guest is poisoned for not parking", || {
+        sandbox.doorbell_stats().overdue >= 1
+    })
+    .await;
+    let (idle_cpu, wall) = (cpu_time() - cpu, start.elapsed());
+    let stats = sandbox.doorbell_stats();
+    eprintln!(
+        "never parks: answered {answered:?}; {stats:?}; {idle_cpu:?} CPU over {wall:?} until poisoned"
+    );
+    assert!(stats.kicks >= 1, "{stats:?}");
+    // Bounded: the window, then a kick per grace period until poisoned, not a core for ever.
+    assert!(idle_cpu < Duration::from_secs(2), "{idle_cpu:?}");
+    // Poisoned between calls: the next call says so, the one after restores and works.
+    let next = sandbox.call::<u64>("echo", (2u64,)).await;
+    assert!(
+        matches!(&next, Err(Error::Sandbox(SandboxError::Poisoned { .. }))),
+        "{next:?}"
+    );
+    assert_eq!(sandbox.call::<u64>("echo", (3u64,)).await.unwrap(), 3);
+}

@@ -1,0 +1,683 @@
+//! The doorbell: calls to a hot sandbox without a VM exit.
+//!
+//! After it answers a call, a guest may poll a state word in its doorbell page
+//! ([`hyperlight_schema::abi::DOORBELL`]) for a short window instead of parking in an `out`. A
+//! call that finds it polling is posted through shared memory by the caller's own thread, and
+//! its answer collected from memory by that thread, while the vCPU thread stays in `KVM_RUN`:
+//! no exit at all. Everything else (host calls, logs, faults, kicks) still exits as always and
+//! is served by the vCPU thread, which tells calls apart by the one in flight here.
+//!
+//! The handshake is one state word, changed by compare-and-swap on both sides, so that a host
+//! posting a call and a window closing can never both win (`docs/abi.md` has the diagram):
+//!
+//! - `PARKED`: the guest is (or must get) out of the loop; calls enter it with `KVM_RUN`.
+//! - `POLLING -> POSTED` (host posts) or `POLLING -> PARKED` (the window closes).
+//! - `POSTED -> BUSY` (the guest takes the call), `BUSY -> ANSWERED` (it answers in memory).
+//! - `ANSWERED -> POLLING | PARKED` (the host copied the answer and opens or closes a window).
+//! - `| UNWATCHED` on `POSTED` or `BUSY` (the host stopped watching): the guest answers with an
+//!   exit instead.
+//!
+//! What a hostile guest can do with the word, it can do to its own calls only: the host copies
+//! an answer once and verifies it like any message, a call in flight ends at its deadline like
+//! any other, and the window is the host's. The watchdog ([`crate::vcpu::watchdog`]) closes a
+//! window when it ends and kicks a guest that has not parked soon after; a guest that still does
+//! not park is poisoned. At most one guest fewer than the CPUs polls at once in the process.
+
+use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::time::{Duration, Instant};
+
+use hyperlight_schema::abi::{
+    BELL_ANSWERED, BELL_ANSWER_LEN, BELL_BUSY, BELL_PARKED, BELL_POLLING, BELL_POSTED, BELL_STATE,
+    BELL_UNWATCHED, DOORBELL, INPUT_HEADER_SIZE, PORT_DONE,
+};
+use hyperlight_schema::{wire, FunctionCall, Value, ValueType};
+
+use crate::boundary::{self, GuestMessage};
+use crate::error::Error;
+use crate::vcpu::kick::KickState;
+use crate::vm::layout::Region;
+use crate::vm::machine::Ended;
+use crate::vm::memory::SharedMemory;
+
+/// How long after its window ended a guest that has not parked is kicked, and again after
+/// each kick.
+pub(crate) const GRACE: Duration = Duration::from_millis(1);
+/// Kicks after which a guest that still has not parked is poisoned.
+pub(crate) const MAX_NUDGES: u32 = 8;
+/// The first window after a miss that would have been a hit.
+const START_WINDOW: Duration = Duration::from_micros(10);
+
+/// Guests polling right now, process-wide.
+static POLLING: AtomicUsize = AtomicUsize::new(0);
+
+/// At most this many guests poll at once: one fewer than the CPUs (at least one), so that a
+/// caller and the vCPU threads that do work always have a CPU.
+fn max_polling() -> usize {
+    static MAX: OnceLock<usize> = OnceLock::new();
+    *MAX.get_or_init(|| {
+        std::thread::available_parallelism().map_or(1, |n| n.get().saturating_sub(1).max(1))
+    })
+}
+
+/// Nanoseconds since the process's first use of the doorbell: the clock of deadlines.
+pub(crate) fn now_ns() -> u64 {
+    static EPOCH: OnceLock<Instant> = OnceLock::new();
+    let epoch = *EPOCH.get_or_init(Instant::now);
+    u64::try_from(epoch.elapsed().as_nanos()).unwrap_or(u64::MAX)
+}
+
+fn ns(duration: Duration) -> u64 {
+    u64::try_from(duration.as_nanos()).unwrap_or(u64::MAX)
+}
+
+/// The call in flight in a session: whose events exits belong to.
+#[derive(Debug)]
+pub(crate) struct InFlight {
+    /// The call's generation.
+    pub(crate) generation: u64,
+    /// The guest function called (a field of its guest log events).
+    pub(crate) name: String,
+    /// The type the caller expects.
+    pub(crate) return_type: ValueType,
+    /// The span guest logs of this call are emitted in.
+    pub(crate) span: tracing::Span,
+}
+
+impl InFlight {
+    /// The call's result: `result`, or [`Error::ReturnTypeMismatch`] for a value of another type.
+    pub(crate) fn check(&self, result: Result<Value, Error>) -> Result<Value, Error> {
+        let value = result?;
+        if value.value_type() != self.return_type {
+            return Err(Error::ReturnTypeMismatch {
+                expected: self.return_type,
+                actual: value.value_type(),
+            });
+        }
+        Ok(value)
+    }
+}
+
+/// The guest's memory as the doorbell reaches it while a session is open.
+#[derive(Debug, Clone)]
+struct Bell {
+    mem: SharedMemory,
+    input: Region,
+    output: Region,
+}
+
+impl Bell {
+    fn state(&self) -> Result<&AtomicU32, Error> {
+        self.mem.word(DOORBELL + BELL_STATE)
+    }
+
+    fn answer_len(&self) -> Result<&AtomicU32, Error> {
+        self.mem.word(DOORBELL + BELL_ANSWER_LEN)
+    }
+}
+
+/// The doorbell's state word as callers poll it without the lock: a pointer into the guest
+/// memory of the latest session's machine. Before that memory may go (a new session on a
+/// rebuilt machine), the pointer is retired and the readers that may hold it waited out.
+#[derive(Debug, Default)]
+struct Published {
+    word: AtomicPtr<AtomicU32>,
+    /// Callers between loading `word` and their last use of it.
+    readers: AtomicUsize,
+}
+
+impl Published {
+    /// vCPU thread, under the session lock: publishes `bell`'s state word. Returns the memory
+    /// the published word lies in, to keep alive until the next publication.
+    fn publish(&self, bell: &Bell) -> Result<SharedMemory, Error> {
+        let word = std::ptr::from_ref(bell.state()?).cast_mut();
+        if self.word.load(Ordering::SeqCst) != word {
+            self.word.store(std::ptr::null_mut(), Ordering::SeqCst);
+            // A reader that loaded the old pointer announced itself before; one that comes
+            // now loads null. Readers hold it for a few instructions.
+            while self.readers.load(Ordering::SeqCst) != 0 {
+                std::hint::spin_loop();
+            }
+            self.word.store(word, Ordering::SeqCst);
+        }
+        Ok(bell.mem.clone())
+    }
+
+    /// Caller: the state word's value now, if a session ever published it.
+    fn load(&self) -> Option<u32> {
+        self.readers.fetch_add(1, Ordering::SeqCst);
+        let word = self.word.load(Ordering::SeqCst);
+        // SAFETY: a non-null `word` points at the state word (4-byte aligned, inside guest
+        // memory) of the memory `Session::published` keeps mapped; that memory is replaced only
+        // after `publish` stored another pointer and waited for `readers` to drop to zero,
+        // which it cannot while this reader, counted before it loaded `word`, still uses it.
+        let value = (!word.is_null()).then(|| unsafe { (*word).load(Ordering::Acquire) });
+        self.readers.fetch_sub(1, Ordering::SeqCst);
+        value
+    }
+}
+
+/// What the vCPU thread and callers share under the doorbell's lock.
+#[derive(Debug, Default)]
+struct Session {
+    /// The guest's memory while the vCPU thread runs a session (from the `KVM_RUN` of a call to
+    /// the exit that ends it); `None` between sessions, when calls go through the vCPU thread.
+    bell: Option<Bell>,
+    /// The call in flight, whose exits the vCPU thread serves and whose answer a caller collects.
+    call: Option<InFlight>,
+    /// Bytes of the input buffer callers wrote this session (the restore copies them back).
+    input_written: u64,
+    /// When the last answer was collected; `None` before the first.
+    answered_at: Option<u64>,
+    /// Whether this session's calls are answered in memory, and more may be posted: not for a
+    /// sandbox restored after every call, whose guest must never see two calls.
+    in_memory: bool,
+    /// The latest call whose caller stopped watching for an answer in memory, maybe before
+    /// the vCPU thread started it: it must answer with an exit.
+    unwatched: u64,
+    /// The memory [`Published`] points into, kept mapped while it does.
+    published: Option<SharedMemory>,
+}
+
+/// What a session's end hands the vCPU thread.
+#[derive(Debug)]
+pub(crate) struct Closed {
+    /// The call still in flight, if any: the vCPU thread answers it.
+    pub(crate) call: Option<InFlight>,
+    /// Bytes of the input buffer callers wrote during the session.
+    pub(crate) input_written: u64,
+}
+
+/// What a sandbox's doorbell did since the sandbox was built: counters for tests, metrics and
+/// tuning ([`SandboxConfig::poll_window`](crate::SandboxConfig::poll_window)).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct DoorbellStats {
+    /// Calls posted to a polling guest: each ran with no VM exit of its own.
+    pub posted: u64,
+    /// Answers collected from memory (of posted calls, and of calls that entered the guest
+    /// with `KVM_RUN` but answered without an exit).
+    pub answered_in_memory: u64,
+    /// Kicks of a guest that had not parked when its window ended.
+    pub kicks: u64,
+    /// Times a guest was poisoned for still not parking after every kick.
+    pub overdue: u64,
+}
+
+#[derive(Debug, Default)]
+struct Counters {
+    posted: AtomicU64,
+    answered_in_memory: AtomicU64,
+    kicks: AtomicU64,
+    overdue: AtomicU64,
+}
+
+/// A sandbox's doorbell: shared by its vCPU thread, its callers and the watchdog.
+#[derive(Debug)]
+pub struct Doorbell {
+    counters: Counters,
+    /// Taken to change the session, and to look at it from the vCPU thread; a polling caller
+    /// never takes it until its answer is there (it reads `awaited` and `word`).
+    session: Mutex<Session>,
+    /// The call whose answer may come in memory (0: none).
+    awaited: AtomicU64,
+    /// The state word, for polling.
+    word: Published,
+    /// The longest window; zero disables the doorbell.
+    max_window: u64,
+    /// The adaptive window (ns): grows while calls keep arriving within it, drops to nothing
+    /// when they do not.
+    window: AtomicU64,
+    /// When the guest's idle time ends (ns, [`now_ns`]): it must have parked by then (plus
+    /// [`GRACE`]). 0 while a call is in flight or no session is open.
+    deadline: AtomicU64,
+    /// When the watchdog found the deadline passed and closed the window (0: not yet): kicks
+    /// count their grace from here, not from the deadline, which a late watchdog (no CPU for
+    /// it) may have found long past.
+    closed_at: AtomicU64,
+    /// Kicks the watchdog sent since it closed the window.
+    nudges: AtomicU32,
+    /// Of those, the ones the vCPU thread took (each time it then ran the guest again).
+    nudges_taken: AtomicU32,
+    /// Whether this sandbox holds one of the process's polling slots.
+    holds_slot: AtomicBool,
+    kick: Arc<KickState>,
+}
+
+impl Doorbell {
+    /// A doorbell whose windows last at most `max_window` (zero: never poll).
+    pub(crate) fn new(max_window: Duration, kick: Arc<KickState>) -> Self {
+        Self {
+            counters: Counters::default(),
+            session: Mutex::default(),
+            awaited: AtomicU64::new(0),
+            word: Published::default(),
+            max_window: ns(max_window),
+            window: AtomicU64::new(0),
+            deadline: AtomicU64::new(0),
+            closed_at: AtomicU64::new(0),
+            nudges: AtomicU32::new(0),
+            nudges_taken: AtomicU32::new(0),
+            holds_slot: AtomicBool::new(false),
+            kick,
+        }
+    }
+
+    /// The counters so far.
+    pub(crate) fn stats(&self) -> DoorbellStats {
+        let c = &self.counters;
+        DoorbellStats {
+            posted: c.posted.load(Ordering::Relaxed),
+            answered_in_memory: c.answered_in_memory.load(Ordering::Relaxed),
+            kicks: c.kicks.load(Ordering::Relaxed),
+            overdue: c.overdue.load(Ordering::Relaxed),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Session> {
+        self.session.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Whether the guest should answer calls in memory: the doorbell is on and its window has
+    /// not shrunk to nothing. A caller whose call may be answered so polls for the answer.
+    pub(crate) fn answers_in_memory(&self) -> bool {
+        self.max_window != 0 && self.window.load(Ordering::Relaxed) != 0
+    }
+
+    /// Adapts the window to a call that came `gap` after the last answer and found the guest
+    /// parked: had the window been that long, it would have been a hit.
+    fn missed(&self, session: &Session, now: u64) {
+        let Some(answered) = session.answered_at else {
+            return;
+        };
+        let window = self.window.load(Ordering::Relaxed);
+        let next = if now.saturating_sub(answered) <= self.max_window {
+            (window * 2).max(ns(START_WINDOW)).min(self.max_window)
+        } else {
+            0
+        };
+        self.window.store(next, Ordering::Relaxed);
+    }
+
+    fn take_slot(&self) -> bool {
+        if POLLING.fetch_add(1, Ordering::SeqCst) >= max_polling() {
+            POLLING.fetch_sub(1, Ordering::SeqCst);
+            return false;
+        }
+        if self.holds_slot.swap(true, Ordering::SeqCst) {
+            // Held already (cannot happen: every path releases before taking again).
+            POLLING.fetch_sub(1, Ordering::SeqCst);
+        }
+        true
+    }
+
+    fn release_slot(&self) {
+        if self.holds_slot.swap(false, Ordering::SeqCst) {
+            POLLING.fetch_sub(1, Ordering::SeqCst);
+        }
+    }
+
+    /// Caller: posts `call` to the guest if it polls right now, and returns `Ok` (the answer
+    /// then comes through [`Doorbell::collect`] or as an event); gives the call back if the
+    /// guest does not poll, for the vCPU thread to run.
+    pub(crate) fn post(
+        &self,
+        generation: u64,
+        call: FunctionCall,
+        span: &tracing::Span,
+    ) -> Result<(), FunctionCall> {
+        if self.max_window == 0 {
+            return Err(call);
+        }
+        let mut session = self.lock();
+        let now = now_ns();
+        let Some(bell) = session.bell.clone().filter(|_| session.in_memory) else {
+            self.missed(&session, now);
+            return Err(call);
+        };
+        let Ok(state) = bell.state() else {
+            return Err(call);
+        };
+        if state.load(Ordering::Acquire) != BELL_POLLING {
+            self.missed(&session, now);
+            return Err(call);
+        }
+        let message = wire::encode_function_call(&call);
+        let len = message.len() as u64;
+        // Too large: the vCPU thread reports it as for any call.
+        if len > bell.input.size() - INPUT_HEADER_SIZE {
+            return Err(call);
+        }
+        let written = bell
+            .mem
+            .write(bell.input.start, &len.to_le_bytes())
+            .and_then(|()| {
+                bell.mem
+                    .write(bell.input.start + INPUT_HEADER_SIZE, &message)
+            });
+        if written.is_err() {
+            return Err(call);
+        }
+        session.input_written = session.input_written.max(INPUT_HEADER_SIZE + len);
+        if state
+            .compare_exchange(
+                BELL_POLLING,
+                BELL_POSTED,
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            )
+            .is_err()
+        {
+            // The window closed meanwhile.
+            self.missed(&session, now);
+            return Err(call);
+        }
+        self.deadline.store(0, Ordering::SeqCst);
+        self.release_slot();
+        self.kick.begin(generation);
+        if self.kick.is_cancelled(generation) {
+            // Cancelled before it was posted: nobody signalled the vCPU thread yet.
+            self.kick.nudge();
+        }
+        session.call = Some(InFlight {
+            generation,
+            name: call.name,
+            return_type: call.return_type,
+            span: span.clone(),
+        });
+        self.awaited.store(generation, Ordering::Release);
+        self.counters.posted.fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Caller: the answer of call `generation` if the guest gave it in memory; `None` if it has
+    /// not (yet), or if it comes as an event instead. Opens the next window, or closes it.
+    pub(crate) fn collect(&self, generation: u64) -> Option<Result<Value, Error>> {
+        let answered = |session: &Session| {
+            let call = session.call.as_ref()?;
+            let bell = session.bell.as_ref().filter(|_| session.in_memory)?;
+            let state = bell.state().ok()?.load(Ordering::Acquire);
+            (call.generation == generation && state == BELL_ANSWERED).then(|| bell.clone())
+        };
+        // Look first, without the lock: this is what a polling caller does over and over.
+        if self.awaited.load(Ordering::Acquire) != generation
+            || self.word.load() != Some(BELL_ANSWERED)
+        {
+            return None;
+        }
+        let mut session = self.lock();
+        let bell = answered(&session)?;
+        let state = bell.state().ok()?;
+        let call = session.call.take()?;
+        self.awaited.store(0, Ordering::Release);
+        self.kick.end();
+        self.counters
+            .answered_in_memory
+            .fetch_add(1, Ordering::Relaxed);
+        let bytes = bell.answer_len().and_then(|len| {
+            let len = len.load(Ordering::Acquire);
+            boundary::check_message_len(bell.output, len)?;
+            bell.mem.read(bell.output.start, len as usize)
+        });
+        let now = now_ns();
+        session.answered_at = Some(now);
+        let window = self.window.load(Ordering::Relaxed);
+        let next = if window != 0 && self.take_slot() {
+            BELL_POLLING
+        } else {
+            BELL_PARKED
+        };
+        state.store(next, Ordering::Release);
+        // The guest must park by its deadline; the watchdog enforces it. Set under the lock, so
+        // that the session's end (which clears it) cannot come in between.
+        self.arm(now.saturating_add(if next == BELL_POLLING { window } else { 0 }));
+        drop(session);
+        Some(call.check(bytes.and_then(|bytes| decode_answer(&bytes))))
+    }
+
+    /// Caller: stops watching call `generation`: its answer comes as an event from now on.
+    /// Returns the answer if the guest gave it in memory first.
+    pub(crate) fn unwatch(&self, generation: u64) -> Option<Result<Value, Error>> {
+        {
+            let mut session = self.lock();
+            session.unwatched = session.unwatched.max(generation);
+            let bell = match (&session.call, &session.bell) {
+                (Some(call), Some(bell)) if call.generation == generation => bell.clone(),
+                // Not started yet (the vCPU thread sees `unwatched`), or over.
+                _ => return None,
+            };
+            let state = bell.state().ok()?;
+            let mut seen = state.load(Ordering::Acquire);
+            loop {
+                if seen != BELL_POSTED && seen != BELL_BUSY {
+                    break;
+                }
+                match state.compare_exchange(
+                    seen,
+                    seen | BELL_UNWATCHED,
+                    Ordering::AcqRel,
+                    Ordering::Acquire,
+                ) {
+                    Ok(_) => return None,
+                    Err(now) => seen = now,
+                }
+            }
+            if seen != BELL_ANSWERED {
+                // Unwatched already, or a guest that left the protocol: the vCPU thread
+                // answers at the exit that ends the session.
+                return None;
+            }
+        }
+        self.collect(generation)
+    }
+
+    /// Caller, before any request to the vCPU thread: closes an open window, so that the guest
+    /// parks and the thread takes the request.
+    pub(crate) fn close_window(&self) {
+        let session = self.lock();
+        if let Some(Ok(state)) = session.bell.as_ref().map(Bell::state) {
+            if state
+                .compare_exchange(
+                    BELL_POLLING,
+                    BELL_PARKED,
+                    Ordering::AcqRel,
+                    Ordering::Relaxed,
+                )
+                .is_ok()
+            {
+                self.release_slot();
+            }
+        }
+    }
+
+    /// vCPU thread, before it runs call `call` (the guest is parked): opens a session on
+    /// `mem`. The guest answers in memory if `in_memory` allows it and the doorbell's window
+    /// is open, else with an exit.
+    pub(crate) fn open(
+        &self,
+        mem: SharedMemory,
+        input: Region,
+        output: Region,
+        call: InFlight,
+        in_memory: bool,
+    ) -> Result<(), Error> {
+        let bell = Bell { mem, input, output };
+        let mut session = self.lock();
+        let watched = session.unwatched < call.generation;
+        let answer = if in_memory && watched && self.answers_in_memory() {
+            BELL_BUSY
+        } else {
+            BELL_PARKED
+        };
+        // The guest is stopped: only its host can store here now.
+        bell.state()?.store(answer, Ordering::Release);
+        session.published = Some(self.word.publish(&bell)?);
+        if answer == BELL_BUSY {
+            self.awaited.store(call.generation, Ordering::Release);
+        }
+        session.bell = Some(bell);
+        session.call = Some(call);
+        session.input_written = 0;
+        session.in_memory = answer == BELL_BUSY;
+        Ok(())
+    }
+
+    /// vCPU thread: the call in flight, for an exit it serves (a host call, a log, a kick).
+    pub(crate) fn with_call<R>(&self, f: impl FnOnce(Option<&InFlight>) -> R) -> R {
+        f(self.lock().call.as_ref())
+    }
+
+    /// vCPU thread, at an interrupted `KVM_RUN` with no call in flight: whether the guest has
+    /// ignored its deadline past every kick (it is then poisoned). A kick counts once the vCPU
+    /// thread takes it and runs the guest again: a guest that got no CPU (a loaded host) has
+    /// not ignored anything.
+    pub(crate) fn overdue(&self) -> bool {
+        if self.deadline.load(Ordering::SeqCst) == 0 || self.nudges.load(Ordering::SeqCst) == 0 {
+            return false;
+        }
+        let taken = self.nudges_taken.fetch_add(1, Ordering::SeqCst) + 1;
+        let overdue = taken > MAX_NUDGES;
+        if overdue {
+            self.counters.overdue.fetch_add(1, Ordering::Relaxed);
+        }
+        overdue
+    }
+
+    /// vCPU thread, once the guest stopped (parked, faulted or kicked): ends the session.
+    pub(crate) fn close(&self) -> Closed {
+        let mut session = self.lock();
+        session.bell = None;
+        session.in_memory = false;
+        self.awaited.store(0, Ordering::Release);
+        let call = session.call.take();
+        if call.is_some() {
+            self.kick.end();
+            // The vCPU thread answers it now: the guest is idle from here.
+            session.answered_at = Some(now_ns());
+        }
+        self.deadline.store(0, Ordering::SeqCst);
+        self.closed_at.store(0, Ordering::SeqCst);
+        self.nudges.store(0, Ordering::SeqCst);
+        self.nudges_taken.store(0, Ordering::SeqCst);
+        self.release_slot();
+        Closed {
+            call,
+            input_written: std::mem::take(&mut session.input_written),
+        }
+    }
+
+    /// Sets the deadline by which the guest must park, and tells the watchdog.
+    fn arm(&self, deadline: u64) {
+        self.closed_at.store(0, Ordering::SeqCst);
+        self.nudges.store(0, Ordering::SeqCst);
+        self.nudges_taken.store(0, Ordering::SeqCst);
+        self.deadline.store(deadline.max(1), Ordering::SeqCst);
+        crate::vcpu::watchdog::armed(deadline);
+    }
+
+    /// Watchdog: enforces the deadline at `now`: closes the window once it is over and kicks a
+    /// guest that has not parked [`GRACE`] after that, and after every further `GRACE`. Returns when
+    /// it wants to look again (`None`: no deadline set).
+    pub(crate) fn watch(&self, now: u64) -> Option<u64> {
+        let deadline = self.deadline.load(Ordering::SeqCst);
+        if deadline == 0 {
+            return None;
+        }
+        if now < deadline {
+            return Some(deadline);
+        }
+        let session = self.lock();
+        // Still the same idle period of an open session (a call or the session's end clears
+        // the deadline, and an answer sets it, under this lock).
+        if self.deadline.load(Ordering::SeqCst) != deadline {
+            return Some(now);
+        }
+        let Some(bell) = &session.bell else {
+            return None;
+        };
+        if let Ok(state) = bell.state() {
+            if state
+                .compare_exchange(
+                    BELL_POLLING,
+                    BELL_PARKED,
+                    Ordering::AcqRel,
+                    Ordering::Relaxed,
+                )
+                .is_ok()
+            {
+                self.release_slot();
+            }
+        }
+        let closed = match self.closed_at.load(Ordering::SeqCst) {
+            0 => {
+                self.closed_at.store(now, Ordering::SeqCst);
+                now
+            }
+            at => at,
+        };
+        drop(session);
+        let nudges = self.nudges.load(Ordering::SeqCst);
+        let due = closed.saturating_add(ns(GRACE).saturating_mul(u64::from(nudges) + 1));
+        if now >= due {
+            self.nudges.fetch_add(1, Ordering::SeqCst);
+            self.counters.kicks.fetch_add(1, Ordering::Relaxed);
+            self.kick.nudge();
+            return Some(now.saturating_add(ns(GRACE)));
+        }
+        Some(due)
+    }
+}
+
+/// What the vCPU thread owes after a session.
+#[derive(Debug)]
+pub(crate) struct Answer {
+    /// The result of the call still in flight at the end, if one was.
+    pub(crate) call: Option<(u64, Result<Value, Error>)>,
+    /// What went wrong with no call in flight (the guest faulted, left the protocol or did not
+    /// park between calls): the sandbox is poisoned with it.
+    pub(crate) stray: Option<Error>,
+}
+
+impl Closed {
+    /// Who gets the session's `outcome`: the call still in flight, or, with none, nobody (a
+    /// park) or the sandbox's poisoning.
+    pub(crate) fn answer(self, outcome: Result<Ended, Error>) -> Answer {
+        let protocol = |reason: &str| Error::Protocol {
+            reason: reason.into(),
+        };
+        match (self.call, outcome) {
+            (Some(call), outcome) => {
+                let result = match outcome {
+                    Ok(Ended::Done(value)) => call.check(Ok(value)),
+                    Ok(Ended::Parked) => Err(protocol("the guest parked with a call in flight")),
+                    Err(e) => Err(e),
+                };
+                Answer {
+                    call: Some((call.generation, result)),
+                    stray: None,
+                }
+            }
+            (None, Ok(Ended::Parked)) => Answer {
+                call: None,
+                stray: None,
+            },
+            (None, Ok(Ended::Done(_))) => Answer {
+                call: None,
+                stray: Some(protocol("the guest answered with no call in flight")),
+            },
+            (None, Err(e)) => Answer {
+                call: None,
+                stray: Some(e),
+            },
+        }
+    }
+}
+
+/// Decodes an answer the guest left in memory, as a `PORT_DONE` message.
+fn decode_answer(bytes: &[u8]) -> Result<Value, Error> {
+    match boundary::decode_guest_message(PORT_DONE, bytes)? {
+        GuestMessage::Done(result) => boundary::call_result(result),
+        _ => Err(Error::Protocol {
+            reason: "the doorbell answer is not a call result".into(),
+        }),
+    }
+}
