@@ -681,3 +681,56 @@ fn decode_answer(bytes: &[u8]) -> Result<Value, Error> {
         }),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn bell(max: Duration) -> Doorbell {
+        Doorbell::new(max, Arc::new(KickState::default()))
+    }
+
+    #[test]
+    fn no_more_guests_poll_than_the_bound() {
+        let bells: Vec<_> = (0..max_polling() + 2)
+            .map(|_| bell(Duration::from_millis(1)))
+            .collect();
+        let held: Vec<_> = bells.iter().map(Doorbell::take_slot).collect();
+        let taken = held.iter().filter(|&&t| t).count();
+        assert!(taken <= max_polling(), "{taken} > {}", max_polling());
+        for b in &bells {
+            b.release_slot();
+        }
+        // A second release gives nothing back twice: the slots are all free again, once.
+        for b in &bells {
+            b.release_slot();
+        }
+        let again: Vec<_> = bells.iter().map(Doorbell::take_slot).collect();
+        assert_eq!(again.iter().filter(|&&t| t).count(), taken);
+        for b in &bells {
+            b.release_slot();
+        }
+    }
+
+    #[test]
+    fn the_window_grows_on_near_misses_and_drops_to_nothing_on_far_ones() {
+        let max = Duration::from_micros(100);
+        let b = bell(max);
+        let mut session = Session {
+            answered_at: Some(1_000),
+            ..Session::default()
+        };
+        let mut windows = Vec::new();
+        for _ in 0..6 {
+            // A call 30 µs after the answer found the guest parked: a window would have paid.
+            b.missed(&session, 1_000 + 30_000);
+            windows.push(b.window.load(Ordering::Relaxed));
+        }
+        assert_eq!(windows, [10_000, 20_000, 40_000, 80_000, 100_000, 100_000]);
+        // A call long after the window's longest: polling would not have paid.
+        session.answered_at = Some(0);
+        b.missed(&session, ns(max) + 1);
+        assert_eq!(b.window.load(Ordering::Relaxed), 0);
+        assert!(!b.answers_in_memory());
+    }
+}
