@@ -14,7 +14,7 @@ use hyperlight_sys::schema::{
     ErrorCode, FunctionCall, GuestError, Value, ValueType, WireArgs, WireType,
 };
 use hyperlight_sys::vcpu::Spinner;
-use hyperlight_sys::vcpu::{Event, Request, VcpuThread};
+use hyperlight_sys::vcpu::{Collected, Event, Request, VcpuThread};
 use hyperlight_sys::{
     DoorbellStats, Error as SandboxError, InterruptHandle, SandboxConfig, SandboxSource, Snapshot,
 };
@@ -628,11 +628,19 @@ async fn drive(
     // slower than a poll: the spinner's own record decides from then on.
     let mut expected = in_memory;
     loop {
-        let event =
-            match next_event(inner, generation, std::mem::take(&mut expected), spinner).await? {
-                Next::Answer(result) => return result.map_err(Error::from),
-                Next::Event(event) => event,
-            };
+        let next = next_event(inner, generation, std::mem::take(&mut expected), spinner).await?;
+        let event = match next {
+            Next::Answer(result) => return result.map_err(Error::from),
+            Next::HostCallInMemory(call) => {
+                if let Some(done) = host_call(inner, generation, call, Reply::InMemory).await {
+                    return done;
+                }
+                // The guest waited in memory: its next step is as hot as the call was.
+                expected = true;
+                continue;
+            }
+            Next::Event(event) => event,
+        };
         match event {
             Event::Done {
                 generation: g,
@@ -642,7 +650,7 @@ async fn drive(
                 generation: g,
                 call,
             } if g == generation => {
-                if let Some(done) = host_call(inner, generation, call).await {
+                if let Some(done) = host_call(inner, generation, call, Reply::ByRequest).await {
                     return done;
                 }
             }
@@ -652,14 +660,24 @@ async fn drive(
     }
 }
 
-/// Runs the async host function the guest called and sends its result to the vCPU thread;
-/// `None` when it did. Meanwhile it watches the thread's events: if the call ends first (it was
+/// How the result of an async host function reaches the guest.
+#[derive(Clone, Copy)]
+enum Reply {
+    /// As a request to the vCPU thread, which the guest waits for in the exit.
+    ByRequest,
+    /// In memory, where the guest waits for it polling (the doorbell).
+    InMemory,
+}
+
+/// Runs the async host function the guest called and sends its result to the guest as `reply`
+/// says; `None` when it did. Meanwhile it watches the thread's events: if the call ends first (it was
 /// killed through the interrupt handle, whose kick the thread's wait for the reply sees), the
 /// host function's future is dropped at once and the call's result returned.
 async fn host_call(
     inner: &Inner,
     generation: u64,
     call: FunctionCall,
+    reply: Reply,
 ) -> Option<Result<Value, Error>> {
     // The vCPU thread checked the call against the declared signatures, which are exactly the
     // registered sync (run inline there) and async functions.
@@ -692,11 +710,18 @@ async fn host_call(
                 Err(_) => return Some(Err(Error::Sandbox(SandboxError::ThreadGone))),
             },
             result = &mut host => {
-                // If the vCPU thread is gone, the next event says why.
-                let _ = inner
-                    .thread
-                    .requests
-                    .send(Request::HostReply { generation, result });
+                // If the vCPU thread is gone, or the call is over, the next event says why.
+                match reply {
+                    Reply::ByRequest => {
+                        let _ = inner
+                            .thread
+                            .requests
+                            .send(Request::HostReply { generation, result });
+                    }
+                    Reply::InMemory => {
+                        let _ = inner.thread.reply_in_memory(generation, &result);
+                    }
+                }
                 return None;
             }
         }
@@ -707,6 +732,8 @@ async fn host_call(
 enum Next {
     /// Its answer, given in memory (through the doorbell).
     Answer(Result<Value, hyperlight_sys::Error>),
+    /// A host call of its guest, made in memory (already checked): run it, answer in memory.
+    HostCallInMemory(FunctionCall),
     /// An event of the vCPU thread.
     Event(Event),
 }
@@ -726,9 +753,16 @@ async fn next_event(
     let gone = || Error::Sandbox(hyperlight_sys::Error::ThreadGone);
     if let Some(polling) = spinner.begin_if(in_memory) {
         loop {
-            if let Some(result) = thread.collect(generation) {
-                spinner.end(polling, true);
-                return Ok(Next::Answer(result));
+            match thread.collect_or_host_call(generation) {
+                Some(Collected::Answer(result)) => {
+                    spinner.end(polling, true);
+                    return Ok(Next::Answer(result));
+                }
+                Some(Collected::HostCall(call)) => {
+                    spinner.end(polling, true);
+                    return Ok(Next::HostCallInMemory(call));
+                }
+                None => {}
             }
             match events.try_recv() {
                 Ok(event) => {

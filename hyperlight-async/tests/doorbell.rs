@@ -46,10 +46,18 @@ async fn hot_calls_and_async_host_calls_through_the_doorbell() {
             .await
             .unwrap();
         assert_eq!(echoed, format!("n{i}"));
+        // A sync host function runs on the vCPU thread: its call is declined in memory and
+        // made with an exit.
+        let sum = sandbox.call::<i32>("call_host_add", (i, 2i32)).await.unwrap();
+        assert_eq!(sum, i + 2);
     }
+    // A host call that fails its check is answered in memory with the error.
+    let wrong = sandbox.call::<i32>("call_host_wrong_types", ()).await;
+    assert!(wrong.is_err(), "{wrong:?}");
     let stats = sandbox.doorbell_stats();
     eprintln!("{stats:?}");
     assert!(stats.posted > 3, "{stats:?}");
+    assert!(stats.host_calls_in_memory > 0, "{stats:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -69,6 +69,22 @@ pub(crate) fn check_message_len(output: Region, len: u32) -> Result<(), Error> {
     Ok(())
 }
 
+/// The encoded host-call reply `reply` for an input buffer that holds at most `capacity`
+/// message bytes: a reply too large is replaced by a `MalformedMessage` error that fits.
+pub(crate) fn reply_message(reply: &FunctionCallResult, capacity: u64) -> Vec<u8> {
+    let bytes = wire::encode_function_call_result(reply);
+    if bytes.len() as u64 <= capacity {
+        return bytes;
+    }
+    wire::encode_function_call_result(&Err(GuestError {
+        code: hyperlight_schema::ErrorCode::MalformedMessage,
+        message: format!(
+            "host reply of {} bytes exceeds the input buffer ({capacity})",
+            bytes.len()
+        ),
+    }))
+}
+
 /// A call's result as the guest reported it: its value, or [`Error::GuestCall`] with the
 /// guest's error.
 pub(crate) fn call_result(result: FunctionCallResult) -> Result<Value, Error> {

@@ -55,6 +55,11 @@ pub const BELL_BUSY: u32 = 3;
 /// State word: the answer is in the output buffer. The host copies it and sets `POLLING` (keep
 /// polling) or `PARKED` (park now); the guest waits until it has.
 pub const BELL_ANSWERED: u32 = 4;
+/// State word: during a call answered in memory, the guest calls a host function: the
+/// `FunctionCall` is in the output buffer, its length at [`BELL_ANSWER_LEN`]. The host writes
+/// the `FunctionCallResult` to the input buffer and sets `BUSY`, or declines with
+/// `BUSY | UNWATCHED`: the guest then makes the same call with `out` on [`PORT_HOST_CALL`].
+pub const BELL_HOST_CALL: u32 = 5;
 /// Flag of the state word, set with `POSTED` or `BUSY`: the host stopped watching the state
 /// word; answer this call on [`PORT_DONE`] instead.
 pub const BELL_UNWATCHED: u32 = 0x100;

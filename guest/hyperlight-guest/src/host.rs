@@ -4,18 +4,18 @@ use alloc::format;
 use alloc::string::String;
 use alloc::vec::Vec;
 
-use hyperlight_schema::abi::PORT_HOST_CALL;
 use hyperlight_schema::wire::{decode_function_call_result, encode_function_call};
 use hyperlight_schema::{
     ErrorCode, FunctionCall, FunctionCallResult, GuestError, Value, ValueType, WireArgs, WireType,
 };
 
-use crate::runtime::{send, with_input, TooLarge};
+use crate::runtime::{with_input, TooLarge};
 
 /// Calls the host function `name` with typed arguments (a tuple of up to 16 [`WireType`]s: `()`,
 /// `(x,)`, `(a, b)`, ...) and expects a value of type `R` back (`()` for a void function).
 ///
-/// Costs one VM exit. Errors: whatever the host reports (`UnknownFunction`, `WrongArity`,
+/// Costs one VM exit, or none when the host answers it in memory (a call posted through the
+/// doorbell, to an async host function: `docs/abi.md`, "The doorbell"). Errors: whatever the host reports (`UnknownFunction`, `WrongArity`,
 /// `WrongArgumentType`, `WrongReturnType`, `HostFunctionFailed`, `HostCallNotAllowed`, ...), or
 /// `MalformedMessage` if the call does not fit the output buffer or the answer cannot be decoded,
 /// or `WrongReturnType` if the host answered with a value of another type than `R`.
@@ -51,7 +51,7 @@ pub fn call_host_values(
     };
     let message = encode_function_call(&call);
     drop(call);
-    send(PORT_HOST_CALL, &message).map_err(|TooLarge { len, max }| GuestError {
+    crate::runtime::call_host_message(&message).map_err(|TooLarge { len, max }| GuestError {
         code: ErrorCode::MalformedMessage,
         message: format!("call of host function `{name}` too large: {len} bytes > {max}"),
     })?;

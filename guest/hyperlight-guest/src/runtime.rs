@@ -5,8 +5,9 @@ use core::cell::Cell;
 use core::sync::atomic::{AtomicU32, Ordering};
 
 use hyperlight_schema::abi::{
-    BootInfo, BELL_ANSWERED, BELL_ANSWER_LEN, BELL_BUSY, BELL_POLLING, BELL_POSTED, BELL_STATE,
-    BELL_UNWATCHED, BOOT_INFO_MAGIC, DOORBELL, INPUT_HEADER_SIZE, PORT_ABORT, PORT_DONE, PORT_PARK,
+    BootInfo, BELL_ANSWERED, BELL_ANSWER_LEN, BELL_BUSY, BELL_HOST_CALL, BELL_POLLING, BELL_POSTED,
+    BELL_STATE, BELL_UNWATCHED, BOOT_INFO_MAGIC, DOORBELL, INPUT_HEADER_SIZE, PORT_ABORT, PORT_DONE,
+    PORT_HOST_CALL, PORT_PARK,
 };
 use hyperlight_schema::wire::{decode_function_call, encode_function_call_result};
 use hyperlight_schema::{ErrorCode, FunctionCallResult, GuestError, Value};
@@ -154,6 +155,36 @@ fn finish(result: &FunctionCallResult) {
     }
     // SAFETY: the message of length `len` (maybe 0) is at the start of the output buffer.
     unsafe { outl(PORT_DONE, len) };
+}
+
+/// Sends the host call `message` (an encoded `FunctionCall`) and returns when its result is in
+/// the input buffer: in memory through the doorbell while the host watches this call's answer
+/// there (it answers, or declines and the guest sends the call with an exit after all), else on
+/// `PORT_HOST_CALL`.
+pub(crate) fn call_host_message(message: &[u8]) -> Result<(), TooLarge> {
+    let len = write_output(message)?;
+    let state = doorbell_word(BELL_STATE);
+    if state.load(Ordering::Acquire) == BELL_BUSY {
+        doorbell_word(BELL_ANSWER_LEN).store(len, Ordering::Relaxed);
+        // Release: the call in the output buffer is visible before the state says so.
+        if state
+            .compare_exchange(BELL_BUSY, BELL_HOST_CALL, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok()
+        {
+            loop {
+                match state.load(Ordering::Acquire) {
+                    BELL_HOST_CALL => core::hint::spin_loop(),
+                    // Acquire: the reply the host wrote to the input buffer is visible.
+                    BELL_BUSY => return Ok(()),
+                    // Declined (or no longer watched): the call goes out with the exit.
+                    _ => break,
+                }
+            }
+        }
+    }
+    // SAFETY: the message of length `len` is at the start of the output buffer.
+    unsafe { outl(PORT_HOST_CALL, len) };
+    Ok(())
 }
 
 /// A `u32` of the doorbell page (`docs/abi.md`, "The doorbell").

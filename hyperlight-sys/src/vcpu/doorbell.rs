@@ -23,18 +23,20 @@
 //! window when it ends and kicks a guest that has not parked soon after; a guest that still does
 //! not park is poisoned. At most one guest fewer than the CPUs polls at once in the process.
 
+use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 
 use hyperlight_schema::abi::{
-    BELL_ANSWERED, BELL_ANSWER_LEN, BELL_BUSY, BELL_PARKED, BELL_POLLING, BELL_POSTED, BELL_STATE,
-    BELL_UNWATCHED, DOORBELL, INPUT_HEADER_SIZE, PORT_DONE,
+    BELL_ANSWERED, BELL_ANSWER_LEN, BELL_BUSY, BELL_HOST_CALL, BELL_PARKED, BELL_POLLING,
+    BELL_POSTED, BELL_STATE, BELL_UNWATCHED, DOORBELL, INPUT_HEADER_SIZE, PORT_DONE, PORT_HOST_CALL,
 };
-use hyperlight_schema::{wire, FunctionCall, Value, ValueType};
+use hyperlight_schema::{wire, FunctionCall, FunctionCallResult, Value, ValueType};
 
 use crate::boundary::{self, GuestMessage};
 use crate::error::Error;
+use crate::host_fn::{check_call, Signatures};
 use crate::vcpu::kick::KickState;
 use crate::vm::layout::Region;
 use crate::vm::machine::Ended;
@@ -69,6 +71,27 @@ pub(crate) fn now_ns() -> u64 {
 
 fn ns(duration: Duration) -> u64 {
     u64::try_from(duration.as_nanos()).unwrap_or(u64::MAX)
+}
+
+/// What a polling caller finds in memory ([`crate::vcpu::VcpuThread::collect_or_host_call`]).
+#[derive(Debug)]
+pub enum Collected {
+    /// The answer of its call.
+    Answer(Result<Value, Error>),
+    /// A checked host call of its call, for the caller to run and answer
+    /// ([`crate::vcpu::VcpuThread::reply_in_memory`]).
+    HostCall(FunctionCall),
+}
+
+/// Declines a host call made in memory: the guest makes it with an exit
+/// (`HOST_CALL -> BUSY | UNWATCHED`).
+fn decline(state: &AtomicU32) {
+    let _ = state.compare_exchange(
+        BELL_HOST_CALL,
+        BELL_BUSY | BELL_UNWATCHED,
+        Ordering::AcqRel,
+        Ordering::Relaxed,
+    );
 }
 
 /// The call in flight in a session: whose events exits belong to.
@@ -177,6 +200,8 @@ struct Session {
     unwatched: u64,
     /// The memory [`Published`] points into, kept mapped while it does.
     published: Option<SharedMemory>,
+    /// A host call the guest made in memory was handed to the caller, who has not answered.
+    host_call_pending: bool,
 }
 
 /// What a session's end hands the vCPU thread.
@@ -197,6 +222,9 @@ pub struct DoorbellStats {
     /// Answers collected from memory (of posted calls, and of calls that entered the guest
     /// with `KVM_RUN` but answered without an exit).
     pub answered_in_memory: u64,
+    /// Host calls made and answered in memory (to async host functions, during calls answered
+    /// in memory).
+    pub host_calls_in_memory: u64,
     /// Kicks of a guest that had not parked when its window ended.
     pub kicks: u64,
     /// Times a guest was poisoned for still not parking after every kick.
@@ -205,6 +233,7 @@ pub struct DoorbellStats {
 
 #[derive(Debug, Default)]
 struct Counters {
+    host_calls_in_memory: AtomicU64,
     posted: AtomicU64,
     answered_in_memory: AtomicU64,
     kicks: AtomicU64,
@@ -215,6 +244,11 @@ struct Counters {
 #[derive(Debug)]
 pub struct Doorbell {
     counters: Counters,
+    /// Every host function the guest may call, to check a host call made in memory.
+    signatures: Arc<Signatures>,
+    /// The host functions a caller runs itself (the async ones): only these are served in
+    /// memory.
+    caller_runs: HashSet<String>,
     /// Taken to change the session, and to look at it from the vCPU thread; a polling caller
     /// never takes it until its answer is there (it reads `awaited` and `word`).
     session: Mutex<Session>,
@@ -244,10 +278,18 @@ pub struct Doorbell {
 }
 
 impl Doorbell {
-    /// A doorbell whose windows last at most `max_window` (zero: never poll).
-    pub(crate) fn new(max_window: Duration, kick: Arc<KickState>) -> Self {
+    /// A doorbell whose windows last at most `max_window` (zero: never poll), for a guest that
+    /// may call the host functions of `signatures`, of which the caller runs `caller_runs`.
+    pub(crate) fn new(
+        max_window: Duration,
+        kick: Arc<KickState>,
+        signatures: Arc<Signatures>,
+        caller_runs: HashSet<String>,
+    ) -> Self {
         Self {
             counters: Counters::default(),
+            signatures,
+            caller_runs,
             session: Mutex::default(),
             awaited: AtomicU64::new(0),
             word: Published::default(),
@@ -268,6 +310,7 @@ impl Doorbell {
         DoorbellStats {
             posted: c.posted.load(Ordering::Relaxed),
             answered_in_memory: c.answered_in_memory.load(Ordering::Relaxed),
+            host_calls_in_memory: c.host_calls_in_memory.load(Ordering::Relaxed),
             kicks: c.kicks.load(Ordering::Relaxed),
             overdue: c.overdue.load(Ordering::Relaxed),
         }
@@ -389,35 +432,73 @@ impl Doorbell {
         Ok(())
     }
 
-    /// Caller: the answer of call `generation` if the guest gave it in memory; `None` if it has
-    /// not (yet), or if it comes as an event instead. Opens the next window, or closes it.
-    pub(crate) fn collect(&self, generation: u64) -> Option<Result<Value, Error>> {
-        let answered = |session: &Session| {
-            let call = session.call.as_ref()?;
-            let bell = session.bell.as_ref().filter(|_| session.in_memory)?;
-            let state = bell.state().ok()?.load(Ordering::Acquire);
-            (call.generation == generation && state == BELL_ANSWERED).then(|| bell.clone())
-        };
+    /// Caller: the answer of call `generation` if the guest gave it in memory, or (with
+    /// `host_calls`) a checked call of one of the functions the caller runs itself (the async
+    /// host functions), which the guest made in memory: the caller runs it and answers with
+    /// [`Doorbell::reply`]. `None` if neither is there (yet), or if the answer comes as an event
+    /// instead. With an answer, opens the next window, or closes it.
+    ///
+    /// A host call the caller does not run (a sync host function, which runs on the vCPU
+    /// thread under its seccomp filter) is declined: the guest makes it with an exit. One that
+    /// fails its check is answered with the error at once.
+    pub(crate) fn collect(&self, generation: u64, host_calls: bool) -> Option<Collected> {
         // Look first, without the lock: this is what a polling caller does over and over.
-        if self.awaited.load(Ordering::Acquire) != generation
-            || self.word.load() != Some(BELL_ANSWERED)
-        {
+        if self.awaited.load(Ordering::Acquire) != generation {
+            return None;
+        }
+        let seen = self.word.load()?;
+        if seen != BELL_ANSWERED && seen != BELL_HOST_CALL {
             return None;
         }
         let mut session = self.lock();
-        let bell = answered(&session)?;
+        let bell = match (&session.call, &session.bell) {
+            (Some(call), Some(bell)) if call.generation == generation && session.in_memory => {
+                bell.clone()
+            }
+            _ => return None,
+        };
         let state = bell.state().ok()?;
+        let message = || {
+            let len = bell.answer_len()?.load(Ordering::Acquire);
+            boundary::check_message_len(bell.output, len)?;
+            bell.mem.read(bell.output.start, len as usize)
+        };
+        match state.load(Ordering::Acquire) {
+            BELL_ANSWERED => {}
+            BELL_HOST_CALL if !session.host_call_pending => {
+                let call = message()
+                    .and_then(|bytes| boundary::decode_guest_message(PORT_HOST_CALL, &bytes));
+                let call = match call {
+                    Ok(GuestMessage::HostCall(call)) => call,
+                    // Not a host call: let the exit's checks report it, as for any exit.
+                    _ => {
+                        decline(state);
+                        return None;
+                    }
+                };
+                if let Err(rejected) = check_call(&self.signatures, &call) {
+                    self.answer_host_call(&mut session, &bell, &Err(rejected));
+                    return None;
+                }
+                if !host_calls || !self.caller_runs.contains(&call.name) {
+                    decline(state);
+                    return None;
+                }
+                session.host_call_pending = true;
+                self.counters
+                    .host_calls_in_memory
+                    .fetch_add(1, Ordering::Relaxed);
+                return Some(Collected::HostCall(call));
+            }
+            _ => return None,
+        }
         let call = session.call.take()?;
         self.awaited.store(0, Ordering::Release);
         self.kick.end();
         self.counters
             .answered_in_memory
             .fetch_add(1, Ordering::Relaxed);
-        let bytes = bell.answer_len().and_then(|len| {
-            let len = len.load(Ordering::Acquire);
-            boundary::check_message_len(bell.output, len)?;
-            bell.mem.read(bell.output.start, len as usize)
-        });
+        let bytes = message();
         let now = now_ns();
         session.answered_at = Some(now);
         let window = self.window.load(Ordering::Relaxed);
@@ -431,7 +512,52 @@ impl Doorbell {
         // that the session's end (which clears it) cannot come in between.
         self.arm(now.saturating_add(if next == BELL_POLLING { window } else { 0 }));
         drop(session);
-        Some(call.check(bytes.and_then(|bytes| decode_answer(&bytes))))
+        Some(Collected::Answer(call.check(
+            bytes.and_then(|bytes| decode_answer(&bytes)),
+        )))
+    }
+
+    /// Caller: the result of the host call that [`Doorbell::collect`] handed out for call
+    /// `generation`, written to the input buffer for the waiting guest. Returns `false` if the
+    /// call is over (cancelled, or its guest gave up waiting): the result is dropped.
+    pub(crate) fn reply(&self, generation: u64, result: &FunctionCallResult) -> bool {
+        let mut session = self.lock();
+        let bell = match (&session.call, &session.bell) {
+            (Some(call), Some(bell)) if call.generation == generation => bell.clone(),
+            _ => return false,
+        };
+        if !std::mem::take(&mut session.host_call_pending) {
+            return false;
+        }
+        self.answer_host_call(&mut session, &bell, result)
+    }
+
+    /// Writes `result` for the guest's host call in memory and lets it go on (`HOST_CALL ->
+    /// BUSY`). Returns `false` if the guest no longer waits for it.
+    fn answer_host_call(
+        &self,
+        session: &mut Session,
+        bell: &Bell,
+        result: &FunctionCallResult,
+    ) -> bool {
+        let capacity = bell.input.size() - INPUT_HEADER_SIZE;
+        let message = boundary::reply_message(result, capacity);
+        let len = message.len() as u64;
+        let written = bell
+            .mem
+            .write(bell.input.start, &len.to_le_bytes())
+            .and_then(|()| {
+                bell.mem
+                    .write(bell.input.start + INPUT_HEADER_SIZE, &message)
+            });
+        session.input_written = session.input_written.max(INPUT_HEADER_SIZE + len);
+        let Ok(state) = bell.state() else {
+            return false;
+        };
+        written.is_ok()
+            && state
+                .compare_exchange(BELL_HOST_CALL, BELL_BUSY, Ordering::AcqRel, Ordering::Relaxed)
+                .is_ok()
     }
 
     /// Caller: stops watching call `generation`: its answer comes as an event from now on.
@@ -448,6 +574,11 @@ impl Doorbell {
             let state = bell.state().ok()?;
             let mut seen = state.load(Ordering::Acquire);
             loop {
+                if seen == BELL_HOST_CALL && !session.host_call_pending {
+                    // A host call nobody will serve in memory now: make the guest exit with it.
+                    decline(state);
+                    return None;
+                }
                 if seen != BELL_POSTED && seen != BELL_BUSY {
                     break;
                 }
@@ -467,7 +598,10 @@ impl Doorbell {
                 return None;
             }
         }
-        self.collect(generation)
+        match self.collect(generation, false) {
+            Some(Collected::Answer(result)) => Some(result),
+            _ => None,
+        }
     }
 
     /// Caller, before any request to the vCPU thread: closes an open window, so that the guest
@@ -517,6 +651,7 @@ impl Doorbell {
         session.bell = Some(bell);
         session.call = Some(call);
         session.input_written = 0;
+        session.host_call_pending = false;
         session.in_memory = answer == BELL_BUSY;
         Ok(())
     }
@@ -547,6 +682,7 @@ impl Doorbell {
         let mut session = self.lock();
         session.bell = None;
         session.in_memory = false;
+        session.host_call_pending = false;
         self.awaited.store(0, Ordering::Release);
         let call = session.call.take();
         if call.is_some() {
@@ -687,7 +823,12 @@ mod tests {
     use super::*;
 
     fn bell(max: Duration) -> Doorbell {
-        Doorbell::new(max, Arc::new(KickState::default()))
+        Doorbell::new(
+            max,
+            Arc::new(KickState::default()),
+            Arc::default(),
+            HashSet::new(),
+        )
     }
 
     #[test]

@@ -16,7 +16,7 @@ pub mod spin;
 pub(crate) mod thread;
 pub(crate) mod watchdog;
 
-pub use doorbell::DoorbellStats;
+pub use doorbell::{Collected, DoorbellStats};
 pub use kick::InterruptHandle;
 pub use spin::Spinner;
 pub use thread::{Event, Request, VcpuSpec, VcpuThread};

@@ -15,7 +15,7 @@ use crate::error::Error;
 use crate::host_fn::{check_call, invoke, HostFunctions, Signatures};
 use crate::hypervisor::Hypervisor;
 use crate::sandbox::{GuestBinary, SandboxSource};
-use crate::vcpu::doorbell::{Answer, Doorbell, DoorbellStats, InFlight};
+use crate::vcpu::doorbell::{Answer, Collected, Doorbell, DoorbellStats, InFlight};
 use crate::vcpu::factory::ThreadFactory;
 use crate::vcpu::kick::{InterruptHandle, KickState};
 use crate::vcpu::spin::Spinner;
@@ -263,7 +263,19 @@ impl VcpuThread {
             config.thread_stack_size,
         )?;
         let state = Arc::new(KickState::default());
-        let bell = Arc::new(Doorbell::new(config.poll_window, state.clone()));
+        // The host functions callers run themselves: the async ones.
+        let caller_runs = spec
+            .signatures
+            .keys()
+            .filter(|name| spec.inline.get(name).is_none())
+            .cloned()
+            .collect();
+        let bell = Arc::new(Doorbell::new(
+            config.poll_window,
+            state.clone(),
+            spec.signatures.clone(),
+            caller_runs,
+        ));
         crate::vcpu::watchdog::watch(&bell)?;
         let spec = VcpuSpec { inline, ..spec };
         let (req_tx, req_rx) = request_channel(bell.clone());
@@ -446,7 +458,26 @@ impl VcpuThread {
     /// The result of call `generation` if the guest answered it in memory; `None` if it did
     /// not yet, or answers with an exit ([`Event::Done`]).
     pub fn collect(&self, generation: u64) -> Option<Result<Value, Error>> {
-        self.bell.collect(generation)
+        match self.bell.collect(generation, false) {
+            Some(Collected::Answer(result)) => Some(result),
+            _ => None,
+        }
+    }
+
+    /// As [`VcpuThread::collect`], for a caller that runs the async host functions: also hands
+    /// out a host call of one of them that the guest made in memory, already checked against
+    /// its signature. Run it and give its result to [`VcpuThread::reply_in_memory`]; the guest
+    /// waits for it without an exit. (Sync host functions still run on the vCPU thread: the
+    /// guest makes their calls with an exit.)
+    pub fn collect_or_host_call(&self, generation: u64) -> Option<Collected> {
+        self.bell.collect(generation, true)
+    }
+
+    /// Answers the host call that [`VcpuThread::collect_or_host_call`] handed out for call
+    /// `generation`, in memory. Returns `false` if the call is over (cancelled): the result is
+    /// dropped, and the call's end comes as an [`Event::Done`].
+    pub fn reply_in_memory(&self, generation: u64, result: &FunctionCallResult) -> bool {
+        self.bell.reply(generation, result)
     }
 
     /// What the sandbox's doorbell did so far.
@@ -1095,8 +1126,13 @@ mod tests {
     #[test]
     fn a_thread_that_dies_fails_its_queued_and_later_requests_at_once() {
         let kick = Arc::new(KickState::default());
-        let (requests, inbox) =
-            request_channel(Arc::new(Doorbell::new(Duration::ZERO, kick.clone())));
+        let bell = Doorbell::new(
+            Duration::ZERO,
+            kick.clone(),
+            Arc::default(),
+            Default::default(),
+        );
+        let (requests, inbox) = request_channel(Arc::new(bell));
         let (done, answer) = flume::bounded(1);
         requests.send(Request::Restore { to: None, done }).unwrap();
         let on_thread = kick.clone();

@@ -464,19 +464,8 @@ impl Core {
 
     /// Writes a host-call reply, replacing one too large for the input buffer by an error.
     fn write_reply(&mut self, reply: &FunctionCallResult) -> Result<(), Error> {
-        let bytes = wire::encode_function_call_result(reply);
-        match self.write_input(&bytes) {
-            Err(Error::MessageTooLarge { len, capacity, .. }) => {
-                let error = Err(GuestError {
-                    code: ErrorCode::MalformedMessage,
-                    message: format!(
-                        "host reply of {len} bytes exceeds the input buffer ({capacity})"
-                    ),
-                });
-                self.write_input(&wire::encode_function_call_result(&error))
-            }
-            other => other,
-        }
+        let capacity = self.layout.input.size() - INPUT_HEADER_SIZE;
+        self.write_input(&boundary::reply_message(reply, capacity))
     }
 
     /// A breakpoint or single-step trap for gdb: serves the debugger, then resumes the guest
