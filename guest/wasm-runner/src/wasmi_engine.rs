@@ -12,8 +12,8 @@ use hyperlight_guest::schema::wasm::{
 };
 use hyperlight_guest::GuestError;
 use wasmi::{
-    AsContextMut, Caller, Config, ExternType, Func, Linker, Module, Store, StoreLimits,
-    StoreLimitsBuilder, Val, ValType, F32, F64,
+    AsContextMut, Caller, CompilationMode, Config, ExternType, Func, Linker, Module, Store,
+    StoreLimits, StoreLimitsBuilder, Val, ValType, F32, F64,
 };
 
 use crate::abi::abi_error;
@@ -61,7 +61,12 @@ struct WasmiInstance {
 impl Engine for Wasmi {
     fn compile(&self, link: &Link, bytes: &[u8]) -> Result<Box<dyn Compiled>, String> {
         let mut config = Config::default();
+        // Eager: every function is translated at link time, before the snapshot. wasmi's default
+        // translates each function at its first call, which in a sandbox restored after every
+        // call (a pool, `fresh_per_call`, WASI runs) is every call: `upper`'s took ~60 µs of a
+        // fresh-instance call (docs/performance.md).
         config
+            .compilation_mode(CompilationMode::Eager)
             .consume_fuel(link.fuel.is_some())
             .set_max_recursion_depth(link.max_recursion_depth as usize)
             .set_max_stack_height((link.max_stack_height as usize).max(MIN_STACK_HEIGHT));
