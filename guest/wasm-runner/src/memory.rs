@@ -10,7 +10,7 @@
 //! A memory the embedder creates can instead live in a buffer of fixed capacity
 //! (`wasmi::Memory::new_static`), where growing only zeroes the new pages. But wasmi creates the
 //! memories a module defines itself; only an imported memory can be such a buffer. So, for a
-//! module that defines exactly one plain memory and imports none, [`static_memory`] moves that
+//! module that defines exactly one plain memory and imports none, [`rewrite`] moves that
 //! memory's definition into a last import, [`IMPORT_MODULE`].[`IMPORT_NAME`], with the same
 //! type: the memory keeps index 0 (imported memories come first in the index space, and there
 //! are no others), and no function, table or global index changes. Everything else in the
@@ -21,8 +21,9 @@
 //!
 //! The rewrite is an optimization: whatever this code does not recognize (a second memory, a
 //! memory import, an import from [`IMPORT_MODULE`], 64-bit or shared memories, custom page sizes,
-//! sections out of order, anything malformed) leaves the module as it is, for wasmi to run or reject. A module whose rewrite
-//! wasmi rejects is compiled again as given, so that errors name the module's own bytes.
+//! sections out of order, anything malformed) leaves the module as it is, for wasmi to run or
+//! reject. A module whose rewrite wasmi rejects is compiled again as given, so that errors name
+//! the module's own bytes.
 
 use alloc::vec::Vec;
 use core::alloc::Layout;
@@ -118,10 +119,15 @@ fn push_u32(out: &mut Vec<u8>, mut value: u32) {
     }
 }
 
-fn push_section(out: &mut Vec<u8>, id: u8, payload: &[u8]) -> Option<()> {
-    out.push(id);
+/// Appends an import section of `count` entries: the encoded `entries`, then `last`.
+fn push_imports(out: &mut Vec<u8>, count: u32, entries: &[u8], last: &[u8]) -> Option<()> {
+    let mut payload = Vec::with_capacity(entries.len() + last.len() + 5);
+    push_u32(&mut payload, count);
+    payload.extend_from_slice(entries);
+    payload.extend_from_slice(last);
+    out.push(SECTION_IMPORT);
     push_u32(out, u32::try_from(payload.len()).ok()?);
-    out.extend_from_slice(payload);
+    out.extend_from_slice(&payload);
     Some(())
 }
 
@@ -227,34 +233,24 @@ pub fn rewrite(module: &[u8]) -> Option<Rewritten> {
                 if !imports_no_memory(&mut entries, count)? {
                     return None;
                 }
-                let mut section = Vec::with_capacity(payload.len() + import.len() + 5);
-                push_u32(&mut section, count.checked_add(1)?);
-                section.extend_from_slice(&payload[first..]);
-                section.extend_from_slice(&import);
-                push_section(&mut out, SECTION_IMPORT, &section)?;
+                push_imports(&mut out, count.checked_add(1)?, &payload[first..], &import)?;
                 imported = true;
             }
             // The import section comes after the type section and before every other known
             // one: without one, a new one goes before the first of those.
             id => {
                 if !imported && id != 0 && id != SECTION_TYPE {
-                    let mut section = Vec::with_capacity(import.len() + 1);
-                    push_u32(&mut section, 1);
-                    section.extend_from_slice(&import);
-                    push_section(&mut out, SECTION_IMPORT, &section)?;
+                    push_imports(&mut out, 1, &[], &import)?;
                     imported = true;
                 }
                 out.extend_from_slice(whole);
             }
         }
     }
-    // The memory section was there, so some section other than the type section came after
-    // the import section's place, or the module ended with the memory section.
+    // No import section, and no known section after its place but the memory section itself:
+    // the new one goes last (after custom sections, which may stand anywhere).
     if !imported {
-        let mut section = Vec::with_capacity(import.len() + 1);
-        push_u32(&mut section, 1);
-        section.extend_from_slice(&import);
-        push_section(&mut out, SECTION_IMPORT, &section)?;
+        push_imports(&mut out, 1, &[], &import)?;
     }
     Some(Rewritten {
         bytes: out,
