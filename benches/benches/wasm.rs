@@ -94,7 +94,9 @@ fn latency(c: &mut Criterion) {
 }
 
 /// One caller of a pool of 4 (a fresh instance per call, restore included): the native guest's
-/// `counter` against the plugin's, on a multi-thread runtime.
+/// `counter` against the plugin's, on a multi-thread runtime; and the plugin's `upper("hello")`,
+/// whose string argument is the fresh instance's first allocation (`cabi_realloc`), which grows
+/// its linear memory.
 fn pool(c: &mut Criterion) {
     const SIZE: usize = 4;
     let runtime = multi_thread();
@@ -121,7 +123,19 @@ fn pool(c: &mut Criterion) {
         b.to_async(&runtime)
             .iter(|| async { wasm.call::<i32>("counter", ()).await.unwrap() })
     });
+    // After the counter cases, so that the pages it writes do not weigh on theirs.
+    let upper = runtime.block_on(async { wasm.call::<String>("upper", (hello(),)).await });
+    assert_eq!(upper.unwrap(), "HELLO");
+    group.bench_function("wasm_call/upper", |b| {
+        b.to_async(&runtime)
+            .iter(|| async { wasm.call::<String>("upper", (hello(),)).await.unwrap() })
+    });
     group.finish();
+}
+
+/// The argument of the `upper` calls.
+fn hello() -> String {
+    "hello".to_string()
 }
 
 /// The compute workloads run by wasmi in the sandbox (soft-float in the guest) and in this

@@ -23,7 +23,8 @@
 //! itself (`wasi`) and registers the run function `WASI_RUN_FUNCTION`, which runs a command's
 //! `_start` once with the arguments, environment and stdin of the request.
 //!
-//! Files: `link` (the link call, imports), `call` (export calls), `abi` (lifting and lowering,
+//! Files: `link` (the link call, imports), `call` (export calls), `memory` (a linear memory
+//! that grows in place), `abi` (lifting and lowering,
 //! engine-independent), `engine` (the engine interface), `wasmi_engine` (wasmi), `trap`, `wasi`
 //! (WASI preview 1: `wasi/functions.rs` the functions, `wasi/run.rs` the run).
 #![no_std]
@@ -35,6 +36,7 @@ mod abi;
 mod call;
 mod engine;
 mod link;
+mod memory;
 mod trap;
 mod wasi;
 mod wasmi_engine;

@@ -12,15 +12,15 @@ use hyperlight_guest::schema::wasm::{
 };
 use hyperlight_guest::GuestError;
 use wasmi::{
-    AsContextMut, Caller, Config, ExternType, Func, Linker, Module, Store, StoreLimits,
-    StoreLimitsBuilder, Val, ValType, F32, F64,
+    AsContextMut, Caller, CompilationMode, Config, ExternType, Func, Linker, Memory, MemoryType,
+    Module, Store, StoreLimits, StoreLimitsBuilder, Val, ValType, F32, F64,
 };
 
 use crate::abi::abi_error;
 use crate::engine::{
     Binding, CallError, Compiled, Context, CoreValue, Described, Engine, Instance,
 };
-use crate::trap;
+use crate::{memory, trap};
 
 /// The most elements a table may grow to: each costs the guest heap a few words, and the
 /// protocol has no limit of its own for tables.
@@ -50,6 +50,9 @@ struct WasmiModule {
     module: Module,
     max_memory: usize,
     fuel: Option<u64>,
+    /// The module's memory, if `memory::rewrite` moved it to the last import: its type and the
+    /// buffer of all the bytes it may reach.
+    moved_memory: Option<(MemoryType, &'static mut [u8])>,
 }
 
 struct WasmiInstance {
@@ -61,17 +64,39 @@ struct WasmiInstance {
 impl Engine for Wasmi {
     fn compile(&self, link: &Link, bytes: &[u8]) -> Result<Box<dyn Compiled>, String> {
         let mut config = Config::default();
+        // Eager: every function is translated at link time, before the snapshot. wasmi's default
+        // translates each function at its first call, which in a sandbox restored after every
+        // call (a pool, `fresh_per_call`, WASI runs) is every call: `upper`'s took ~60 µs of a
+        // fresh-instance call (docs/performance.md).
         config
+            .compilation_mode(CompilationMode::Eager)
             .consume_fuel(link.fuel.is_some())
             .set_max_recursion_depth(link.max_recursion_depth as usize)
             .set_max_stack_height((link.max_stack_height as usize).max(MIN_STACK_HEIGHT));
         let engine = wasmi::Engine::new(&config);
-        let module = Module::new(&engine, bytes).map_err(|e| e.to_string())?;
+        let max_memory = usize::try_from(link.max_memory).unwrap_or(usize::MAX);
+        // A memory that grows in place (`memory`), if the module lends itself to it and the
+        // rewritten module compiles; else the module as given.
+        let moved = memory::rewrite(bytes).and_then(|rewritten| {
+            let reach = memory::reach(rewritten.minimum, rewritten.maximum, max_memory)?;
+            let module = Module::new(&engine, &rewritten.bytes).ok()?;
+            let buffer = memory::reserve(reach)?;
+            let ty = MemoryType::new(rewritten.minimum, rewritten.maximum);
+            Some((module, (ty, buffer)))
+        });
+        let (module, moved_memory) = match moved {
+            Some((module, memory)) => (module, Some(memory)),
+            None => (
+                Module::new(&engine, bytes).map_err(|e| e.to_string())?,
+                None,
+            ),
+        };
         Ok(Box::new(WasmiModule {
             engine,
             module,
-            max_memory: usize::try_from(link.max_memory).unwrap_or(usize::MAX),
+            max_memory,
             fuel: link.fuel,
+            moved_memory,
         }))
     }
 }
@@ -172,10 +197,14 @@ fn no_export(name: &str) -> CallError {
 
 impl Compiled for WasmiModule {
     fn describe(&self) -> Described {
+        // The moved memory's import is the last one, and the runner's own.
+        let own = usize::from(self.moved_memory.is_some());
+        let imports = self.module.imports().len() - own;
         Described {
             imports: self
                 .module
                 .imports()
+                .take(imports)
                 .map(|i| extern_of(i.module(), i.name(), i.ty()))
                 .collect(),
             exports: self
@@ -192,6 +221,7 @@ impl Compiled for WasmiModule {
             module,
             max_memory,
             fuel,
+            moved_memory,
         } = *self;
         // A grow past the limits traps (`GrowthOperationLimited`, reported as `MemoryLimit`)
         // rather than returning -1, so that the host learns which limit stopped the module.
@@ -215,6 +245,13 @@ impl Compiled for WasmiModule {
                 .map_err(|e| CallError::Trap(Trap::Other, e.to_string()))?;
         }
         let mut linker = Linker::<State>::new(&engine);
+        if let Some((ty, buffer)) = moved_memory {
+            let memory = Memory::new_static(&mut store, ty, buffer)
+                .map_err(|error| call_error(store.data_mut(), &error))?;
+            linker
+                .define(memory::IMPORT_MODULE, memory::IMPORT_NAME, memory)
+                .map_err(|e| CallError::Trap(Trap::Other, e.to_string()))?;
+        }
         let mut defined = BTreeSet::new();
         for (import, binding) in module.imports().zip(imports) {
             let ExternType::Func(ty) = import.ty() else {
