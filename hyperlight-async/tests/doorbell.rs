@@ -48,7 +48,10 @@ async fn hot_calls_and_async_host_calls_through_the_doorbell() {
         assert_eq!(echoed, format!("n{i}"));
         // A sync host function runs on the vCPU thread: its call is declined in memory and
         // made with an exit.
-        let sum = sandbox.call::<i32>("call_host_add", (i, 2i32)).await.unwrap();
+        let sum = sandbox
+            .call::<i32>("call_host_add", (i, 2i32))
+            .await
+            .unwrap();
         assert_eq!(sum, i + 2);
     }
     // A host call that fails its check is answered in memory with the error.

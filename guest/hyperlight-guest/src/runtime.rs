@@ -6,8 +6,8 @@ use core::sync::atomic::{AtomicU32, Ordering};
 
 use hyperlight_schema::abi::{
     BootInfo, BELL_ANSWERED, BELL_ANSWER_LEN, BELL_BUSY, BELL_HOST_CALL, BELL_POLLING, BELL_POSTED,
-    BELL_STATE, BELL_UNWATCHED, BOOT_INFO_MAGIC, DOORBELL, INPUT_HEADER_SIZE, PORT_ABORT, PORT_DONE,
-    PORT_HOST_CALL, PORT_PARK,
+    BELL_STATE, BELL_UNWATCHED, BOOT_INFO_MAGIC, DOORBELL, INPUT_HEADER_SIZE, PORT_ABORT,
+    PORT_DONE, PORT_HOST_CALL, PORT_PARK,
 };
 use hyperlight_schema::wire::{decode_function_call, encode_function_call_result};
 use hyperlight_schema::{ErrorCode, FunctionCallResult, GuestError, Value};
@@ -168,7 +168,12 @@ pub(crate) fn call_host_message(message: &[u8]) -> Result<(), TooLarge> {
         doorbell_word(BELL_ANSWER_LEN).store(len, Ordering::Relaxed);
         // Release: the call in the output buffer is visible before the state says so.
         if state
-            .compare_exchange(BELL_BUSY, BELL_HOST_CALL, Ordering::AcqRel, Ordering::Acquire)
+            .compare_exchange(
+                BELL_BUSY,
+                BELL_HOST_CALL,
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            )
             .is_ok()
         {
             loop {

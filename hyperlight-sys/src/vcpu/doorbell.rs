@@ -30,7 +30,8 @@ use std::time::{Duration, Instant};
 
 use hyperlight_schema::abi::{
     BELL_ANSWERED, BELL_ANSWER_LEN, BELL_BUSY, BELL_HOST_CALL, BELL_PARKED, BELL_POLLING,
-    BELL_POSTED, BELL_STATE, BELL_UNWATCHED, DOORBELL, INPUT_HEADER_SIZE, PORT_DONE, PORT_HOST_CALL,
+    BELL_POSTED, BELL_STATE, BELL_UNWATCHED, DOORBELL, INPUT_HEADER_SIZE, PORT_DONE,
+    PORT_HOST_CALL,
 };
 use hyperlight_schema::{wire, FunctionCall, FunctionCallResult, Value, ValueType};
 
@@ -47,6 +48,9 @@ use crate::vm::memory::SharedMemory;
 pub(crate) const GRACE: Duration = Duration::from_millis(1);
 /// Kicks after which a guest that still has not parked is poisoned.
 pub(crate) const MAX_NUDGES: u32 = 8;
+/// Every this many calls entered with `KVM_RUN`, one is answered the other way than the
+/// averages say, so that both averages stay current.
+const PROBE_EVERY: u64 = 32;
 /// The first window after a miss that would have been a hit.
 const START_WINDOW: Duration = Duration::from_micros(10);
 
@@ -274,6 +278,13 @@ pub struct Doorbell {
     nudges_taken: AtomicU32,
     /// Whether this sandbox holds one of the process's polling slots.
     holds_slot: AtomicBool,
+    /// When the call in flight started (posted, or entered with `KVM_RUN`), ns.
+    started: AtomicU64,
+    /// Moving averages of call latency answered in memory and by exit (0: no sample yet).
+    memory_ns: AtomicU64,
+    exit_ns: AtomicU64,
+    /// Calls started, to try the other way every [`PROBE_EVERY`]-th call.
+    calls: AtomicU64,
     kick: Arc<KickState>,
 }
 
@@ -300,6 +311,10 @@ impl Doorbell {
             nudges: AtomicU32::new(0),
             nudges_taken: AtomicU32::new(0),
             holds_slot: AtomicBool::new(false),
+            started: AtomicU64::new(0),
+            memory_ns: AtomicU64::new(0),
+            exit_ns: AtomicU64::new(0),
+            calls: AtomicU64::new(0),
             kick,
         }
     }
@@ -320,10 +335,33 @@ impl Doorbell {
         self.session.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Whether the guest should answer calls in memory: the doorbell is on and its window has
-    /// not shrunk to nothing. A caller whose call may be answered so polls for the answer.
+    /// Whether the guest should answer calls in memory: the doorbell is on, its window has not
+    /// shrunk to nothing, and answers in memory have been faster than answers by exit. A
+    /// caller whose call may be answered so polls for the answer.
     pub(crate) fn answers_in_memory(&self) -> bool {
-        self.max_window != 0 && self.window.load(Ordering::Relaxed) != 0
+        self.max_window != 0 && self.window.load(Ordering::Relaxed) != 0 && self.pays()
+    }
+
+    /// Whether polling pays: calls answered in memory took no longer, on average, than calls
+    /// answered by exit. It does not on a host whose CPUs are all busy: a polling guest or
+    /// caller then waits for a CPU that the other one spins on, and parking would be faster.
+    /// Without a sample of either kind it is assumed to pay.
+    fn pays(&self) -> bool {
+        let memory = self.memory_ns.load(Ordering::Relaxed);
+        let exit = self.exit_ns.load(Ordering::Relaxed);
+        memory == 0 || exit == 0 || memory <= exit
+    }
+
+    /// Adds a call's latency (`kind`: in memory or by exit) to its moving average (1/8 weight).
+    fn sample(kind: &AtomicU64, started: u64, now: u64) {
+        let latency = now.saturating_sub(started).max(1);
+        let average = kind.load(Ordering::Relaxed);
+        let next = if average == 0 {
+            latency
+        } else {
+            average - average / 8 + latency / 8
+        };
+        kind.store(next.max(1), Ordering::Relaxed);
     }
 
     /// Adapts the window to a call that came `gap` after the last answer and found the guest
@@ -341,13 +379,18 @@ impl Doorbell {
         self.window.store(next, Ordering::Relaxed);
     }
 
+    /// Takes one of the process's polling slots, or keeps the one this sandbox holds: a guest
+    /// holds it from the call it answers in memory until it parks (or is told to).
     fn take_slot(&self) -> bool {
+        if self.holds_slot.load(Ordering::SeqCst) {
+            return true;
+        }
         if POLLING.fetch_add(1, Ordering::SeqCst) >= max_polling() {
             POLLING.fetch_sub(1, Ordering::SeqCst);
             return false;
         }
         if self.holds_slot.swap(true, Ordering::SeqCst) {
-            // Held already (cannot happen: every path releases before taking again).
+            // Taken meanwhile by another caller of this sandbox: keep one.
             POLLING.fetch_sub(1, Ordering::SeqCst);
         }
         true
@@ -415,7 +458,7 @@ impl Doorbell {
             return Err(call);
         }
         self.deadline.store(0, Ordering::SeqCst);
-        self.release_slot();
+        self.started.store(now, Ordering::Relaxed);
         self.kick.begin(generation);
         if self.kick.is_cancelled(generation) {
             // Cancelled before it was posted: nobody signalled the vCPU thread yet.
@@ -501,10 +544,12 @@ impl Doorbell {
         let bytes = message();
         let now = now_ns();
         session.answered_at = Some(now);
+        Self::sample(&self.memory_ns, self.started.load(Ordering::Relaxed), now);
         let window = self.window.load(Ordering::Relaxed);
-        let next = if window != 0 && self.take_slot() {
+        let next = if window != 0 && self.pays() && self.take_slot() {
             BELL_POLLING
         } else {
+            self.release_slot();
             BELL_PARKED
         };
         state.store(next, Ordering::Release);
@@ -512,9 +557,9 @@ impl Doorbell {
         // that the session's end (which clears it) cannot come in between.
         self.arm(now.saturating_add(if next == BELL_POLLING { window } else { 0 }));
         drop(session);
-        Some(Collected::Answer(call.check(
-            bytes.and_then(|bytes| decode_answer(&bytes)),
-        )))
+        Some(Collected::Answer(
+            call.check(bytes.and_then(|bytes| decode_answer(&bytes))),
+        ))
     }
 
     /// Caller: the result of the host call that [`Doorbell::collect`] handed out for call
@@ -556,7 +601,12 @@ impl Doorbell {
         };
         written.is_ok()
             && state
-                .compare_exchange(BELL_HOST_CALL, BELL_BUSY, Ordering::AcqRel, Ordering::Relaxed)
+                .compare_exchange(
+                    BELL_HOST_CALL,
+                    BELL_BUSY,
+                    Ordering::AcqRel,
+                    Ordering::Relaxed,
+                )
                 .is_ok()
     }
 
@@ -637,11 +687,16 @@ impl Doorbell {
         let bell = Bell { mem, input, output };
         let mut session = self.lock();
         let watched = session.unwatched < call.generation;
-        let answer = if in_memory && watched && self.answers_in_memory() {
+        let doorbell = self.max_window != 0 && self.window.load(Ordering::Relaxed) != 0;
+        // The way the averages say pays, or the other one now and then.
+        let probe = self.calls.fetch_add(1, Ordering::Relaxed) % PROBE_EVERY == PROBE_EVERY - 1;
+        let choose = in_memory && watched && doorbell && (self.pays() != probe);
+        let answer = if choose && self.take_slot() {
             BELL_BUSY
         } else {
             BELL_PARKED
         };
+        self.started.store(now_ns(), Ordering::Relaxed);
         // The guest is stopped: only its host can store here now.
         bell.state()?.store(answer, Ordering::Release);
         session.published = Some(self.word.publish(&bell)?);
@@ -681,14 +736,18 @@ impl Doorbell {
     pub(crate) fn close(&self) -> Closed {
         let mut session = self.lock();
         session.bell = None;
-        session.in_memory = false;
+        let in_memory = std::mem::take(&mut session.in_memory);
         session.host_call_pending = false;
         self.awaited.store(0, Ordering::Release);
         let call = session.call.take();
         if call.is_some() {
             self.kick.end();
             // The vCPU thread answers it now: the guest is idle from here.
-            session.answered_at = Some(now_ns());
+            let now = now_ns();
+            session.answered_at = Some(now);
+            if !in_memory {
+                Self::sample(&self.exit_ns, self.started.load(Ordering::Relaxed), now);
+            }
         }
         self.deadline.store(0, Ordering::SeqCst);
         self.closed_at.store(0, Ordering::SeqCst);

@@ -7,7 +7,7 @@
 //! from the docs and re-exports [`InterruptHandle`].
 
 pub(crate) mod contain;
-pub mod doorbell;
+pub(crate) mod doorbell;
 pub(crate) mod factory;
 #[cfg(feature = "gdb")]
 pub(crate) mod gdb;
