@@ -1,10 +1,10 @@
 //! The async API beside the blocking call and the raw KVM floor, in one run; and calls/s with
 //! 1, 10, 100 and 1,000 concurrent sandboxes.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use hyperlight_benches::{simple_async_sandbox, simple_sandbox};
+use hyperlight_benches::{concurrent_trivial_calls, simple_async_sandbox, simple_sandbox};
 use hyperlight_sys::floor::FloorVm;
 use hyperlight_sys::{hypervisor_for, SandboxConfig};
 
@@ -82,26 +82,7 @@ fn throughput(c: &mut Criterion) {
             |b, sandboxes| {
                 b.to_async(&runtime).iter_custom(|iters| {
                     let sandboxes = sandboxes.clone();
-                    async move {
-                        let start = Instant::now();
-                        for _ in 0..iters {
-                            let tasks: Vec<_> = sandboxes
-                                .iter()
-                                .cloned()
-                                .map(|sb| {
-                                    tokio::spawn(async move {
-                                        for _ in 0..CALLS {
-                                            sb.call::<()>("nop", ()).await.unwrap();
-                                        }
-                                    })
-                                })
-                                .collect();
-                            for t in tasks {
-                                t.await.unwrap();
-                            }
-                        }
-                        start.elapsed()
-                    }
+                    async move { concurrent_trivial_calls(&sandboxes, CALLS, iters).await }
                 })
             },
         );

@@ -7,10 +7,10 @@
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use hyperlight_benches::host_add;
+use hyperlight_benches::{concurrent_trivial_calls, host_add};
 use hyperlight_sys::floor::FloorVm;
 use hyperlight_sys::{hypervisor_for, Sandbox, SandboxConfig};
 
@@ -127,26 +127,7 @@ fn throughput(c: &mut Criterion, group_name: &str) {
                 |b, sandboxes| {
                     b.to_async(&runtime).iter_custom(|iters| {
                         let sandboxes = sandboxes.clone();
-                        async move {
-                            let start = Instant::now();
-                            for _ in 0..iters {
-                                let tasks: Vec<_> = sandboxes
-                                    .iter()
-                                    .cloned()
-                                    .map(|sb| {
-                                        tokio::spawn(async move {
-                                            for _ in 0..CALLS {
-                                                sb.call::<()>("nop", ()).await.unwrap();
-                                            }
-                                        })
-                                    })
-                                    .collect();
-                                for t in tasks {
-                                    t.await.unwrap();
-                                }
-                            }
-                            start.elapsed()
-                        }
+                        async move { concurrent_trivial_calls(&sandboxes, CALLS, iters).await }
                     })
                 },
             );

@@ -35,5 +35,33 @@ pub async fn simple_async_sandbox(
         .await
 }
 
+/// `iters` rounds in which each of `sandboxes` makes `calls` trivial calls (`nop`) back to back
+/// in a task of its own, all sandboxes at once; returns the time they took (for Criterion's
+/// `iter_custom`). Call it on a multi-thread runtime.
+pub async fn concurrent_trivial_calls(
+    sandboxes: &[hyperlight_async::Sandbox],
+    calls: u64,
+    iters: u64,
+) -> std::time::Duration {
+    let start = std::time::Instant::now();
+    for _ in 0..iters {
+        let tasks: Vec<_> = sandboxes
+            .iter()
+            .cloned()
+            .map(|sb| {
+                tokio::spawn(async move {
+                    for _ in 0..calls {
+                        sb.call::<()>("nop", ()).await.unwrap();
+                    }
+                })
+            })
+            .collect();
+        for t in tasks {
+            t.await.unwrap();
+        }
+    }
+    start.elapsed()
+}
+
 #[cfg(feature = "wasmi-wasi")]
 pub mod wasi;

@@ -7,6 +7,10 @@ use std::time::{Duration, Instant};
 
 use hyperlight_async::{Error, Sandbox, SandboxConfig, SandboxError};
 
+/// At most one guest fewer than the CPUs polls at once in the process: the tests of this file
+/// take turns, so that none finds the polling slots taken by another.
+static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 /// A config with the doorbell on. The caller polls for up to 2 ms: in an unoptimized test build
 /// a call can take longer than the default 100 µs, and a caller that stops polling before its
 /// call started has it answered with an exit.
@@ -30,14 +34,21 @@ async fn heat(sandbox: &Sandbox, calls: u64) {
     panic!("never posted {calls} calls: {:?}", sandbox.doorbell_stats());
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn hot_calls_and_async_host_calls_through_the_doorbell() {
+/// A `simple` sandbox with the doorbell on, hot.
+async fn hot_simple() -> Sandbox {
     let sandbox = common::simple()
         .config(polling_config())
         .build()
         .await
         .unwrap();
     heat(&sandbox, 3).await;
+    sandbox
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hot_calls_and_async_host_calls_through_the_doorbell() {
+    let _turn = ONE_AT_A_TIME.lock().await;
+    let sandbox = hot_simple().await;
     for i in 0..500i32 {
         assert_eq!(sandbox.call::<i32>("add", (i, 1i32)).await.unwrap(), i + 1);
         // An async host function inside a (maybe posted) call.
@@ -65,12 +76,8 @@ async fn hot_calls_and_async_host_calls_through_the_doorbell() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_posted_call_past_its_deadline_is_kicked_and_the_sandbox_recovers() {
-    let sandbox = common::simple()
-        .config(polling_config())
-        .build()
-        .await
-        .unwrap();
-    heat(&sandbox, 3).await;
+    let _turn = ONE_AT_A_TIME.lock().await;
+    let sandbox = hot_simple().await;
     let before = sandbox.doorbell_stats().posted;
     let err = sandbox
         .call::<()>("infinite_loop", ())
@@ -98,6 +105,7 @@ async fn usable_after(sandbox: &Sandbox, result: &Result<u32, Error>) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_guest_flipping_the_state_word_gains_nothing() {
+    let _turn = ONE_AT_A_TIME.lock().await;
     let bystander = common::simple()
         .config(polling_config())
         .build()
@@ -150,6 +158,7 @@ fn cpu_time() -> Duration {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_guest_that_never_parks_is_kicked_then_poisoned_and_its_idle_cpu_is_bounded() {
+    let _turn = ONE_AT_A_TIME.lock().await;
     let sandbox = Sandbox::builder(hyperlight_testing::guest_path("hostile"))
         .config(polling_config())
         .build()

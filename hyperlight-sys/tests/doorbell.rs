@@ -8,6 +8,14 @@ use std::time::{Duration, Instant};
 
 use hyperlight_sys::{Sandbox, SandboxConfig};
 
+/// At most one guest fewer than the CPUs polls at once in the process: the tests of this file
+/// take turns, so that none finds the polling slots taken by another.
+static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn turn() -> std::sync::MutexGuard<'static, ()> {
+    ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 /// A config with the doorbell's window `window`. The caller polls for its answer for up to
 /// 2 ms: in an unoptimized test build a call can take longer than the default 100 µs, and a
 /// caller that stops polling before its call started has it answered with an exit.
@@ -28,6 +36,7 @@ fn polling(window: Duration) -> Sandbox {
 
 #[test]
 fn back_to_back_calls_are_posted_and_answered_in_memory() {
+    let _turn = turn();
     let mut sb = polling(Duration::from_millis(1));
     for i in 0..2_000i32 {
         assert_eq!(sb.call::<i32>("add", (i, 1)).unwrap(), i + 1);
@@ -45,6 +54,7 @@ fn back_to_back_calls_are_posted_and_answered_in_memory() {
 
 #[test]
 fn off_by_default() {
+    let _turn = turn();
     let mut sb = common::simple().build().unwrap();
     for i in 0..200i32 {
         assert_eq!(sb.call::<i32>("add", (i, 1)).unwrap(), i + 1);
@@ -63,6 +73,7 @@ fn busy_wait(micros: u64) {
 
 #[test]
 fn posts_racing_the_end_of_the_window_are_answered_exactly_once() {
+    let _turn = turn();
     const CALLS: i32 = 100_000;
     let window = Duration::from_micros(20);
     let mut sb = polling(window);
@@ -92,6 +103,7 @@ fn posts_racing_the_end_of_the_window_are_answered_exactly_once() {
 
 #[test]
 fn restore_snapshot_and_fresh_per_call_work_between_polled_calls() {
+    let _turn = turn();
     let mut sb = polling(Duration::from_millis(1));
     for _ in 0..100 {
         sb.call::<u64>("counter", ()).unwrap();
@@ -120,6 +132,7 @@ fn restore_snapshot_and_fresh_per_call_work_between_polled_calls() {
 
 #[test]
 fn a_fault_in_a_posted_call_poisons_and_a_restore_recovers() {
+    let _turn = turn();
     let mut sb = polling(Duration::from_millis(1));
     for _ in 0..50 {
         sb.call::<u64>("counter", ()).unwrap();

@@ -135,23 +135,9 @@ fn finish(result: &FunctionCallResult) {
     // Not even the error fits: an output buffer this small breaks the ABI. Send an empty
     // message, which the host rejects, rather than an out-of-bounds length.
     let len = write_output(&message).unwrap_or(0);
-    let state = doorbell_word(BELL_STATE);
-    if state.load(Ordering::Acquire) == BELL_BUSY {
-        doorbell_word(BELL_ANSWER_LEN).store(len, Ordering::Relaxed);
-        // Release: the answer in the output buffer is visible before the state says so.
-        if state
-            .compare_exchange(
-                BELL_BUSY,
-                BELL_ANSWERED,
-                Ordering::AcqRel,
-                Ordering::Acquire,
-            )
-            .is_ok()
-        {
-            wait_for_call(state);
-            return;
-        }
-        // The host stopped watching (`BUSY | UNWATCHED`): answer with the exit.
+    if let Some(state) = hand_over(len, BELL_ANSWERED) {
+        wait_for_call(state);
+        return;
     }
     // SAFETY: the message of length `len` (maybe 0) is at the start of the output buffer.
     unsafe { outl(PORT_DONE, len) };
@@ -163,33 +149,37 @@ fn finish(result: &FunctionCallResult) {
 /// `PORT_HOST_CALL`.
 pub(crate) fn call_host_message(message: &[u8]) -> Result<(), TooLarge> {
     let len = write_output(message)?;
-    let state = doorbell_word(BELL_STATE);
-    if state.load(Ordering::Acquire) == BELL_BUSY {
-        doorbell_word(BELL_ANSWER_LEN).store(len, Ordering::Relaxed);
-        // Release: the call in the output buffer is visible before the state says so.
-        if state
-            .compare_exchange(
-                BELL_BUSY,
-                BELL_HOST_CALL,
-                Ordering::AcqRel,
-                Ordering::Acquire,
-            )
-            .is_ok()
-        {
-            loop {
-                match state.load(Ordering::Acquire) {
-                    BELL_HOST_CALL => core::hint::spin_loop(),
-                    // Acquire: the reply the host wrote to the input buffer is visible.
-                    BELL_BUSY => return Ok(()),
-                    // Declined (or no longer watched): the call goes out with the exit.
-                    _ => break,
-                }
+    if let Some(state) = hand_over(len, BELL_HOST_CALL) {
+        loop {
+            match state.load(Ordering::Acquire) {
+                BELL_HOST_CALL => core::hint::spin_loop(),
+                // Acquire: the reply the host wrote to the input buffer is visible.
+                BELL_BUSY => return Ok(()),
+                // Declined (or no longer watched): the call goes out with the exit.
+                _ => break,
             }
         }
     }
     // SAFETY: the message of length `len` is at the start of the output buffer.
     unsafe { outl(PORT_HOST_CALL, len) };
     Ok(())
+}
+
+/// Hands the message of length `len` at the start of the output buffer to the host in memory
+/// (`BUSY -> to`), if the host watches this call there; returns the state word then. `None`:
+/// the host answers this call by exit (the state is not `BUSY`: `PARKED`, or the host stopped
+/// watching and set `BUSY | UNWATCHED`), so the message goes out with `out`.
+fn hand_over(len: u32, to: u32) -> Option<&'static AtomicU32> {
+    let state = doorbell_word(BELL_STATE);
+    if state.load(Ordering::Acquire) != BELL_BUSY {
+        return None;
+    }
+    doorbell_word(BELL_ANSWER_LEN).store(len, Ordering::Relaxed);
+    // Release: the message in the output buffer is visible before the state says so.
+    state
+        .compare_exchange(BELL_BUSY, to, Ordering::AcqRel, Ordering::Acquire)
+        .ok()
+        .map(|_| state)
 }
 
 /// A `u32` of the doorbell page (`docs/abi.md`, "The doorbell").

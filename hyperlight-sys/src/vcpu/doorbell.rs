@@ -141,6 +141,16 @@ impl Bell {
     fn answer_len(&self) -> Result<&AtomicU32, Error> {
         self.mem.word(DOORBELL + BELL_ANSWER_LEN)
     }
+
+    /// Writes `message` (that fits) to the input buffer after its length header, as the
+    /// guest reads it, and records the bytes written in `session` for the restore.
+    fn write_input(&self, session: &mut Session, message: &[u8]) -> Result<(), Error> {
+        let len = message.len() as u64;
+        session.input_written = session.input_written.max(INPUT_HEADER_SIZE + len);
+        self.mem.write(self.input.start, &len.to_le_bytes())?;
+        self.mem
+            .write(self.input.start + INPUT_HEADER_SIZE, message)
+    }
 }
 
 /// The doorbell's state word as callers poll it without the lock: a pointer into the guest
@@ -433,17 +443,9 @@ impl Doorbell {
         if len > bell.input.size() - INPUT_HEADER_SIZE {
             return Err(call);
         }
-        let written = bell
-            .mem
-            .write(bell.input.start, &len.to_le_bytes())
-            .and_then(|()| {
-                bell.mem
-                    .write(bell.input.start + INPUT_HEADER_SIZE, &message)
-            });
-        if written.is_err() {
+        if bell.write_input(&mut session, &message).is_err() {
             return Err(call);
         }
-        session.input_written = session.input_written.max(INPUT_HEADER_SIZE + len);
         if state
             .compare_exchange(
                 BELL_POLLING,
@@ -587,15 +589,7 @@ impl Doorbell {
     ) -> bool {
         let capacity = bell.input.size() - INPUT_HEADER_SIZE;
         let message = boundary::reply_message(result, capacity);
-        let len = message.len() as u64;
-        let written = bell
-            .mem
-            .write(bell.input.start, &len.to_le_bytes())
-            .and_then(|()| {
-                bell.mem
-                    .write(bell.input.start + INPUT_HEADER_SIZE, &message)
-            });
-        session.input_written = session.input_written.max(INPUT_HEADER_SIZE + len);
+        let written = bell.write_input(session, &message);
         let Ok(state) = bell.state() else {
             return false;
         };
@@ -658,7 +652,15 @@ impl Doorbell {
     /// parks and the thread takes the request.
     pub(crate) fn close_window(&self) {
         let session = self.lock();
-        if let Some(Ok(state)) = session.bell.as_ref().map(Bell::state) {
+        if let Some(bell) = &session.bell {
+            self.park(bell);
+        }
+    }
+
+    /// Ends the guest's window: `POLLING -> PARKED`, releasing its polling slot (a no-op in any
+    /// other state: a call was posted, or the window is closed already).
+    fn park(&self, bell: &Bell) {
+        if let Ok(state) = bell.state() {
             if state
                 .compare_exchange(
                     BELL_POLLING,
@@ -789,19 +791,7 @@ impl Doorbell {
         let Some(bell) = &session.bell else {
             return None;
         };
-        if let Ok(state) = bell.state() {
-            if state
-                .compare_exchange(
-                    BELL_POLLING,
-                    BELL_PARKED,
-                    Ordering::AcqRel,
-                    Ordering::Relaxed,
-                )
-                .is_ok()
-            {
-                self.release_slot();
-            }
-        }
+        self.park(bell);
         let closed = match self.closed_at.load(Ordering::SeqCst) {
             0 => {
                 self.closed_at.store(now, Ordering::SeqCst);
