@@ -430,6 +430,11 @@ impl Doorbell {
             self.missed(&session, now);
             return Err(call);
         };
+        if session.call.is_some() {
+            // Another call is still in flight (a guest that set `POLLING` itself cannot make
+            // the host post over it): this one waits for the vCPU thread.
+            return Err(call);
+        }
         let Ok(state) = bell.state() else {
             return Err(call);
         };
