@@ -14,8 +14,9 @@
 //! | an abort | `Error::GuestPanic` or `Error::GuestOutOfMemory` with its message |
 //!
 //! and a wrong width or a length larger than the buffer is `Error::Protocol`, the exception port
-//! from ring 3 `Error::Protocol`, another protocol port `Error::UnexpectedExit`, and a port
-//! outside the protocol a #GP (`Error::CpuException`).
+//! from ring 3 `Error::Protocol`, the doorbell's park port during a call `Error::Protocol`,
+//! another protocol port `Error::UnexpectedExit`, and a port outside the protocol a #GP
+//! (`Error::CpuException`).
 //!
 //! Input: `port: u8 | mode: u8 | len: u32 LE | bytes`, read by `hyperlight_fuzz::input::RawInput`.
 #![no_main]
@@ -25,7 +26,7 @@ use std::cell::RefCell;
 use hyperlight_fuzz::input::RawInput;
 use hyperlight_fuzz::kvm::Harness;
 use hyperlight_fuzz::same_value;
-use hyperlight_schema::abi::{PORT_DONE, PORT_EXCEPTION, PORT_RANGE_START};
+use hyperlight_schema::abi::{PORT_DONE, PORT_EXCEPTION, PORT_PARK, PORT_RANGE_START};
 use hyperlight_schema::{ErrorCode, GuestError, Value, ValueType};
 use hyperlight_sys::boundary::{decode_guest_message, is_message_port, GuestMessage};
 use hyperlight_sys::{Error, SandboxConfig};
@@ -55,6 +56,9 @@ fn expected(port: u16, width: u8, len: u32, bytes: &[u8]) -> Option<Result<Value
     }
     if port == PORT_EXCEPTION {
         return protocol("exception port from ring 3");
+    }
+    if port == PORT_PARK {
+        return protocol("the guest parked with a call in flight");
     }
     if !is_message_port(port) {
         return Some(Err(Error::UnexpectedExit {
