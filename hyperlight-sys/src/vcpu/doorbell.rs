@@ -218,6 +218,16 @@ struct Session {
     host_call_pending: bool,
 }
 
+impl Session {
+    /// The guest's memory, if call `generation` is the one in flight in an open session.
+    fn bell_for(&self, generation: u64) -> Option<Bell> {
+        match (&self.call, &self.bell) {
+            (Some(call), Some(bell)) if call.generation == generation => Some(bell.clone()),
+            _ => None,
+        }
+    }
+}
+
 /// What a session's end hands the vCPU thread.
 #[derive(Debug)]
 pub(crate) struct Closed {
@@ -501,12 +511,7 @@ impl Doorbell {
             return None;
         }
         let mut session = self.lock();
-        let bell = match (&session.call, &session.bell) {
-            (Some(call), Some(bell)) if call.generation == generation && session.in_memory => {
-                bell.clone()
-            }
-            _ => return None,
-        };
+        let bell = session.bell_for(generation).filter(|_| session.in_memory)?;
         let state = bell.state().ok()?;
         let message = || {
             let len = bell.answer_len()?.load(Ordering::Acquire);
@@ -574,9 +579,8 @@ impl Doorbell {
     /// call is over (cancelled, or its guest gave up waiting): the result is dropped.
     pub(crate) fn reply(&self, generation: u64, result: &FunctionCallResult) -> bool {
         let mut session = self.lock();
-        let bell = match (&session.call, &session.bell) {
-            (Some(call), Some(bell)) if call.generation == generation => bell.clone(),
-            _ => return false,
+        let Some(bell) = session.bell_for(generation) else {
+            return false;
         };
         if !std::mem::take(&mut session.host_call_pending) {
             return false;
@@ -615,11 +619,8 @@ impl Doorbell {
         {
             let mut session = self.lock();
             session.unwatched = session.unwatched.max(generation);
-            let bell = match (&session.call, &session.bell) {
-                (Some(call), Some(bell)) if call.generation == generation => bell.clone(),
-                // Not started yet (the vCPU thread sees `unwatched`), or over.
-                _ => return None,
-            };
+            // None: not started yet (the vCPU thread sees `unwatched`), or over.
+            let bell = session.bell_for(generation)?;
             let state = bell.state().ok()?;
             let mut seen = state.load(Ordering::Acquire);
             loop {
@@ -756,10 +757,7 @@ impl Doorbell {
                 Self::sample(&self.exit_ns, self.started.load(Ordering::Relaxed), now);
             }
         }
-        self.deadline.store(0, Ordering::SeqCst);
-        self.closed_at.store(0, Ordering::SeqCst);
-        self.nudges.store(0, Ordering::SeqCst);
-        self.nudges_taken.store(0, Ordering::SeqCst);
+        self.set_deadline(0);
         self.release_slot();
         Closed {
             call,
@@ -769,11 +767,16 @@ impl Doorbell {
 
     /// Sets the deadline by which the guest must park, and tells the watchdog.
     fn arm(&self, deadline: u64) {
+        self.set_deadline(deadline.max(1));
+        crate::vcpu::watchdog::armed(deadline);
+    }
+
+    /// Starts a new idle period that ends at `deadline` (0: none), with no kicks sent or taken.
+    fn set_deadline(&self, deadline: u64) {
         self.closed_at.store(0, Ordering::SeqCst);
         self.nudges.store(0, Ordering::SeqCst);
         self.nudges_taken.store(0, Ordering::SeqCst);
-        self.deadline.store(deadline.max(1), Ordering::SeqCst);
-        crate::vcpu::watchdog::armed(deadline);
+        self.deadline.store(deadline, Ordering::SeqCst);
     }
 
     /// Watchdog: enforces the deadline at `now`: closes the window once it is over and kicks a
