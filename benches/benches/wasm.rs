@@ -8,7 +8,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use criterion::Criterion;
+use criterion::{Criterion, Throughput};
 use hyperlight_benches::compute::{bench_compute, Compute, SandboxCompute};
 use hyperlight_benches::density::wasm_density;
 use hyperlight_benches::in_process::Wasmi;
@@ -93,10 +93,14 @@ fn latency(c: &mut Criterion) {
     group.finish();
 }
 
-/// One caller of a pool of 4 (a fresh instance per call, restore included): the native guest's
-/// `counter` against the plugin's, on a multi-thread runtime; and the plugin's `upper("hello")`,
-/// whose string argument is the fresh instance's first allocation (`cabi_realloc`), which grows
-/// its linear memory.
+/// Pools of 4 (a fresh instance per call): the native guest's `counter` against the plugin's, on
+/// a multi-thread runtime, and the plugin's `upper("hello")`, whose string argument is the fresh
+/// instance's first allocation (`cabi_realloc`), which grows its linear memory.
+///
+/// `wasm/pool` is the latency one caller sees: a sandbox restores on its own thread after it
+/// answered, while the next call runs on the pool's longest-idle sandbox. `wasm/pool_saturated`
+/// is the time per call with 4 callers keeping all 4 sandboxes busy, so every restore's CPU time
+/// is in it.
 fn pool(c: &mut Criterion) {
     const SIZE: usize = 4;
     let runtime = multi_thread();
@@ -131,6 +135,56 @@ fn pool(c: &mut Criterion) {
             .iter(|| async { wasm.call::<String>("upper", (hello(),)).await.unwrap() })
     });
     group.finish();
+
+    const CALLS: u64 = 64;
+    let mut group = c.benchmark_group("wasm/pool_saturated");
+    group.throughput(Throughput::Elements(CALLS));
+    group.bench_function("native_call/counter", |b| {
+        b.to_async(&runtime).iter(|| {
+            saturate(SIZE, CALLS, {
+                let native = native.clone();
+                move || {
+                    let native = native.clone();
+                    async move { assert_eq!(native.call::<u64>("counter", ()).await.unwrap(), 1) }
+                }
+            })
+        })
+    });
+    group.bench_function("wasm_call/counter", |b| {
+        b.to_async(&runtime).iter(|| {
+            saturate(SIZE, CALLS, {
+                let wasm = wasm.clone();
+                move || {
+                    let wasm = wasm.clone();
+                    async move { assert_eq!(wasm.call::<i32>("counter", ()).await.unwrap(), 1) }
+                }
+            })
+        })
+    });
+    group.finish();
+}
+
+/// `calls` calls of `call`, shared out among `callers` tasks that each make theirs one after
+/// another.
+async fn saturate<F, Fut>(callers: usize, calls: u64, call: F)
+where
+    F: Fn() -> Fut + Clone + Send + 'static,
+    Fut: std::future::Future<Output = ()> + Send,
+{
+    let per = calls / callers as u64;
+    let tasks: Vec<_> = (0..callers)
+        .map(|_| {
+            let call = call.clone();
+            tokio::spawn(async move {
+                for _ in 0..per {
+                    call().await;
+                }
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.await.unwrap();
+    }
 }
 
 /// The argument of the `upper` calls.
