@@ -148,6 +148,50 @@ fn registers_do_not_carry_data_across_a_restore() {
     }
 }
 
+/// Vector state beyond SSE (AVX's upper halves, AVX-512's registers and opmasks): the guest's CR4
+/// enables none of it, so on hardware KVM ring 3 gets #UD; PVM runs ring 3 on the host's CR4 and
+/// XCR0, where the instructions work. Wherever they work, a restore must reset that state too.
+#[test]
+fn wide_vector_state_does_not_carry_data_across_a_restore() {
+    let names = ["ymm15 (upper half)", "zmm31", "k7"];
+    let mut reachable = 0;
+    for hv in common::kvm_write_trackings() {
+        for (which, name) in names.iter().enumerate() {
+            let which = which as u32;
+            // k7 keeps 16 bits (kmovw).
+            let secret = 0x5ec2_e7f0_0d15_ea5eu64 & if which == 2 { 0xffff } else { u64::MAX };
+            let mut sb = common::simple_on(&hv).build().unwrap();
+            match sb.call::<()>("stash_wide", (which, secret)) {
+                Err(Error::CpuException { vector: 6, .. }) => continue,
+                other => other.unwrap_or_else(|e| panic!("{name}: {e:?}")),
+            }
+            reachable += 1;
+            // Positive control: without a restore the register keeps the value between calls.
+            assert_eq!(
+                sb.call::<u64>("read_wide", (which,)).unwrap(),
+                secret,
+                "{name}"
+            );
+            sb.restore().unwrap();
+            assert_ne!(
+                sb.call::<u64>("read_wide", (which,)).unwrap(),
+                secret,
+                "{name}"
+            );
+            let mut fresh = common::simple_on(&hv).fresh_per_call(true).build().unwrap();
+            fresh.call::<()>("stash_wide", (which, secret)).unwrap();
+            assert_ne!(
+                fresh.call::<u64>("read_wide", (which,)).unwrap(),
+                secret,
+                "{name}"
+            );
+        }
+    }
+    if reachable == 0 {
+        hyperlight_testing::skip("ring 3 reaches no vector state beyond SSE on this vCPU (#UD)");
+    }
+}
+
 /// A restore leaves the guest's last `out` for the next entry to finish and stages the restored
 /// general registers in `kvm_run` for it (no ioctl). What reads registers before that entry (a
 /// snapshot, a second restore, a snapshot of a sandbox that never ran) must see the restored

@@ -32,6 +32,8 @@
 //! | `count_bytes` | `(Bytes needle_xor) -> u64` | counts occurrences of `needle_xor ^ 0xff` in the heap, the stack, the image's writable data, and the input and output buffers (skipping its own copy of the needle) |
 //! | `stash_xmm` | `(u64 value) -> ()` | puts `value` in register `xmm15` (which nothing else touches: the target is soft-float) |
 //! | `read_xmm` | `() -> u64` | the low 64 bits of `xmm15` |
+//! | `stash_wide` | `(u32 which, u64 value) -> ()` | puts `value` in vector state beyond SSE: 0 the upper half of `ymm15` (AVX), 1 `zmm31` (AVX-512), 2 the opmask `k7` (AVX-512; its low 16 bits) |
+//! | `read_wide` | `(u32 which) -> u64` | what `stash_wide(which, _)` wrote there |
 //! | `port_out` | `(u32 port, u32 value) -> ()` | `out dx, eax` to any port (the protocol ports are `0x100..0x110`) |
 //! | `port_in` | `(u32 port) -> u32` | `in eax, dx` from any port |
 //! | `privileged` | `(u32 which) -> ()` | a ring-0-only instruction from ring 3: 0 `hlt`, 1 `cli`, 2 `sti`, 3 `rdmsr`, 4 `wrmsr` |
@@ -101,6 +103,8 @@ pub fn hyperlight_main() {
     register_fn("count_bytes", count_bytes);
     register_fn("stash_xmm", stash_xmm);
     register_fn("read_xmm", read_xmm);
+    register_fn("stash_wide", stash_wide);
+    register_fn("read_wide", read_wide);
     register_fn("port_out", port_out);
     register_fn("port_in", port_in);
     register_fn("privileged", privileged);
@@ -383,6 +387,48 @@ fn read_xmm() -> u64 {
     let value: u64;
     // SAFETY: reads xmm15 only.
     unsafe { core::arch::asm!("movq {v}, xmm15", v = out(reg) value, options(nostack, nomem)) };
+    value
+}
+
+// The guest's CR4 enables neither XSAVE nor AVX, so on hardware KVM these fault with #UD; PVM
+// runs ring 3 on the host's own CR4 and XCR0, where they may work. Either way they are a
+// hostile guest's attempt to leave data in state a restore must reset.
+fn stash_wide(which: u32, value: u64) {
+    // SAFETY: writes only the named vector or opmask register (and xmm14 as scratch), which no
+    // code of this soft-float guest uses; an instruction the vCPU lacks faults (#UD), which
+    // ends the call with a fault and touches nothing.
+    unsafe {
+        match which {
+            0 => core::arch::asm!(
+                "movq xmm14, {v}",
+                "vinsertf128 ymm15, ymm15, xmm14, 1",
+                v = in(reg) value,
+                out("xmm14") _,
+                options(nostack, nomem)
+            ),
+            1 => core::arch::asm!("vmovq xmm31, {v}", v = in(reg) value, options(nostack, nomem)),
+            _ => core::arch::asm!("kmovw k7, {v:e}", v = in(reg) value, options(nostack, nomem)),
+        }
+    }
+}
+
+fn read_wide(which: u32) -> u64 {
+    let value: u64;
+    // SAFETY: reads the register `stash_wide` writes (xmm14 as scratch); as there, a missing
+    // instruction faults.
+    unsafe {
+        match which {
+            0 => core::arch::asm!(
+                "vextractf128 xmm14, ymm15, 1",
+                "movq {v}, xmm14",
+                v = out(reg) value,
+                out("xmm14") _,
+                options(nostack, nomem)
+            ),
+            1 => core::arch::asm!("vmovq {v}, xmm31", v = out(reg) value, options(nostack, nomem)),
+            _ => core::arch::asm!("kmovw {v:e}, k7", v = out(reg) value, options(nostack, nomem)),
+        }
+    }
     value
 }
 
