@@ -45,9 +45,12 @@ impl WasmLimits {
     pub const MAX_MEMORY: u64 = 4 << 30;
 
     /// Guest heap the runner needs besides the linear memory: the engine, the compiled module
-    /// (a few times the module's size) and the value stack.
+    /// (a few times the module's size) and the value stack. The fixed part was 16 MiB; every
+    /// test module, the WASI program and the benchmarks' modules also run with 2 MiB, and a
+    /// smaller heap makes each restore cheaper (its write-log scan costs ~0.8 µs per MiB of
+    /// sandbox memory, touched or not: `docs/performance.md`).
     pub(crate) fn engine_overhead(&self, module_len: usize) -> u64 {
-        16 * (1 << 20) + 4 * module_len as u64 + 8 * u64::from(self.max_stack_height)
+        4 * (1 << 20) + 4 * module_len as u64 + 8 * u64::from(self.max_stack_height)
     }
 
     /// The sandbox configuration a Wasm sandbox gets unless the builder is given one: the
