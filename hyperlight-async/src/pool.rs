@@ -1,6 +1,5 @@
 //! `SandboxPool`: pre-built sandboxes of one guest; every call gets a fresh one.
 
-use std::collections::VecDeque;
 use std::future::{Future, IntoFuture};
 use std::marker::PhantomData;
 use std::pin::Pin;
@@ -33,11 +32,6 @@ pub struct PoolStats {
 /// after every call: every call sees a fresh sandbox, at the cost of a restore (which copies
 /// back only the pages the call wrote) instead of a VM creation.
 ///
-/// The restore runs on the sandbox's own vCPU thread once the call has answered, so it is not
-/// part of the caller's wait; a call is given the sandbox that has been idle longest, whose
-/// restore has most likely finished. Under load the restores still take CPU time: a pool's
-/// throughput is bounded by calls plus restores.
-///
 /// The first sandbox is built from the builder (loading the guest and running its init); the
 /// others are created from its post-init snapshot and share its memory copy-on-write. Callers
 /// beyond the pool's size wait in FIFO order, each with its own timeout. A sandbox whose call
@@ -61,11 +55,13 @@ pub struct SandboxPool {
 }
 
 struct PoolInner {
-    /// The idle sandboxes, least recently returned first. A sandbox's restore runs on its own
-    /// vCPU thread after its call has answered, so a call takes the sandbox that has been idle
-    /// longest: its restore has most likely finished, while the one just returned may still be
-    /// restoring (a call queued behind that restore would wait for it).
-    idle: Mutex<VecDeque<Sandbox>>,
+    /// Last in, first out: a call gets the sandbox returned last. Its thread may still be
+    /// restoring it after the previous call, and the call then waits for that restore, but the
+    /// thread takes the call without parking in between; waking a parked thread costs more on a
+    /// virtualized host than a small restore. Handing out the longest-idle sandbox, or the one
+    /// whose thread began waiting last, was measured slower for one caller and no faster for
+    /// four (`docs/performance.md`, "WebAssembly guests").
+    idle: Mutex<Vec<Sandbox>>,
     /// One permit per idle sandbox; Tokio's semaphore is fair, so waiters are served FIFO.
     permits: Semaphore,
     size: usize,
@@ -117,7 +113,7 @@ impl SandboxPool {
         metrics::pool_idle(size as f64);
         Ok(SandboxPool {
             inner: Arc::new(PoolInner {
-                idle: Mutex::new(sandboxes.into()),
+                idle: Mutex::new(sandboxes),
                 permits: Semaphore::new(size),
                 size,
                 busy: AtomicUsize::new(0),
@@ -264,7 +260,7 @@ impl Drop for Lease<'_> {
                 .idle
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
-                .push_back(sandbox);
+                .push(sandbox);
         }
         self.pool.busy.fetch_sub(1, Ordering::Relaxed);
         metrics::pool_busy(-1.0);
@@ -336,11 +332,7 @@ impl PoolInner {
         self.busy.fetch_add(1, Ordering::Relaxed);
         metrics::pool_idle(-1.0);
         metrics::pool_busy(1.0);
-        let idle = self
-            .idle
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .pop_front();
+        let idle = self.idle.lock().unwrap_or_else(|e| e.into_inner()).pop();
         let mut lease = Lease {
             pool: self,
             sandbox: idle,

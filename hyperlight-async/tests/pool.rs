@@ -33,27 +33,6 @@ async fn every_call_through_the_pool_sees_a_fresh_sandbox() {
     }
 }
 
-#[tokio::test]
-async fn serial_calls_take_the_longest_idle_sandbox_in_turn() {
-    // The sandbox a call returns restores on its own thread after answering; the next call
-    // takes another one (the one idle longest), so serial callers go round the whole pool.
-    let pool = SandboxPool::new(common::simple(), 3).await.unwrap();
-    let mut ids = Vec::new();
-    for _ in 0..9 {
-        let (n, id) = pool
-            .call::<u64>("counter", ())
-            .with_sandbox_id()
-            .await
-            .unwrap();
-        assert_eq!(n, 1);
-        ids.push(id);
-    }
-    let first: std::collections::BTreeSet<_> = ids[..3].iter().collect();
-    assert_eq!(first.len(), 3, "the first three calls went to {ids:?}");
-    assert_eq!(ids[..3], ids[3..6]);
-    assert_eq!(ids[..3], ids[6..]);
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn callers_beyond_the_size_wait_fifo_with_their_own_timeout() {
     let pool = SandboxPool::new(common::simple(), 2).await.unwrap();
