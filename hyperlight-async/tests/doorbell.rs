@@ -24,7 +24,7 @@ fn polling_config() -> SandboxConfig {
 
 /// Calls `add` until the doorbell answered `calls` calls in memory in all (a hot sandbox), at
 /// most 10,000 times. (How many are posted depends on the machine: on a loaded one answers in
-/// memory are measured slower than exits, and the sandbox parks but for one call in 64.)
+/// memory are measured slower than exits, and the sandbox parks but for one call in 32.)
 async fn heat(sandbox: &Sandbox, calls: u64) {
     for _ in 0..10_000 {
         if sandbox.doorbell_stats().answered_in_memory >= calls {

@@ -48,11 +48,9 @@ use crate::vm::memory::SharedMemory;
 pub(crate) const GRACE: Duration = Duration::from_millis(1);
 /// Kicks after which a guest that still has not parked is poisoned.
 pub(crate) const MAX_NUDGES: u32 = 8;
-/// Every this many calls (posted or entered with `KVM_RUN`), one is answered the other way than
-/// the averages say, so that both averages stay current. Posted calls count too: a sandbox hot
-/// enough to be posted to would otherwise never sample an exit again, and would keep polling on
-/// an average from other times (a CPU that became busy since).
-const PROBE_EVERY: u64 = 64;
+/// Every this many calls entered with `KVM_RUN`, one is answered the other way than the
+/// averages say, so that both averages stay current.
+const PROBE_EVERY: u64 = 32;
 /// The first window after a miss that would have been a hit.
 const START_WINDOW: Duration = Duration::from_micros(10);
 
@@ -491,7 +489,6 @@ impl Doorbell {
         });
         self.awaited.store(generation, Ordering::Release);
         self.counters.posted.fetch_add(1, Ordering::Relaxed);
-        self.calls.fetch_add(1, Ordering::Relaxed);
         Ok(())
     }
 
@@ -561,10 +558,7 @@ impl Doorbell {
         session.answered_at = Some(now);
         Self::sample(&self.memory_ns, self.started.load(Ordering::Relaxed), now);
         let window = self.window.load(Ordering::Relaxed);
-        // The next call is a probe of the other way: by exit while polling pays, so the guest
-        // parks for it (and `open` then runs it by exit).
-        let probe_next = self.calls.load(Ordering::Relaxed) % PROBE_EVERY == PROBE_EVERY - 1;
-        let next = if window != 0 && self.pays() && !probe_next && self.take_slot() {
+        let next = if window != 0 && self.pays() && self.take_slot() {
             BELL_POLLING
         } else {
             self.release_slot();
