@@ -97,10 +97,10 @@ fn latency(c: &mut Criterion) {
 /// a multi-thread runtime, and the plugin's `upper("hello")`, whose string argument is the fresh
 /// instance's first allocation (`cabi_realloc`), which grows its linear memory.
 ///
-/// `wasm/pool` is the latency one caller sees: a sandbox restores on its own thread after it
-/// answered, while the next call runs on the pool's longest-idle sandbox. `wasm/pool_saturated`
-/// is the time per call with 4 callers keeping all 4 sandboxes busy, so every restore's CPU time
-/// is in it.
+/// `wasm/pool` is the latency one caller sees: the pool gives each call the sandbox returned
+/// last, so the call waits for that sandbox's restore (which runs on its thread after it
+/// answered). `wasm/pool_saturated` is the time per call with 4 callers keeping all 4 sandboxes
+/// busy, so every restore's CPU time is in it.
 fn pool(c: &mut Criterion) {
     const SIZE: usize = 4;
     let runtime = multi_thread();
