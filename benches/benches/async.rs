@@ -4,7 +4,9 @@
 use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use hyperlight_benches::{concurrent_trivial_calls, simple_async_sandbox, simple_sandbox};
+use hyperlight_benches::{
+    bench_concurrent_trivial_calls, callers_sharing, simple_async_sandbox, simple_sandbox,
+};
 use hyperlight_sys::floor::FloorVm;
 use hyperlight_sys::{hypervisor_for, SandboxConfig};
 
@@ -76,15 +78,12 @@ fn throughput(c: &mut Criterion) {
             out
         });
         group.throughput(Throughput::Elements(n as u64 * CALLS));
-        group.bench_with_input(
+        bench_concurrent_trivial_calls(
+            &mut group,
+            &runtime,
             BenchmarkId::new("trivial_calls", n),
             &sandboxes,
-            |b, sandboxes| {
-                b.to_async(&runtime).iter_custom(|iters| {
-                    let sandboxes = sandboxes.clone();
-                    async move { concurrent_trivial_calls(&sandboxes, CALLS, iters).await }
-                })
-            },
+            CALLS,
         );
     }
     group.finish();
@@ -127,22 +126,10 @@ fn pool(c: &mut Criterion) {
             |b, &callers| {
                 b.to_async(&runtime).iter(|| {
                     let pool = pool.clone();
-                    async move {
-                        let per = CALLS as usize / callers;
-                        let tasks: Vec<_> = (0..callers)
-                            .map(|_| {
-                                let pool = pool.clone();
-                                tokio::spawn(async move {
-                                    for _ in 0..per {
-                                        pool.call::<()>("nop", ()).await.unwrap();
-                                    }
-                                })
-                            })
-                            .collect();
-                        for t in tasks {
-                            t.await.unwrap();
-                        }
-                    }
+                    callers_sharing(callers, CALLS, move || {
+                        let pool = pool.clone();
+                        async move { pool.call::<()>("nop", ()).await.unwrap() }
+                    })
                 })
             },
         );

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use hyperlight_benches::{concurrent_trivial_calls, host_add};
+use hyperlight_benches::{bench_concurrent_trivial_calls, host_add};
 use hyperlight_sys::floor::FloorVm;
 use hyperlight_sys::{hypervisor_for, Sandbox, SandboxConfig};
 
@@ -121,15 +121,12 @@ fn throughput(c: &mut Criterion, group_name: &str) {
         for (mode, window) in MODES {
             let sandboxes: Vec<_> = (0..n).map(|_| async_sandbox(&runtime, window)).collect();
             group.throughput(Throughput::Elements(n as u64 * CALLS));
-            group.bench_with_input(
+            bench_concurrent_trivial_calls(
+                &mut group,
+                &runtime,
                 BenchmarkId::new(format!("trivial_calls/{mode}"), n),
                 &sandboxes,
-                |b, sandboxes| {
-                    b.to_async(&runtime).iter_custom(|iters| {
-                        let sandboxes = sandboxes.clone();
-                        async move { concurrent_trivial_calls(&sandboxes, CALLS, iters).await }
-                    })
-                },
+                CALLS,
             );
         }
     }

@@ -13,7 +13,7 @@ use hyperlight_benches::compute::{bench_compute, Compute, SandboxCompute};
 use hyperlight_benches::density::wasm_density;
 use hyperlight_benches::in_process::Wasmi;
 use hyperlight_benches::wasm::{compute_bytes, plugin, plugin_builder, plugin_bytes};
-use hyperlight_benches::{host_add, simple_async_sandbox};
+use hyperlight_benches::{callers_sharing, host_add, simple_async_sandbox};
 use hyperlight_sys::floor::FloorVm;
 use hyperlight_sys::{hypervisor_for, SandboxConfig};
 use hyperlight_wasm::WasmSandbox;
@@ -141,7 +141,7 @@ fn pool(c: &mut Criterion) {
     group.throughput(Throughput::Elements(CALLS));
     group.bench_function("native_call/counter", |b| {
         b.to_async(&runtime).iter(|| {
-            saturate(SIZE, CALLS, {
+            callers_sharing(SIZE, CALLS, {
                 let native = native.clone();
                 move || {
                     let native = native.clone();
@@ -152,7 +152,7 @@ fn pool(c: &mut Criterion) {
     });
     group.bench_function("wasm_call/counter", |b| {
         b.to_async(&runtime).iter(|| {
-            saturate(SIZE, CALLS, {
+            callers_sharing(SIZE, CALLS, {
                 let wasm = wasm.clone();
                 move || {
                     let wasm = wasm.clone();
@@ -162,29 +162,6 @@ fn pool(c: &mut Criterion) {
         })
     });
     group.finish();
-}
-
-/// `calls` calls of `call`, shared out among `callers` tasks that each make theirs one after
-/// another.
-async fn saturate<F, Fut>(callers: usize, calls: u64, call: F)
-where
-    F: Fn() -> Fut + Clone + Send + 'static,
-    Fut: std::future::Future<Output = ()> + Send,
-{
-    let per = calls / callers as u64;
-    let tasks: Vec<_> = (0..callers)
-        .map(|_| {
-            let call = call.clone();
-            tokio::spawn(async move {
-                for _ in 0..per {
-                    call().await;
-                }
-            })
-        })
-        .collect();
-    for task in tasks {
-        task.await.unwrap();
-    }
 }
 
 /// The argument of the `upper` calls.

@@ -63,5 +63,45 @@ pub async fn concurrent_trivial_calls(
     start.elapsed()
 }
 
+/// Adds benchmark `id` to `group`: the time of [`concurrent_trivial_calls`] on `sandboxes`, each
+/// making `calls` calls per round, on `runtime` (multi-thread).
+pub fn bench_concurrent_trivial_calls(
+    group: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>,
+    runtime: &tokio::runtime::Runtime,
+    id: criterion::BenchmarkId,
+    sandboxes: &[hyperlight_async::Sandbox],
+    calls: u64,
+) {
+    group.bench_with_input(id, sandboxes, |b, sandboxes| {
+        b.to_async(runtime).iter_custom(|iters| {
+            let sandboxes = sandboxes.to_vec();
+            async move { concurrent_trivial_calls(&sandboxes, calls, iters).await }
+        })
+    });
+}
+
+/// `calls` calls of `call`, shared out among `callers` tasks that each make theirs one after
+/// another (for a pool kept busy by several callers). Call it on a multi-thread runtime.
+pub async fn callers_sharing<F, Fut>(callers: usize, calls: u64, call: F)
+where
+    F: Fn() -> Fut + Clone + Send + 'static,
+    Fut: std::future::Future<Output = ()> + Send,
+{
+    let per = calls / callers as u64;
+    let tasks: Vec<_> = (0..callers)
+        .map(|_| {
+            let call = call.clone();
+            tokio::spawn(async move {
+                for _ in 0..per {
+                    call().await;
+                }
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.await.unwrap();
+    }
+}
+
 #[cfg(feature = "wasmi-wasi")]
 pub mod wasi;
