@@ -63,7 +63,7 @@ extra_corpus() {
     local dir="$root/fuzz/target/guest-elves"
     mkdir -p "$dir"
     local guest
-    for guest in "$root"/guest/target/x86_64-unknown-none/release/*; do
+    for guest in "$root"/guest/target/{x86_64-unknown-none,x86_64-hyperlight-none}/release/*; do
       if [ -f "$guest" ] && [ -x "$guest" ]; then cp "$guest" "$dir/"; fi
     done
     echo "$dir"

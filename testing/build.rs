@@ -1,5 +1,6 @@
-//! Builds the guest workspace (`../guest`) for `x86_64-unknown-none`, in release mode, into its own
-//! target dir (`../guest/target`), and tells the crate where the binaries are
+//! Builds the native guests of the guest workspace (`../guest`, all but the Wasm runner, which
+//! `hyperlight-wasm` builds) for `x86_64-unknown-none`, in release mode, into its own target dir
+//! (`../guest/target`), and tells the crate where the binaries are
 //! (`HYPERLIGHT_GUEST_DIR`); then the same for the Wasm module workspace (`wasm-modules`, for
 //! `wasm32-unknown-unknown`, into `wasm-modules/target`, `HYPERLIGHT_WASM_DIR`), and the WASI
 //! programs (`wasi-programs`) twice from the same sources: for `wasm32-wasip1`
@@ -10,11 +11,13 @@
 use std::env;
 use std::path::PathBuf;
 
+// Shared with hyperlight-wasm's build script, which uses the part that builds the Wasm runner.
+#[allow(dead_code)]
 #[path = "src/build_support.rs"]
 mod build_support;
 #[path = "src/env.rs"]
 mod env_scrub;
-use build_support::{build_workspace, rerun_if_guest_changed, GUEST_TARGET};
+use build_support::{build_guests, build_workspace, rerun_if_guest_changed};
 
 const WASM_TARGET: &str = "wasm32-unknown-unknown";
 const WASI_TARGET: &str = "wasm32-wasip1";
@@ -49,7 +52,7 @@ fn main() {
         println!("cargo:rerun-if-changed={}", path.display());
     }
 
-    let guest_release = build_workspace(&guest_dir, GUEST_TARGET, "guest");
+    let guest_release = build_guests(&guest_dir);
     println!(
         "cargo:rustc-env=HYPERLIGHT_GUEST_DIR={}",
         guest_release.display()

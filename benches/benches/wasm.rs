@@ -169,7 +169,7 @@ fn hello() -> String {
     "hello".to_string()
 }
 
-/// The compute workloads run by wasmi in the sandbox (soft-float in the guest) and in this
+/// The compute workloads run by wasmi in the sandbox (the runner's SSE2 build) and in this
 /// process.
 fn compute(c: &mut Criterion) {
     let mut group = c.benchmark_group("wasm/compute");

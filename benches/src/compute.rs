@@ -18,8 +18,8 @@ pub trait Compute {
     fn nbody(&mut self, steps: i32) -> f64;
 }
 
-/// The `compute` module in a [`WasmSandbox`] (wasmi inside the micro-VM, with the guest's
-/// soft-float), called from a current-thread runtime of its own.
+/// The `compute` module in a [`WasmSandbox`] (wasmi inside the micro-VM, in the runner's SSE2
+/// build), called from a current-thread runtime of its own.
 pub struct SandboxCompute {
     runtime: tokio::runtime::Runtime,
     sandbox: WasmSandbox,

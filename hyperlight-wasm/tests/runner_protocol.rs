@@ -141,7 +141,7 @@ fn link() -> Link {
 /// A sandbox of the runner with `module`, serving `env.add` (sync), `env.greet` (async) and
 /// `env.fail` (an error).
 async fn sandbox(module: Vec<u8>) -> Sandbox {
-    Sandbox::builder(hyperlight_testing::guest_path("wasm-runner"))
+    Sandbox::builder(env!("HYPERLIGHT_WASM_RUNNER"))
         .config(SandboxConfig {
             heap_size: HEAP_SIZE,
             ..Default::default()
@@ -438,8 +438,9 @@ async fn a_trapping_start_function_is_reported() {
 }
 
 /// wasmi's frames must live on its own heap-allocated stack, not on the guest's: with its
-/// tail-call dispatch (the default without `portable-dispatch`), 5,000 levels of `call` or 1,500
-/// of `call_indirect` overflowed a 256 KiB guest stack: a fault of the guest, not a trap.
+/// tail-call dispatch built soft-float (handlers ending in calls, docs/wasm.md), 5,000 levels of
+/// `call` or 1,500 of `call_indirect` overflowed a 256 KiB guest stack: a fault of the guest, not
+/// a trap. The runner's SSE2 target ends them in jumps.
 #[tokio::test]
 async fn unbounded_recursion_traps_without_overflowing_the_guest_stack() {
     let text = r#"(module

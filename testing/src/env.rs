@@ -16,6 +16,9 @@ fn is_leaky(name: &str) -> bool {
         "RUSTC_WRAPPER",
         "RUSTC_WORKSPACE_WRAPPER",
         "RUSTC_LINKER",
+        // scripts/fuzz.sh sets it for cargo-fuzz; the guest builds set it only where they need
+        // it (the Wasm runner), so that a guest builds the same under every outer build.
+        "RUSTC_BOOTSTRAP",
         "CARGO_PRIMARY_PACKAGE",
         "CARGO_CRATE_NAME",
         "CARGO_RUSTC_CURRENT_DIR",

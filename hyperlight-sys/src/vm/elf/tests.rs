@@ -1145,10 +1145,13 @@ fn real_guest_binaries_if_present() {
         paths.push(std::path::PathBuf::from(p));
     }
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../guest/target");
-    for profile in ["release", "debug"] {
-        let dir = root.join("x86_64-unknown-none").join(profile);
-        if let Ok(entries) = std::fs::read_dir(dir) {
-            paths.extend(entries.flatten().map(|e| e.path()).filter(|p| p.is_file()));
+    // The native guests' target and the Wasm runner's.
+    for target in ["x86_64-unknown-none", "x86_64-hyperlight-none"] {
+        for profile in ["release", "debug"] {
+            let dir = root.join(target).join(profile);
+            if let Ok(entries) = std::fs::read_dir(dir) {
+                paths.extend(entries.flatten().map(|e| e.path()).filter(|p| p.is_file()));
+            }
         }
     }
     for path in paths {
