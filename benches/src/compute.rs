@@ -63,20 +63,36 @@ impl Compute for SandboxCompute {
     }
 }
 
+/// Runs both workloads on every engine and panics unless each computes what the first one does,
+/// bit for bit (the `nbody` energy too: every engine does IEEE double arithmetic in the same
+/// order), and the first one the reference energy of `nbody`: an engine that computes wrongly
+/// (a broken float routine, a dispatch that overflows its stack) must not be timed.
+pub fn check_agreement(engines: &mut [(&str, &mut dyn Compute)]) {
+    let mut reference = None;
+    for (name, engine) in engines.iter_mut() {
+        let digest = engine.sha256_rounds(SHA256_ROUNDS);
+        let energy = engine.nbody(NBODY_STEPS);
+        check_nbody(name, energy);
+        let (expected_digest, expected_energy) = *reference.get_or_insert((digest, energy));
+        assert_eq!(
+            digest, expected_digest,
+            "{name}: sha256_rounds({SHA256_ROUNDS})"
+        );
+        assert_eq!(
+            energy.to_bits(),
+            expected_energy.to_bits(),
+            "{name}: nbody({NBODY_STEPS}) = {energy}, the first engine's {expected_energy}"
+        );
+    }
+}
+
 /// Adds `sha256_rounds/<engine>` ([`SHA256_ROUNDS`]) and `nbody/<engine>` ([`NBODY_STEPS`]) of
-/// every engine to `group`, after checking that each computes what the first one does (and the
-/// reference energy for `nbody`).
+/// every engine to `group`, after [`check_agreement`].
 pub fn bench_compute(
     group: &mut BenchmarkGroup<'_, WallTime>,
     engines: &mut [(&str, &mut dyn Compute)],
 ) {
-    let mut reference = None;
-    for (name, engine) in engines.iter_mut() {
-        let digest = engine.sha256_rounds(SHA256_ROUNDS);
-        let expected = *reference.get_or_insert(digest);
-        assert_eq!(digest, expected, "{name}: sha256_rounds({SHA256_ROUNDS})");
-        check_nbody(name, engine.nbody(NBODY_STEPS));
-    }
+    check_agreement(engines);
     for (name, engine) in engines.iter_mut() {
         group.bench_function(format!("sha256_rounds/{name}"), |b| {
             b.iter(|| engine.sha256_rounds(std::hint::black_box(SHA256_ROUNDS)))

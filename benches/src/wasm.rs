@@ -7,8 +7,8 @@ use hyperlight_wasm::{WasmSandbox, WasmSandboxBuilder};
 /// host, 0.2 ms in Wasmtime.
 pub const SHA256_ROUNDS: i32 = 50;
 
-/// Steps of `nbody` in one compute call: about 1.5 ms in wasmi on the host (hardware floats),
-/// more in the sandbox's runner, whose floats are soft.
+/// Steps of `nbody` in one compute call: about 1.5 ms in wasmi on the host, a little more in the
+/// sandbox's runner.
 pub const NBODY_STEPS: i32 = 2_000;
 
 /// The system's energy after [`NBODY_STEPS`] steps, to 9 digits (wasmi and Wasmtime on the host
